@@ -1,0 +1,73 @@
+"""protoc-gen-docket: the protoc plugin that checks graphs and writes ``<file>_docket.py``.
+
+protoc sends a CodeGeneratorRequest on stdin and reads a CodeGeneratorResponse
+from stdout. Errors in the protos go into the response's ``error`` (protoc
+prints them and exits 1); only a bug of the plugin itself exits non-zero.
+"""
+
+from __future__ import annotations
+
+import sys
+
+from google.protobuf import descriptor_pb2
+from google.protobuf.compiler import plugin_pb2
+
+from .model import Diagnostic
+from .names import docket_module_path
+from .planner import check_subgraphs, plan_targets
+from .reader import read_files
+from .render import render_file
+from .wiring import check_graph
+
+_Response = plugin_pb2.CodeGeneratorResponse
+
+
+def generate(request: plugin_pb2.CodeGeneratorRequest) -> plugin_pb2.CodeGeneratorResponse:
+    """The response to ``request``: generated modules, or every error found at once."""
+    response = _Response(
+        supported_features=_Response.FEATURE_PROTO3_OPTIONAL | _Response.FEATURE_SUPPORTS_EDITIONS,
+        minimum_edition=descriptor_pb2.EDITION_PROTO2,
+        maximum_edition=descriptor_pb2.EDITION_2024,
+    )
+    index, files, diagnostics = read_files(request)
+    wanted = set(request.file_to_generate)
+    graphs = {g.full_name: g for f in files.values() for g in f.graphs}
+    for file in files.values():
+        for graph in file.graphs:
+            errors = check_graph(graph)
+            if file.name in wanted:
+                diagnostics.extend(errors)
+            if not errors:
+                graph.targets = plan_targets(graph)
+    for name in wanted & files.keys():
+        for graph in files[name].graphs:
+            diagnostics.extend(check_subgraphs(graphs, graph))
+    if diagnostics:
+        response.error = format_diagnostics(diagnostics)
+        return response
+    for name in request.file_to_generate:
+        if name in files and files[name].graphs:
+            response.file.add(
+                name=docket_module_path(name), content=render_file(files[name], index.messages)
+            )
+    return response
+
+
+def format_diagnostics(diagnostics: list[Diagnostic]) -> str:
+    """One ``file:line:col: message`` line per error, sorted by place, without repeats."""
+    return "\n".join(str(d) for d in sorted(set(diagnostics)))
+
+
+def main() -> None:
+    """Entry point of the ``protoc-gen-docket`` executable."""
+    if len(sys.argv) > 1 and sys.argv[1] in ("-V", "--version"):
+        from . import __version__
+
+        print(f"protoc-gen-docket {__version__}")
+        return
+    request = plugin_pb2.CodeGeneratorRequest.FromString(sys.stdin.buffer.read())
+    sys.stdout.buffer.write(generate(request).SerializeToString())
+
+
+if __name__ == "__main__":
+    main()

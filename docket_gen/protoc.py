@@ -1,0 +1,101 @@
+"""Running grpcio-tools' protoc with the protobuf, mypy-protobuf and Docket outputs."""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import subprocess
+import sys
+import sysconfig
+from collections.abc import Sequence
+from dataclasses import dataclass
+from importlib import resources
+from pathlib import Path
+
+from .reader import OPTIONS_FILE
+from .resources import options_include_dir
+
+_PLUGINS = {
+    "docket": ("protoc-gen-docket", "docket_gen.plugin"),
+    "mypy": ("protoc-gen-mypy", "mypy_protobuf.main"),
+}
+_LOCATED = re.compile(r"^(?P<file>[^\s:]+\.proto):(?P<rest>\d+:\d+:.*)$")
+
+
+@dataclass(frozen=True)
+class ProtocRun:
+    """The outcome of one protoc run: its exit code and its readable error lines."""
+
+    returncode: int
+    errors: list[str]
+
+
+def collect_protos(root: Path) -> list[Path]:
+    """Every ``.proto`` under ``root``, sorted, except Docket's own options proto."""
+    found = sorted(p for p in root.rglob("*.proto") if p.is_file())
+    return [p for p in found if p.relative_to(root).as_posix() != OPTIONS_FILE]
+
+
+def plugin_path(name: str, scratch: Path) -> Path:
+    """The executable of plugin ``name``: the installed console script, or a shim next to it.
+
+    protoc only finds plugins on PATH, so docket-gen always passes their path.
+    """
+    script, module = _PLUGINS[name]
+    candidates = [Path(sys.executable).parent, Path(sysconfig.get_path("scripts"))]
+    for folder in candidates:
+        for suffix in ("", ".exe"):
+            path = folder / f"{script}{suffix}"
+            if path.is_file() and os.access(path, os.X_OK):
+                return path
+    found = shutil.which(script)
+    if found:
+        return Path(found)
+    shim = scratch / script
+    shim.write_text(f"#!{sys.executable}\nfrom {module} import main\nmain()\n")
+    shim.chmod(0o755)
+    return shim
+
+
+def run_protoc(
+    roots: Sequence[Path], includes: Sequence[Path], files: Sequence[Path], out: Path, scratch: Path
+) -> ProtocRun:
+    """Compile ``files`` (under ``roots``) into ``out`` with the three generators at once."""
+    wkt = Path(str(resources.files("grpc_tools") / "_proto"))
+    include_dirs: list[Path] = []
+    for folder in [*roots, *includes, options_include_dir(), wkt]:
+        if folder.resolve() not in {d.resolve() for d in include_dirs}:
+            include_dirs.append(folder)
+    args = [
+        sys.executable,
+        "-m",
+        "grpc_tools.protoc",
+        *(f"-I{folder}" for folder in include_dirs),
+        f"--plugin=protoc-gen-docket={plugin_path('docket', scratch)}",
+        f"--plugin=protoc-gen-mypy={plugin_path('mypy', scratch)}",
+        f"--python_out={out}",
+        f"--mypy_out=quiet:{out}",
+        f"--docket_out={out}",
+        *(str(f) for f in files),
+    ]
+    done = subprocess.run(args, capture_output=True, text=True, check=False)
+    return ProtocRun(done.returncode, readable_errors(done.stderr, roots))
+
+
+def readable_errors(stderr: str, roots: Sequence[Path]) -> list[str]:
+    """protoc's stderr as ``path:line:col: message`` lines, paths as the user can open them."""
+    lines = []
+    for line in stderr.splitlines():
+        line = line.removeprefix("--docket_out: ")
+        match = _LOCATED.match(line)
+        if match:
+            name = match["file"]
+            for root in roots:
+                if not Path(name).exists() and (root / name).is_file():
+                    name = (root / name).as_posix()
+                    break
+            line = f"{name}:{match['rest']}"
+        if line.strip():
+            lines.append(line)
+    return lines

@@ -1,0 +1,275 @@
+"""Renders a checked FileModel into the source of its ``<file>_docket.py`` module."""
+
+from __future__ import annotations
+
+import re
+import textwrap
+from collections import Counter
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import jinja2
+
+from docket_runtime.plan import (
+    CachePolicy,
+    CacheScope,
+    Delivery,
+    InputKind,
+    RetryPolicy,
+    Step,
+    Target,
+)
+
+from . import pyfmt
+from .model import FileModel, GraphModel, MessageInfo
+from .names import snake_case
+from .pyfmt import Call, Dict, Node, Raw, Tuple, string
+from .resources import templates_dir
+
+_DEFAULT_STEP = Step(name="", method="", output="")
+
+
+@dataclass
+class Imports:
+    """Aliases of the ``_pb2`` modules a generated module refers to."""
+
+    modules: list[str]
+    alias: dict[str, str] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        last = Counter(m.rsplit(".", 1)[-1] for m in self.modules)
+        for module in self.modules:
+            short = module.rsplit(".", 1)[-1]
+            self.alias[module] = short if last[short] == 1 else module.replace(".", "_")
+
+    def lines(self) -> list[str]:
+        out = []
+        for module in sorted(self.modules):
+            package, _, short = module.rpartition(".")
+            alias = self.alias[module]
+            suffix = "" if alias == short else f" as {alias}"
+            out.append(
+                f"from {package} import {short}{suffix}" if package else f"import {short}{suffix}"
+            )
+        return out
+
+
+def render_file(file: FileModel, messages: dict[str, MessageInfo]) -> str:
+    """The module source for ``file``; deterministic for a given model."""
+    used = sorted({t for g in file.graphs for t in _types_of(g)})
+    imports = Imports(sorted({messages[t].module for t in used}))
+
+    def ref(type_name: str) -> str:
+        info = messages[type_name]
+        return f"{imports.alias[info.module]}.{info.class_path}"
+
+    graphs = [_graph_context(g, ref) for g in file.graphs]
+    environment = jinja2.Environment(
+        loader=jinja2.FileSystemLoader(templates_dir()),
+        keep_trailing_newline=True,
+        trim_blocks=True,
+        lstrip_blocks=True,
+        undefined=jinja2.StrictUndefined,
+        autoescape=False,
+    )
+    source = environment.get_template("module.py.j2").render(
+        proto=file.name,
+        imports=imports.lines(),
+        graphs=graphs,
+        uses_sequence=any(g["uses_sequence"] for g in graphs),
+        uses_overload=any(g["overloads"] for g in graphs),
+        uses_typevar=bool(graphs),
+    )
+    # Templates may leave runs of blank lines; ruff format allows two at most.
+    return re.sub(r"\n{4,}", "\n\n\n", source)
+
+
+def _types_of(graph: GraphModel) -> set[str]:
+    types = set(graph.inputs)
+    for step in graph.steps:
+        types.add(step.spec.output)
+        types.update(i.type for i in step.spec.inputs)
+    return types
+
+
+def docstring(text: str, depth: int) -> str:
+    """A triple-quoted docstring, indented ``depth`` levels."""
+    indent = pyfmt.INDENT * depth
+    body = text.replace("\\", "\\\\").replace('"""', '\\"\\"\\"').strip()
+    lines = body.split("\n")
+    if len(lines) == 1:
+        return f'{indent}"""{body}"""'
+    rest = [f"{indent}{line}" if line.strip() else "" for line in lines[1:]]
+    return "\n".join([f'{indent}"""{lines[0]}', *rest, f'{indent}"""'])
+
+
+def _graph_context(graph: GraphModel, ref: Callable[[str], str]) -> dict[str, object]:
+    constant = snake_case(graph.name).upper() + "_PLAN"
+    methods = []
+    uses_sequence = False
+    for step in graph.steps:
+        spec = step.spec
+        if spec.subgraph is not None:
+            continue
+        params = ["self"]
+        for item in spec.inputs:
+            annotation = ref(item.type)
+            if item.kind is InputKind.OPTIONAL:
+                annotation = f"{annotation} | None"
+            elif item.kind is InputKind.REPEATED:
+                annotation = f"Sequence[{annotation}]"
+                uses_sequence = True
+            params.append(f"{item.name}: {annotation}")
+        if len(params) > 1:
+            params.append("/")
+        head = f"{'def' if spec.blocking else 'async def'} {spec.method}"
+        doc = _step_doc(spec, step.doc)
+        methods.append(
+            pyfmt.signature(head, params, f" -> {ref(spec.output)}:", depth=1)
+            + "\n"
+            + docstring(doc, 2)
+            + "\n        ..."
+        )
+    runs = []
+    for target in graph.targets:
+        params = ["self", f"target: type[{ref(target.type)}]", "/"]
+        keywords = [f"{graph.inputs[t]}: {ref(t)}" for t in target.inputs]
+        keywords += [f"{graph.inputs[t]}: {ref(t)} | None = None" for t in target.optional_inputs]
+        if keywords:
+            params += ["*", *keywords]
+        names = [graph.inputs[t] for t in (*target.inputs, *target.optional_inputs)]
+        body = pyfmt.render(
+            Dict([(string(n), Raw(n)) for n in names]),
+            2,
+            "return await self.run_target(target, ",
+            ")",
+        )
+        runs.append(
+            {
+                "signature": pyfmt.signature(
+                    "async def run", params, f" -> {ref(target.type)}:", depth=1
+                ),
+                "body": body,
+            }
+        )
+    description = graph.description or graph.doc
+    return {
+        "name": graph.name,
+        "full_name": graph.full_name,
+        "constant": constant,
+        "steps_doc": docstring(
+            f"The steps of graph {graph.full_name}: implement one method per step."
+            + (f"\n\n{description}" if description else ""),
+            1,
+        ),
+        "graph_doc": docstring(
+            f"Graph {graph.full_name} bound to an implementation of {graph.name}Steps."
+            + (f"\n\n{description}" if description else ""),
+            1,
+        ),
+        "methods": methods,
+        "plan": pyfmt.render(_plan_node(graph, ref), 0, f"{constant} = "),
+        "runs": runs,
+        "uses_sequence": uses_sequence,
+        "overloads": len(runs) > 1,
+    }
+
+
+def _step_doc(spec: Step, comment: str) -> str:
+    inputs = ", ".join(
+        i.type + ("" if i.kind is InputKind.REQUIRED else f" ({i.kind.value})") for i in spec.inputs
+    )
+    lines = [f"Step {spec.name}.", ""]
+    lines += textwrap.wrap(f"Inputs: {inputs or 'none'}.", 78, break_on_hyphens=False)
+    lines.append(f"Output: {spec.output}.")
+    if comment:
+        lines += ["", comment]
+    return "\n".join(lines)
+
+
+def _plan_node(graph: GraphModel, ref: Callable[[str], str]) -> Node:
+    kwargs: list[tuple[str, Node]] = [
+        ("name", string(graph.full_name)),
+        ("steps", Tuple([_step_node(step.spec) for step in graph.steps])),
+        ("targets", Tuple([_target_node(t) for t in graph.targets])),
+        ("types", Dict([(string(t), Raw(ref(t))) for t in sorted(_types_of(graph))])),
+    ]
+    if graph.inputs:
+        kwargs.append(("inputs", Dict([(string(t), string(k)) for t, k in graph.inputs.items()])))
+    if graph.description:
+        kwargs.append(("description", string(graph.description)))
+    return Call("_plan.GraphPlan", kwargs=kwargs)
+
+
+def _step_node(spec: Step) -> Node:
+    kwargs: list[tuple[str, Node]] = [
+        ("name", string(spec.name)),
+        ("method", string(spec.method)),
+        ("output", string(spec.output)),
+    ]
+    if spec.inputs:
+        kwargs.append(("inputs", Tuple([_input_node(i.name, i.type, i.kind) for i in spec.inputs])))
+    for option in (
+        "blocking",
+        "timeout",
+        "retry",
+        "cache",
+        "max_concurrency",
+        "delivery",
+        "subgraph",
+        "durable",
+    ):
+        value = getattr(spec, option)
+        if value != getattr(_DEFAULT_STEP, option):
+            kwargs.append((option, _value_node(value)))
+    return Call("_plan.Step", kwargs=kwargs)
+
+
+def _input_node(name: str, type_name: str, kind: InputKind) -> Node:
+    args: list[Node] = [string(name), string(type_name)]
+    if kind is not InputKind.REQUIRED:
+        args.append(Raw(f"_plan.InputKind.{kind.name}"))
+    return Call("_plan.Input", args)
+
+
+def _target_node(target: Target) -> Node:
+    kwargs: list[tuple[str, Node]] = [
+        ("type", string(target.type)),
+        ("steps", Tuple([string(s) for s in target.steps])),
+        ("levels", Tuple([Tuple([string(s) for s in level]) for level in target.levels])),
+    ]
+    if target.inputs:
+        kwargs.append(("inputs", Tuple([string(t) for t in target.inputs])))
+    if target.optional_inputs:
+        kwargs.append(("optional_inputs", Tuple([string(t) for t in target.optional_inputs])))
+    return Call("_plan.Target", kwargs=kwargs)
+
+
+def _value_node(value: object) -> Node:
+    if isinstance(value, bool | int):
+        return Raw(repr(value))
+    if isinstance(value, float):
+        return Raw(repr(value))
+    if isinstance(value, str):
+        return string(value)
+    if isinstance(value, CacheScope | Delivery):
+        return Raw(f"_plan.{type(value).__name__}.{value.name}")
+    if isinstance(value, RetryPolicy):
+        return Call(
+            "_plan.RetryPolicy",
+            kwargs=[
+                ("max_attempts", Raw(repr(value.max_attempts))),
+                ("initial_interval", Raw(repr(value.initial_interval))),
+                ("backoff_coefficient", Raw(repr(value.backoff_coefficient))),
+                ("maximum_interval", Raw(repr(value.maximum_interval))),
+                ("non_retryable_errors", Tuple([string(e) for e in value.non_retryable_errors])),
+            ],
+        )
+    if isinstance(value, CachePolicy):
+        kwargs: list[tuple[str, Node]] = [("scope", _value_node(value.scope))]
+        if value.ttl is not None:
+            kwargs.append(("ttl", Raw(repr(value.ttl))))
+        if value.version:
+            kwargs.append(("version", string(value.version)))
+        return Call("_plan.CachePolicy", kwargs=kwargs)
+    raise TypeError(f"cannot render option value {value!r}")

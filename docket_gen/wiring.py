@@ -1,0 +1,197 @@
+"""Wiring checks of a graph: producers, declared inputs, names and cycles."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+from .model import Diagnostic, GraphModel, StepModel
+
+
+def check_graph(graph: GraphModel) -> list[Diagnostic]:
+    """Every wiring error of ``graph``, each located at the proto element to fix."""
+    errors: list[Diagnostic] = []
+    errors += _check_names(graph)
+    errors += _check_producers(graph)
+    errors += _check_needs(graph)
+    errors += _check_cycles(graph)
+    return errors
+
+
+def _check_names(graph: GraphModel) -> list[Diagnostic]:
+    errors = []
+    by_name: dict[str, StepModel] = {}
+    by_method: dict[str, StepModel] = {}
+    for step in graph.steps:
+        name, method = step.spec.name, step.spec.method
+        first = by_name.setdefault(name, step)
+        if first is not step:
+            errors.append(
+                Diagnostic(
+                    step.location,
+                    f"step name {name!r} of rpc {step.rpc} is already used by rpc {first.rpc} "
+                    f"({first.location}); give one of them another (docket.step).name",
+                )
+            )
+            continue
+        first = by_method.setdefault(method, step)
+        if first is not step:
+            errors.append(
+                Diagnostic(
+                    step.location,
+                    f"step {name} and step {first.spec.name} ({first.location}) both become "
+                    f"the Python method {method}(); rename one of them",
+                )
+            )
+        params: dict[str, int] = {}
+        for position, item in enumerate(step.spec.inputs):
+            if params.setdefault(item.name, position) != position:
+                errors.append(
+                    Diagnostic(
+                        step.input_locations[position],
+                        f"step {name}: two inputs become the parameter {item.name}; "
+                        "rename one of the bundle's fields",
+                    )
+                )
+    return errors
+
+
+def _check_producers(graph: GraphModel) -> list[Diagnostic]:
+    errors = []
+    producers: dict[str, StepModel] = {}
+    for step in graph.steps:
+        output = step.spec.output
+        first = producers.setdefault(output, step)
+        if first is not step:
+            errors.append(
+                Diagnostic(
+                    step.output_location,
+                    f"steps {first.spec.name} ({first.location}) and {step.spec.name} both "
+                    f"produce {output}; a graph has one producer per type, so wrap one "
+                    "output in its own message",
+                )
+            )
+        if output in graph.inputs:
+            errors.append(
+                Diagnostic(
+                    step.output_location,
+                    f"step {step.spec.name} produces {output}, which graph {graph.name} also "
+                    f"declares as an input ({graph.option_location}); remove it from "
+                    "(docket.graph).inputs or from the step",
+                )
+            )
+    return errors
+
+
+def _check_needs(graph: GraphModel) -> list[Diagnostic]:
+    errors = []
+    produced = {step.spec.output for step in graph.steps}
+    for step in graph.steps:
+        for position, item in enumerate(step.spec.inputs):
+            if item.type in produced or item.type in graph.inputs:
+                continue
+            short = item.type.rsplit(".", 1)[-1]
+            errors.append(
+                Diagnostic(
+                    step.input_locations[position],
+                    f"step {step.spec.name} needs {item.type} ({item.name}), which no step of "
+                    f"graph {graph.name} produces and the graph does not declare as an input; "
+                    f'add a step that returns {short} or add "{short}" to (docket.graph).inputs',
+                )
+            )
+    return errors
+
+
+def step_dependencies(graph: GraphModel) -> dict[str, list[str]]:
+    """Step name -> names of the steps producing its inputs, in input order, without repeats."""
+    producers = graph.producers()
+    deps: dict[str, list[str]] = {}
+    for step in graph.steps:
+        names: list[str] = []
+        for item in step.spec.inputs:
+            producer = producers.get(item.type)
+            if producer is not None and producer.spec.name not in names:
+                names.append(producer.spec.name)
+        deps[step.spec.name] = names
+    return deps
+
+
+def _check_cycles(graph: GraphModel) -> list[Diagnostic]:
+    deps = step_dependencies(graph)
+    steps = {step.spec.name: step for step in graph.steps}
+    errors = []
+    for component in _strongly_connected(deps):
+        first = min(component, key=list(steps).index)
+        if len(component) == 1 and first not in deps[first]:
+            continue
+        path = _cycle_path(first, set(component), deps)
+        errors.append(
+            Diagnostic(
+                steps[first].location,
+                f"cycle in graph {graph.name}: {' -> '.join(path)}; each step needs the output "
+                "of the next one, so none can start",
+            )
+        )
+    return errors
+
+
+def _strongly_connected(deps: Mapping[str, list[str]]) -> list[list[str]]:
+    """Tarjan's algorithm, iterative, in declaration order for stable output."""
+    index_of: dict[str, int] = {}
+    low: dict[str, int] = {}
+    stack: list[str] = []
+    on_stack: set[str] = set()
+    components: list[list[str]] = []
+    for root in deps:
+        if root in index_of:
+            continue
+        work = [(root, 0)]
+        while work:
+            node, child = work.pop()
+            if child == 0:
+                index_of[node] = low[node] = len(index_of)
+                stack.append(node)
+                on_stack.add(node)
+            children = deps[node]
+            if child < len(children):
+                work.append((node, child + 1))
+                nxt = children[child]
+                if nxt not in index_of:
+                    work.append((nxt, 0))
+                elif nxt in on_stack:
+                    low[node] = min(low[node], index_of[nxt])
+                continue
+            if low[node] == index_of[node]:
+                component = []
+                while True:
+                    member = stack.pop()
+                    on_stack.discard(member)
+                    component.append(member)
+                    if member == node:
+                        break
+                components.append(component)
+            if work:
+                parent = work[-1][0]
+                low[parent] = min(low[parent], low[node])
+    return components
+
+
+def _cycle_path(start: str, members: set[str], deps: Mapping[str, list[str]]) -> list[str]:
+    """A cycle through ``start`` inside one strongly connected component, in needs-order."""
+    previous: dict[str, str] = {}
+    frontier = [start]
+    while frontier:
+        nxt_frontier = []
+        for node in frontier:
+            for dep in deps[node]:
+                if dep not in members:
+                    continue
+                if dep == start:
+                    path = [node]
+                    while path[-1] != start:
+                        path.append(previous[path[-1]])
+                    return [start, *reversed(path[:-1]), start] if node != start else [start, start]
+                if dep not in previous:
+                    previous[dep] = node
+                    nxt_frontier.append(dep)
+        frontier = nxt_frontier
+    return [start, start]

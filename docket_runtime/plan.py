@@ -1,0 +1,165 @@
+"""The static execution plan that protoc-gen-docket writes into each generated module.
+
+Everything here is plain, immutable data computed at generation time: the
+steps with their options, and for every producible type the minimal set of
+steps, their order, their concurrency levels and the graph inputs they need.
+The runtime only indexes it once, when the generated module is imported.
+"""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+
+from google.protobuf.message import Message
+
+__all__ = [
+    "CachePolicy",
+    "CacheScope",
+    "Delivery",
+    "GraphPlan",
+    "Input",
+    "InputKind",
+    "RetryPolicy",
+    "Step",
+    "Target",
+]
+
+
+class InputKind(enum.Enum):
+    """How a step receives one of its inputs."""
+
+    REQUIRED = "required"
+    """The value must exist for the step to run."""
+    OPTIONAL = "optional"
+    """The step receives ``None`` when the value is missing."""
+    REPEATED = "repeated"
+    """The step receives a sequence of every value of the type (fan-in)."""
+
+
+class CacheScope(enum.Enum):
+    """Where a step's result is kept (``(docket.step).cache.scope``)."""
+
+    NONE = "none"
+    WORKFLOW = "workflow"
+    GLOBAL = "global"
+
+
+class Delivery(enum.Enum):
+    """How often a step may run for one execution (``(docket.step).delivery``)."""
+
+    AT_LEAST_ONCE = "at_least_once"
+    AT_MOST_ONCE = "at_most_once"
+
+
+@dataclass(frozen=True, slots=True)
+class RetryPolicy:
+    """When and how a failed step is tried again. Intervals are in seconds."""
+
+    max_attempts: int = 3
+    initial_interval: float = 1.0
+    backoff_coefficient: float = 2.0
+    maximum_interval: float = 100.0
+    non_retryable_errors: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class CachePolicy:
+    """Which results of a step are kept, and for how long (``ttl`` in seconds)."""
+
+    scope: CacheScope = CacheScope.NONE
+    ttl: float | None = None
+    version: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class Input:
+    """One input of a step: the parameter name, the message type's full name, its kind."""
+
+    name: str
+    type: str
+    kind: InputKind = InputKind.REQUIRED
+
+
+@dataclass(frozen=True, slots=True)
+class Step:
+    """One step of a graph (one ``rpc``) and its options.
+
+    ``retry`` is ``None`` when the step sets no retry policy of its own.
+    ``timeout`` bounds each attempt, in seconds. ``subgraph`` names the graph
+    that implements the step, if any.
+    """
+
+    name: str
+    method: str
+    output: str
+    inputs: tuple[Input, ...] = ()
+    blocking: bool = False
+    timeout: float | None = None
+    retry: RetryPolicy | None = None
+    cache: CachePolicy = CachePolicy()
+    max_concurrency: int = 0
+    delivery: Delivery = Delivery.AT_LEAST_ONCE
+    subgraph: str | None = None
+    durable: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class Target:
+    """What it takes to produce one type.
+
+    ``steps`` is the minimal set of steps in a topological order; ``levels``
+    groups them so that the steps of one level depend only on earlier levels;
+    ``inputs`` are the graph inputs that must be given and ``optional_inputs``
+    those that may be left out (only optional fields consume them).
+    """
+
+    type: str
+    steps: tuple[str, ...]
+    levels: tuple[tuple[str, ...], ...]
+    inputs: tuple[str, ...] = ()
+    optional_inputs: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class GraphPlan:
+    """The whole static plan of one graph (one proto ``service``).
+
+    ``types`` maps every message type's full name to its generated class.
+    ``inputs`` maps each graph input's type to the keyword that passes it.
+    """
+
+    name: str
+    steps: tuple[Step, ...]
+    targets: tuple[Target, ...]
+    types: Mapping[str, type[Message]]
+    inputs: Mapping[str, str] = field(default_factory=dict)
+    description: str = ""
+
+    def step(self, name: str) -> Step:
+        """Return the step called ``name``."""
+        for step in self.steps:
+            if step.name == name:
+                return step
+        raise KeyError(f"graph {self.name} has no step {name!r}")
+
+    def target(self, type_name: str) -> Target:
+        """Return the target plan of the type whose full name is ``type_name``."""
+        for target in self.targets:
+            if target.type == type_name:
+                return target
+        raise KeyError(f"graph {self.name} cannot produce {type_name!r}")
+
+    def describe(self) -> str:
+        """Render the plan as text: one block per target with its levels."""
+        lines = [f"graph {self.name}"]
+        for target in self.targets:
+            lines.append(f"  {target.type}")
+            for depth, level in enumerate(target.levels):
+                lines.append(f"    level {depth}: {', '.join(level)}")
+            if target.inputs:
+                lines.append(f"    inputs: {', '.join(target.inputs)}")
+            if target.optional_inputs:
+                lines.append(f"    optional inputs: {', '.join(target.optional_inputs)}")
+        return "\n".join(lines)

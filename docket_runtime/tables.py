@@ -1,0 +1,123 @@
+"""Index tables built once from a GraphPlan, so the scheduler works on integers.
+
+Every message type of a graph gets a slot in a per-execution list of values;
+every target gets, per step position, its dependency count and dependents.
+This runs when a generated module's graph is first bound, never per execution.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from google.protobuf.message import Message
+
+from .plan import GraphPlan, InputKind, Step
+
+
+@dataclass(frozen=True, slots=True)
+class StepTable:
+    """A step with its argument slots resolved."""
+
+    step: Step
+    arg_slots: tuple[int, ...]
+    arg_kinds: tuple[InputKind, ...]
+    all_required: bool
+    out_slot: int
+    out_cls: type[Message]
+
+
+@dataclass(frozen=True, slots=True)
+class GraphInput:
+    """A graph input a target takes: its keyword, slot, class and whether it may be left out."""
+
+    keyword: str
+    slot: int
+    cls: type[Message]
+    required: bool
+
+
+@dataclass(frozen=True, slots=True)
+class TargetTable:
+    """One target's schedule: positions index ``steps`` (global step indexes)."""
+
+    type_name: str
+    slot: int
+    steps: tuple[int, ...]
+    dep_counts: tuple[int, ...]
+    dependents: tuple[tuple[int, ...], ...]
+    roots: tuple[int, ...]
+    chain: bool
+    inputs: tuple[GraphInput, ...]
+    keywords: frozenset[str]
+
+
+@dataclass(frozen=True, slots=True)
+class PlanTables:
+    """All tables of one graph plan."""
+
+    plan: GraphPlan
+    slots: dict[str, int]
+    steps: tuple[StepTable, ...]
+    targets: dict[type[Message], TargetTable]
+
+
+def build_tables(plan: GraphPlan) -> PlanTables:
+    """Index ``plan``; raises ValueError if the plan is inconsistent (a hand-edited module)."""
+    slots = {name: index for index, name in enumerate(plan.types)}
+    step_index = {step.name: index for index, step in enumerate(plan.steps)}
+    producer = {step.output: index for index, step in enumerate(plan.steps)}
+    try:
+        steps = tuple(
+            StepTable(
+                step=step,
+                arg_slots=tuple(slots[i.type] for i in step.inputs),
+                arg_kinds=tuple(i.kind for i in step.inputs),
+                all_required=all(i.kind is InputKind.REQUIRED for i in step.inputs),
+                out_slot=slots[step.output],
+                out_cls=plan.types[step.output],
+            )
+            for step in plan.steps
+        )
+        targets = {}
+        for target in plan.targets:
+            table = _target_table(plan, target.type, slots, step_index, producer)
+            targets[plan.types[target.type]] = table
+    except KeyError as exc:
+        raise ValueError(f"plan of graph {plan.name} is inconsistent: unknown {exc}") from None
+    return PlanTables(plan=plan, slots=slots, steps=steps, targets=targets)
+
+
+def _target_table(
+    plan: GraphPlan,
+    type_name: str,
+    slots: dict[str, int],
+    step_index: dict[str, int],
+    producer: dict[str, int],
+) -> TargetTable:
+    target = plan.target(type_name)
+    order = tuple(step_index[name] for name in target.steps)
+    position = {index: pos for pos, index in enumerate(order)}
+    deps: list[set[int]] = []
+    for index in order:
+        needed = (producer.get(i.type) for i in plan.steps[index].inputs)
+        deps.append({position[p] for p in needed if p is not None})
+    dependents: list[list[int]] = [[] for _ in order]
+    for pos, pos_deps in enumerate(deps):
+        for dep in sorted(pos_deps):
+            dependents[dep].append(pos)
+    inputs = tuple(
+        GraphInput(plan.inputs[name], slots[name], plan.types[name], required)
+        for names, required in ((target.inputs, True), (target.optional_inputs, False))
+        for name in names
+    )
+    return TargetTable(
+        type_name=type_name,
+        slot=slots[type_name],
+        steps=order,
+        dep_counts=tuple(len(d) for d in deps),
+        dependents=tuple(tuple(d) for d in dependents),
+        roots=tuple(pos for pos, d in enumerate(deps) if not d),
+        chain=all(len(level) == 1 for level in target.levels),
+        inputs=inputs,
+        keywords=frozenset(i.keyword for i in inputs),
+    )
