@@ -38,7 +38,7 @@ def write_protos(root: Path, files: Mapping[str, str]) -> Path:
     return root
 
 
-def compile_request(root: Path) -> plugin_pb2.CodeGeneratorRequest:
+def compile_request(root: Path, files: list[Path] | None = None) -> plugin_pb2.CodeGeneratorRequest:
     """The CodeGeneratorRequest protoc would send for every proto under ``root``.
 
     Built from a real protoc run (``--descriptor_set_out`` with imports and
@@ -48,7 +48,7 @@ def compile_request(root: Path) -> plugin_pb2.CodeGeneratorRequest:
 
     wkt = Path(str(resources.files("grpc_tools") / "_proto"))
     out = root.parent / f"{root.name}.pb"
-    files = collect_protos(root)
+    files = collect_protos(root) if files is None else files
     done = subprocess.run(
         [
             sys.executable,
