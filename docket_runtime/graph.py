@@ -164,7 +164,7 @@ def _method_call(
 ) -> Callable[..., Any]:
     step = table.step
     method = getattr(impl, step.method, None)
-    if method is None or not callable(method):
+    if method is None or not callable(method) or _protocol_stub(impl, step.method):
         raise BindError(
             f"{type(impl).__qualname__} does not implement step {step.name!r} of {graph}: "
             f"it needs a method {step.method}()"
@@ -191,6 +191,16 @@ def _method_call(
             "must be an async def (mark the step blocking: true to run a plain def in a thread)"
         )
     return cast(Callable[..., Any], method)
+
+
+def _protocol_stub(impl: object, name: str) -> bool:
+    """Whether ``impl`` only inherits ``name`` from the generated protocol it subclasses."""
+    if name in getattr(impl, "__dict__", ()):
+        return False
+    for cls in type(impl).__mro__:
+        if name in cls.__dict__:
+            return bool(cls.__dict__.get("_is_protocol", False))
+    return False
 
 
 def _subgraph_call(
