@@ -8,6 +8,9 @@ import re
 _BOUNDARY = re.compile(r"(?<=[a-z0-9])(?=[A-Z])|(?<=[A-Z])(?=[A-Z][a-z])")
 _IDENTIFIER = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 _DOTTED = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*$")
+# Soft keywords of every supported Python, fixed rather than read from the running
+# interpreter so the generated code does not depend on it (3.12 added ``type``).
+_SOFT_KEYWORDS = frozenset({"_", "case", "match", "type"})
 
 
 def snake_case(name: str) -> str:
@@ -17,7 +20,7 @@ def snake_case(name: str) -> str:
 
 def python_name(name: str) -> str:
     """A usable Python identifier: keywords get a trailing underscore (``from`` -> ``from_``)."""
-    return f"{name}_" if keyword.iskeyword(name) or keyword.issoftkeyword(name) else name
+    return f"{name}_" if keyword.iskeyword(name) or name in _SOFT_KEYWORDS else name
 
 
 def is_identifier(name: str) -> bool:

@@ -21,6 +21,8 @@ _PLUGINS = {
     "mypy": ("protoc-gen-mypy", "mypy_protobuf.main"),
 }
 _LOCATED = re.compile(r"^(?P<file>[^\s:]+\.proto):(?P<rest>\d+:\d+:.*)$")
+# A location quoted inside a message: "... both produce X (shop/a.proto:12:7) ...".
+_QUOTED = re.compile(r"\((?P<file>[^\s:()]+\.proto)(?P<rest>:\d+:\d+)\)")
 
 
 @dataclass(frozen=True)
@@ -85,17 +87,25 @@ def run_protoc(
 
 def readable_errors(stderr: str, roots: Sequence[Path]) -> list[str]:
     """protoc's stderr as ``path:line:col: message`` lines, paths as the user can open them."""
+
+    def requote(found: re.Match[str]) -> str:
+        return f"({_user_path(found['file'], roots)}{found['rest']})"
+
     lines = []
     for line in stderr.splitlines():
         line = line.removeprefix("--docket_out: ")
         match = _LOCATED.match(line)
         if match:
-            name = match["file"]
-            for root in roots:
-                if not Path(name).exists() and (root / name).is_file():
-                    name = (root / name).as_posix()
-                    break
-            line = f"{name}:{match['rest']}"
+            rest = _QUOTED.sub(requote, match["rest"])
+            line = f"{_user_path(match['file'], roots)}:{rest}"
         if line.strip():
             lines.append(line)
     return lines
+
+
+def _user_path(name: str, roots: Sequence[Path]) -> str:
+    """A root-relative proto name as the user can open it: joined with its root."""
+    for root in roots:
+        if not Path(name).exists() and (root / name).is_file():
+            return (root / name).as_posix()
+    return name

@@ -13,7 +13,10 @@ def check_graph(graph: GraphModel) -> list[Diagnostic]:
     errors += _check_names(graph)
     errors += _check_producers(graph)
     errors += _check_needs(graph)
-    errors += _check_cycles(graph)
+    if len({step.spec.name for step in graph.steps}) == len(graph.steps):
+        # Dependencies are keyed by step name: with a duplicate name they would show cycles
+        # that are not there; the duplicate is reported by _check_names.
+        errors += _check_cycles(graph)
     return errors
 
 
@@ -44,7 +47,16 @@ def _check_names(graph: GraphModel) -> list[Diagnostic]:
             )
         params: dict[str, int] = {}
         for position, item in enumerate(step.spec.inputs):
-            if params.setdefault(item.name, position) != position:
+            if item.name == "self":
+                errors.append(
+                    Diagnostic(
+                        step.input_locations[position],
+                        f"step {name}: input {item.type} would be the parameter self of "
+                        f"{method}(), which already names the instance; rename the bundle "
+                        "field (a message named Self needs a bundle field with another name)",
+                    )
+                )
+            elif params.setdefault(item.name, position) != position:
                 errors.append(
                     Diagnostic(
                         step.input_locations[position],
@@ -90,12 +102,15 @@ def _check_needs(graph: GraphModel) -> list[Diagnostic]:
             if item.type in produced or item.type in graph.inputs:
                 continue
             short = item.type.rsplit(".", 1)[-1]
+            # The name to declare must resolve from the graph's package, as inputs do.
+            package = graph.full_name.rpartition(".")[0]
+            declared = item.type.removeprefix(f"{package}.") if package else item.type
             errors.append(
                 Diagnostic(
                     step.input_locations[position],
                     f"step {step.spec.name} needs {item.type} ({item.name}), which no step of "
                     f"graph {graph.name} produces and the graph does not declare as an input; "
-                    f'add a step that returns {short} or add "{short}" to (docket.graph).inputs',
+                    f'add a step that returns {short} or add "{declared}" to (docket.graph).inputs',
                 )
             )
     return errors
