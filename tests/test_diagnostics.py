@@ -278,6 +278,44 @@ def test_unknown_subgraph(tmp_path: Path) -> None:
     ]
 
 
+MISMATCHED_SUBGRAPHS = (
+    HEAD
+    + """\
+message Order { int32 v = 1; }
+message Card { int32 v = 1; }
+message Receipt { int32 v = 1; }
+message Label { int32 v = 1; }
+
+service Checkout {
+  option (docket.graph) = { inputs: ["Order", "Card"] };
+  rpc Charge(ChargeInputs) returns (Receipt);
+}
+message ChargeInputs {
+  option (docket.bundle) = true;
+  Order order = 1;
+  Card card = 2;
+}
+
+service Shop {
+  option (docket.graph) = { inputs: "Order" };
+  rpc Pay(Order) returns (Receipt) { option (docket.step) = { subgraph: "Checkout" }; }
+  rpc Ship(Receipt) returns (Label) { option (docket.step) = { subgraph: "Checkout" }; }
+}
+"""
+)
+
+
+def test_subgraph_that_cannot_produce_the_step_output(tmp_path: Path) -> None:
+    path = _path(tmp_path)
+    src = MISMATCHED_SUBGRAPHS
+    assert _at(src, "Pay(Order) returns (Receipt) { option", "option") == "22:38"
+    assert _fail(tmp_path, {BAD: src}) == [
+        f"{path}:22:38: step Pay: subgraph shop.Checkout needs shop.Card to produce "
+        "shop.Receipt, which the step does not take as input",
+        f"{path}:23:39: step Ship: subgraph shop.Checkout does not produce shop.Label",
+    ]
+
+
 NAME_COLLISIONS = (
     HEAD
     + """\

@@ -686,3 +686,35 @@ def test_concurrent_executions_of_one_graph_keep_their_own_values(pb: Any, dk: A
 
     assert [r.total for r in results] == [6, 306]
     assert impl.calls == {"StepA": 2, "StepB": 2, "StepC": 2, "Gather": 2}
+
+
+# 9. Subgraphs ---------------------------------------------------------------------------------
+
+
+class OuterImpl:
+    """Joined(v) -> Total(v + 1); the RunDiamond step has no method: Diamond implements it."""
+
+    async def finish(self, joined: Any) -> Any:
+        pb = importlib.import_module("testgraphs.shapes_pb2")
+        return pb.Total(value=joined.value + 1)
+
+
+def test_a_subgraph_step_runs_the_bound_child_graph(pb: Any, dk: Any) -> None:
+    nested = importlib.import_module("testgraphs.nested_docket")
+    assert nested.OUTER_PLAN.step("RunDiamond").subgraph == "testgraphs.Diamond"
+    assert not hasattr(nested.OuterSteps, "run_diamond")
+    child_impl = DiamondImpl(pb)
+    child = dk.Diamond(child_impl)
+    outer = nested.Outer(OuterImpl(), subgraphs={"testgraphs.Diamond": child})
+    total = run(outer.run(pb.Total, seed=pb.Seed(value=1)))
+    assert total.value == 1112 + 1
+    assert child_impl.calls == Counter({"Top": 1, "MakeLeft": 1, "MakeRight": 1, "Join": 1})
+
+
+def test_a_subgraph_step_needs_its_graph_when_binding(pb: Any, dk: Any) -> None:
+    nested = importlib.import_module("testgraphs.nested_docket")
+    with pytest.raises(BindError, match=r"step 'RunDiamond' .* runs graph testgraphs\.Diamond"):
+        nested.Outer(OuterImpl())
+    wrong = dk.Fan(FanImpl(pb))
+    with pytest.raises(BindError, match=r"bound to testgraphs\.Fan"):
+        nested.Outer(OuterImpl(), subgraphs={"testgraphs.Diamond": wrong})
