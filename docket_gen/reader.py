@@ -49,7 +49,8 @@ _DELIVERIES = {
     options_pb2.StepOptions.AT_LEAST_ONCE: Delivery.AT_LEAST_ONCE,
     options_pb2.StepOptions.AT_MOST_ONCE: Delivery.AT_MOST_ONCE,
 }
-RESERVED_KEYWORDS = frozenset({"self", "target"})
+# Parameters of the generated run() besides the graph inputs.
+RESERVED_KEYWORDS = frozenset({"self", "target", "execution_id", "deadline"})
 
 
 class Request:
@@ -379,6 +380,9 @@ def _read_retry(options: options_pb2.StepOptions, where: _OptionErrors) -> Retry
             f"{retry.maximum_interval!r} is shorter than initial_interval "
             f"({retry.initial_interval or '1s'})",
         )
+    jitter = retry.jitter if retry.HasField("jitter") else default.jitter
+    if not 0 <= jitter <= 1:
+        where.error("retry.jitter", f"{retry.jitter:g} is not a fraction between 0 and 1")
     for name in retry.non_retryable_errors:
         if not is_dotted_name(name):
             where.error(
@@ -392,6 +396,7 @@ def _read_retry(options: options_pb2.StepOptions, where: _OptionErrors) -> Retry
         backoff_coefficient=coefficient,
         maximum_interval=maximum if maximum is not None else 100 * initial,
         non_retryable_errors=tuple(retry.non_retryable_errors),
+        jitter=jitter,
     )
 
 

@@ -135,14 +135,21 @@ def _graph_context(graph: GraphModel, ref: Callable[[str], str]) -> dict[str, ob
         params = ["self", f"target: type[{ref(target.type)}]", "/"]
         keywords = [f"{graph.inputs[t]}: {ref(t)}" for t in target.inputs]
         keywords += [f"{graph.inputs[t]}: {ref(t)} | None = None" for t in target.optional_inputs]
-        if keywords:
-            params += ["*", *keywords]
+        params += [
+            "*",
+            *keywords,
+            "execution_id: str | None = None",
+            "deadline: float | None = None",
+        ]
         names = [graph.inputs[t] for t in (*target.inputs, *target.optional_inputs)]
         body = pyfmt.render(
-            Dict([(string(n), Raw(n)) for n in names]),
+            Call(
+                "self.run_target",
+                [Raw("target"), Dict([(string(n), Raw(n)) for n in names])],
+                [("execution_id", Raw("execution_id")), ("deadline", Raw("deadline"))],
+            ),
             2,
-            "return await self.run_target(target, ",
-            ")",
+            "return await ",
         )
         runs.append(
             {
@@ -263,6 +270,7 @@ def _value_node(value: object) -> Node:
                 ("backoff_coefficient", Raw(repr(value.backoff_coefficient))),
                 ("maximum_interval", Raw(repr(value.maximum_interval))),
                 ("non_retryable_errors", Tuple([string(e) for e in value.non_retryable_errors])),
+                ("jitter", Raw(repr(value.jitter))),
             ],
         )
     if isinstance(value, CachePolicy):

@@ -3,7 +3,7 @@
 A generated module subclasses :class:`Graph` once per proto service, sets its
 ``plan`` and adds typed ``run`` overloads. Binding checks the implementation
 against the plan once and turns every step into a runner; running a target
-fills a list of values and hands it to the scheduler.
+fills the execution's values and hands them to the scheduler.
 """
 
 from __future__ import annotations
@@ -12,15 +12,20 @@ import asyncio
 import contextvars
 import functools
 import inspect
-from collections.abc import Callable, Mapping
+import time
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from concurrent.futures import Executor
 from typing import Any, ClassVar, Generic, TypeVar, cast
 
 from google.protobuf.message import Message
 
-from .errors import BindError, StepFailed
-from .plan import GraphPlan, InputKind
-from .scheduler import Runner, Values, execute
+from .context import Execution, context
+from .errors import BindError, DeadlineExceeded, ExecutionAborted, StepTimedOut
+from .events import Dispatch, Events, ExecutionFinished
+from .plan import GraphPlan, RetryPolicy
+from .retry import Classifier
+from .runner import Runner, make_runner
+from .scheduler import execute
 from .tables import PlanTables, StepTable, TargetTable, build_tables
 
 __all__ = ["Graph"]
@@ -41,10 +46,16 @@ def _tables(plan: GraphPlan) -> PlanTables:
 class Graph(Generic[S]):
     """A graph bound to an implementation of its steps.
 
-    ``steps`` implements the generated ``<Graph>Steps`` protocol. ``executor``
-    runs blocking steps (default: asyncio's thread pool). ``subgraphs`` maps
-    the full name of each graph that a ``subgraph`` step delegates to, to a
-    bound instance of that graph.
+    ``steps`` implements the generated ``<Graph>Steps`` protocol.
+    ``executor`` runs blocking steps (default: asyncio's thread pool).
+    ``subgraphs`` maps the full name of each graph that a ``subgraph`` step
+    delegates to, to a bound instance of that graph. ``default_retry`` is the
+    retry policy of steps that set none in the proto (default: no retry).
+    ``retry_classifier(step, error)`` may overrule the policies: ``True``
+    retries, ``False`` never retries, ``None`` lets the policy decide.
+    ``events`` are hooks (:class:`~docket_runtime.events.Events`).
+    ``deadline`` bounds every execution, in seconds, unless ``run`` is given
+    its own. ``sleep`` waits between retries (a fake clock in tests).
     """
 
     plan: ClassVar[GraphPlan]
@@ -55,28 +66,98 @@ class Graph(Generic[S]):
         *,
         executor: Executor | None = None,
         subgraphs: Mapping[str, Graph[Any]] | None = None,
+        default_retry: RetryPolicy | None = None,
+        retry_classifier: Classifier | None = None,
+        events: Sequence[Events] = (),
+        deadline: float | None = None,
+        sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
     ) -> None:
         self.steps = steps
+        self.deadline = deadline
         self._tables = _tables(self.plan)
+        self._events = Dispatch(events) if events else None
         self._runners: tuple[Runner, ...] = tuple(
-            _bind_step(table, steps, executor, subgraphs or {}, self.plan.name)
+            make_runner(
+                table,
+                _bind_call(table, steps, executor, subgraphs or {}, self.plan.name),
+                graph=self.plan.name,
+                retry=table.step.retry or default_retry,
+                classifier=retry_classifier,
+                events=self._events,
+                sleep=sleep,
+            )
             for table in self._tables.steps
         )
 
-    async def run_target(self, target: type[M], inputs: Mapping[str, Message | None]) -> M:
-        """Run ``target`` with graph inputs given by keyword; the untyped form of ``run``."""
+    async def run_target(
+        self,
+        target: type[M],
+        inputs: Mapping[str, Message | None],
+        *,
+        execution_id: str | None = None,
+        deadline: float | None = None,
+    ) -> M:
+        """Run ``target`` with graph inputs given by keyword; the untyped form of ``run``.
+
+        ``execution_id`` names the execution (a random one otherwise);
+        ``deadline`` bounds it, in seconds (default: the graph's).
+        """
         table = self._tables.targets.get(target)
         if table is None:
             raise TypeError(
                 f"graph {self.plan.name} cannot produce {_type_name(target)}; "
                 f"it produces {', '.join(t.type for t in self.plan.targets)}"
             )
-        values: Values = [None] * len(self._tables.slots)
-        _fill_inputs(table, inputs, values, self.plan.name)
-        await execute(table, self._runners, values)
-        result = values[table.slot]
+        execution = Execution(self.plan.name, len(self._tables.slots), execution_id)
+        _fill_inputs(table, inputs, execution.values, self.plan.name)
+        deadline = self.deadline if deadline is None else deadline
+        if self._events is None and deadline is None:
+            await execute(table, self._runners, execution)
+        else:
+            await self._observed(table, execution, deadline)
+        result = execution.values[table.slot]
         assert isinstance(result, target)
         return result
+
+    async def _observed(
+        self, table: TargetTable, execution: Execution, deadline: float | None
+    ) -> None:
+        """``execute`` under a deadline, reporting the outcome to the event hooks."""
+        started = time.perf_counter()
+        outcome, error = "succeeded", None
+        try:
+            if deadline is None:
+                await execute(table, self._runners, execution)
+            else:
+                try:
+                    async with asyncio.timeout(deadline) as scope:
+                        await execute(table, self._runners, execution)
+                except TimeoutError as exc:
+                    if not scope.expired():
+                        raise
+                    raise DeadlineExceeded(self.plan.name, table.type_name, deadline) from exc
+        except BaseException as exc:
+            error = exc
+            outcome = _outcome(exc)
+            raise
+        finally:
+            if self._events is not None:
+                duration = time.perf_counter() - started
+                self._events.execution_finished(
+                    ExecutionFinished(
+                        self.plan.name, execution.id, table.type_name, outcome, duration, error
+                    )
+                )
+
+
+def _outcome(error: BaseException) -> str:
+    if isinstance(error, asyncio.CancelledError):
+        return "cancelled"
+    if isinstance(error, ExecutionAborted):
+        return "aborted"
+    if isinstance(error, DeadlineExceeded | StepTimedOut):
+        return "timed_out"
+    return "failed"
 
 
 def _type_name(cls: type[Any]) -> str:
@@ -85,7 +166,7 @@ def _type_name(cls: type[Any]) -> str:
 
 
 def _fill_inputs(
-    table: TargetTable, inputs: Mapping[str, Message | None], values: Values, graph: str
+    table: TargetTable, inputs: Mapping[str, Message | None], values: list[Any], graph: str
 ) -> None:
     for graph_input in table.inputs:
         value = inputs.get(graph_input.keyword)
@@ -111,52 +192,16 @@ def _fill_inputs(
             )
 
 
-def _bind_step(
+def _bind_call(
     table: StepTable,
     impl: object,
     executor: Executor | None,
     subgraphs: Mapping[str, Graph[Any]],
     graph: str,
-) -> Runner:
-    step = table.step
-    if step.subgraph is not None:
-        call = _subgraph_call(table, subgraphs, graph)
-    else:
-        call = _method_call(table, impl, executor, graph)
-    out_slot, out_cls, name = table.out_slot, table.out_cls, step.name
-    args_of = _args_reader(table)
-
-    async def run(values: Values) -> None:
-        try:
-            result = await call(*args_of(values))
-        except Exception as exc:
-            raise StepFailed(name, exc) from exc
-        if type(result) is not out_cls:
-            error = TypeError(
-                f"step {name!r} returned {type(result).__qualname__}, "
-                f"expected {out_cls.DESCRIPTOR.full_name}"
-            )
-            raise StepFailed(name, error) from error
-        values[out_slot] = result
-
-    return run
-
-
-def _args_reader(table: StepTable) -> Callable[[Values], list[Any]]:
-    slots = table.arg_slots
-    if table.all_required:
-        return lambda values: [values[s] for s in slots]
-    # Outside batch runs a repeated input gathers the one value its type has.
-    kinds = tuple(kind is InputKind.REPEATED for kind in table.arg_kinds)
-
-    def read(values: Values) -> list[Any]:
-        args: list[Any] = []
-        for slot, repeated in zip(slots, kinds, strict=True):
-            value = values[slot]
-            args.append(([] if value is None else [value]) if repeated else value)
-        return args
-
-    return read
+) -> Callable[..., Awaitable[Any]]:
+    if table.step.subgraph is not None:
+        return _subgraph_call(table, subgraphs, graph)
+    return _method_call(table, impl, executor, graph)
 
 
 def _method_call(
@@ -232,6 +277,8 @@ def _subgraph_call(
 
     async def call(*args: Any) -> Message:
         inputs = {n: a for n, a in zip(names, args, strict=True) if n is not None}
-        return await child.run_target(out_cls, inputs)
+        # The child's id derives from the parent's, so a rerun of the parent finds the child again.
+        child_id = f"{context().execution_id}/{step.name}"
+        return await child.run_target(out_cls, inputs, execution_id=child_id)
 
     return call

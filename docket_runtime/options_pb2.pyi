@@ -89,6 +89,7 @@ class RetryPolicy(_message.Message):
     BACKOFF_COEFFICIENT_FIELD_NUMBER: _builtins.int
     MAXIMUM_INTERVAL_FIELD_NUMBER: _builtins.int
     NON_RETRYABLE_ERRORS_FIELD_NUMBER: _builtins.int
+    JITTER_FIELD_NUMBER: _builtins.int
     max_attempts: _builtins.int
     """Attempts in all, the first one included; 1 means no retry."""
     initial_interval: _builtins.str
@@ -97,6 +98,10 @@ class RetryPolicy(_message.Message):
     """Factor applied to the wait after each retry; at least 1."""
     maximum_interval: _builtins.str
     """Upper bound of the wait between two attempts (a duration string)."""
+    jitter: _builtins.float
+    """Spread of each wait, as a fraction: 0.2 (the default) waits anywhere from
+    80% to 120% of it, so that callers failing together do not retry together.
+    """
     @_builtins.property
     def non_retryable_errors(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
         """Exception class names that are never retried, matched on the exception's
@@ -111,12 +116,15 @@ class RetryPolicy(_message.Message):
         backoff_coefficient: _builtins.float = ...,
         maximum_interval: _builtins.str = ...,
         non_retryable_errors: _abc.Iterable[_builtins.str] | None = ...,
+        jitter: _builtins.float | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["_jitter", b"_jitter", "jitter", b"jitter"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["backoff_coefficient", b"backoff_coefficient", "initial_interval", b"initial_interval", "max_attempts", b"max_attempts", "maximum_interval", b"maximum_interval", "non_retryable_errors", b"non_retryable_errors"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_jitter", b"_jitter", "backoff_coefficient", b"backoff_coefficient", "initial_interval", b"initial_interval", "jitter", b"jitter", "max_attempts", b"max_attempts", "maximum_interval", b"maximum_interval", "non_retryable_errors", b"non_retryable_errors"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
-    def WhichOneof(self, oneof_group: _Never) -> None: ...
+    _WhichOneofReturnType__jitter: _TypeAlias = _typing.Literal["jitter"]  # noqa: Y015
+    _WhichOneofArgType__jitter: _TypeAlias = _typing.Literal["_jitter", b"_jitter"]  # noqa: Y015
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__jitter) -> _WhichOneofReturnType__jitter | None: ...
 
 Global___RetryPolicy: _TypeAlias = RetryPolicy  # noqa: Y015
 

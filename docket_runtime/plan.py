@@ -55,13 +55,19 @@ class Delivery(enum.Enum):
 
 @dataclass(frozen=True, slots=True)
 class RetryPolicy:
-    """When and how a failed step is tried again. Intervals are in seconds."""
+    """When and how a failed step is tried again. Intervals are in seconds.
+
+    The wait after attempt ``n`` is ``initial_interval * backoff_coefficient **
+    (n - 1)``, at most ``maximum_interval``, then spread by ``jitter`` (0.2:
+    anywhere from 80% to 120% of it) so that failing callers do not retry in step.
+    """
 
     max_attempts: int = 3
     initial_interval: float = 1.0
     backoff_coefficient: float = 2.0
     maximum_interval: float = 100.0
     non_retryable_errors: tuple[str, ...] = ()
+    jitter: float = 0.2
 
 
 @dataclass(frozen=True, slots=True)

@@ -4,23 +4,22 @@ The schedule comes precomputed from the plan (dependency counts, dependents,
 roots), so the loop below only counts down integers. A step that is the only
 runnable one while nothing else is in flight is awaited inline, without a
 task: a chain of steps costs no task at all.
+
+When a step fails, the steps still in flight are cancelled and the failure
+is raised, unless only optional inputs consume the step's output: then its
+consumers receive None and the execution goes on.
 """
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable, Coroutine
+from collections.abc import Coroutine
 from typing import Any
 
-from google.protobuf.message import Message
-
+from .context import Execution
+from .errors import StepFailed
+from .runner import Runner
 from .tables import TargetTable
-
-Values = list[Message | None]
-"""Per-execution values, indexed by the type slots of the plan's tables."""
-
-Runner = Callable[[Values], Coroutine[Any, Any, None]]
-"""Runs one step of a bound graph: reads its inputs from, and stores its output into, the values."""
 
 _eager = getattr(asyncio, "eager_task_factory", None)
 
@@ -34,12 +33,17 @@ def _start(coro: Coroutine[Any, Any, None]) -> asyncio.Task[None]:
     return loop.create_task(coro)
 
 
-async def execute(target: TargetTable, runners: tuple[Runner, ...], values: Values) -> None:
-    """Run every step of ``target``; on the first failure cancel the rest and re-raise."""
+async def execute(target: TargetTable, runners: tuple[Runner, ...], execution: Execution) -> None:
+    """Run every step of ``target``; on a failure that matters cancel the rest and re-raise."""
     steps = target.steps
+    tolerable = target.tolerable
     if target.chain:
-        for index in steps:
-            await runners[index](values)
+        for pos, index in enumerate(steps):
+            try:
+                await runners[index](execution)
+            except StepFailed:
+                if not tolerable[pos]:
+                    raise
         return
     remaining = list(target.dep_counts)
     dependents = target.dependents
@@ -48,18 +52,24 @@ async def execute(target: TargetTable, runners: tuple[Runner, ...], values: Valu
     while ready or pending:
         if len(ready) == 1 and not pending:
             pos = ready.pop()
-            await runners[steps[pos]](values)
+            try:
+                await runners[steps[pos]](execution)
+            except StepFailed:
+                if not tolerable[pos]:
+                    raise
             _release(pos, dependents, remaining, ready)
             continue
         for pos in ready:
-            pending[_start(runners[steps[pos]](values))] = pos
+            pending[_start(runners[steps[pos]](execution))] = pos
         ready.clear()
         done, _ = await _wait(pending)
         for task in done:
             pos = pending.pop(task)
             if task.cancelled() or task.exception() is not None:
-                await _cancel_all(pending)
-                task.result()  # re-raises the step's error (or CancelledError)
+                tolerated = tolerable[pos] and isinstance(_error(task), StepFailed)
+                if not tolerated:
+                    await _cancel_all(pending)
+                    task.result()  # re-raises the step's error (or CancelledError)
             _release(pos, dependents, remaining, ready)
 
 
@@ -72,6 +82,10 @@ async def _wait(
         # The caller was cancelled: no step may outlive its execution.
         await _cancel_all(pending)
         raise
+
+
+def _error(task: asyncio.Task[None]) -> BaseException | None:
+    return None if task.cancelled() else task.exception()
 
 
 def _release(

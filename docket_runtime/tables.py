@@ -38,7 +38,11 @@ class GraphInput:
 
 @dataclass(frozen=True, slots=True)
 class TargetTable:
-    """One target's schedule: positions index ``steps`` (global step indexes)."""
+    """One target's schedule: positions index ``steps`` (global step indexes).
+
+    ``tolerable[pos]`` is true when only optional inputs consume the step's
+    output: its failure leaves None there instead of failing the execution.
+    """
 
     type_name: str
     slot: int
@@ -46,6 +50,7 @@ class TargetTable:
     dep_counts: tuple[int, ...]
     dependents: tuple[tuple[int, ...], ...]
     roots: tuple[int, ...]
+    tolerable: tuple[bool, ...]
     chain: bool
     inputs: tuple[GraphInput, ...]
     keywords: frozenset[str]
@@ -105,6 +110,11 @@ def _target_table(
     for pos, pos_deps in enumerate(deps):
         for dep in sorted(pos_deps):
             dependents[dep].append(pos)
+    tolerable = tuple(
+        _only_optional(plan, plan.steps[index].output, order)
+        and plan.steps[index].output != type_name
+        for index in order
+    )
     inputs = tuple(
         GraphInput(plan.inputs[name], slots[name], plan.types[name], required)
         for names, required in ((target.inputs, True), (target.optional_inputs, False))
@@ -117,7 +127,17 @@ def _target_table(
         dep_counts=tuple(len(d) for d in deps),
         dependents=tuple(tuple(d) for d in dependents),
         roots=tuple(pos for pos, d in enumerate(deps) if not d),
+        tolerable=tolerable,
         chain=all(len(level) == 1 for level in target.levels),
         inputs=inputs,
         keywords=frozenset(i.keyword for i in inputs),
     )
+
+
+def _only_optional(plan: GraphPlan, type_name: str, order: tuple[int, ...]) -> bool:
+    """Whether every step of ``order`` that takes ``type_name`` takes it as an optional input.
+
+    Such a step's failure is tolerated: its consumers receive None.
+    """
+    kinds = [i.kind for index in order for i in plan.steps[index].inputs if i.type == type_name]
+    return bool(kinds) and all(kind is InputKind.OPTIONAL for kind in kinds)

@@ -92,6 +92,7 @@ USER_GRAPH_PLAN = _plan.GraphPlan(
                 backoff_coefficient=2.0,
                 maximum_interval=10.0,
                 non_retryable_errors=(),
+                jitter=0.2,
             ),
         ),
         _plan.Step(
@@ -179,6 +180,8 @@ class UserGraph(_Graph[UserGraphSteps]):
         /,
         *,
         user_id: users_pb2.UserId,
+        execution_id: str | None = None,
+        deadline: float | None = None,
     ) -> users_pb2.UserProfile: ...
 
     @overload
@@ -188,6 +191,8 @@ class UserGraph(_Graph[UserGraphSteps]):
         /,
         *,
         user_id: users_pb2.UserId,
+        execution_id: str | None = None,
+        deadline: float | None = None,
     ) -> users_pb2.UserPreferences: ...
 
     @overload
@@ -197,6 +202,8 @@ class UserGraph(_Graph[UserGraphSteps]):
         /,
         *,
         user_id: users_pb2.UserId,
+        execution_id: str | None = None,
+        deadline: float | None = None,
     ) -> users_pb2.UserActivity: ...
 
     @overload
@@ -206,8 +213,24 @@ class UserGraph(_Graph[UserGraphSteps]):
         /,
         *,
         user_id: users_pb2.UserId,
+        execution_id: str | None = None,
+        deadline: float | None = None,
     ) -> users_pb2.EnrichedUser: ...
 
-    async def run(self, target: type[_M], /, **inputs: _Message | None) -> _M:
-        """Run the steps ``target`` needs, concurrently where they are independent."""
-        return await self.run_target(target, inputs)
+    async def run(
+        self,
+        target: type[_M],
+        /,
+        *,
+        execution_id: str | None = None,
+        deadline: float | None = None,
+        **inputs: _Message | None,
+    ) -> _M:
+        """Run the steps ``target`` needs, concurrently where they are independent.
+
+        ``execution_id`` names the execution (random by default); ``deadline``
+        bounds it, in seconds.
+        """
+        return await self.run_target(
+            target, inputs, execution_id=execution_id, deadline=deadline
+        )

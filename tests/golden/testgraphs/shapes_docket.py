@@ -147,6 +147,8 @@ class Diamond(_Graph[DiamondSteps]):
         /,
         *,
         seed: shapes_pb2.Seed,
+        execution_id: str | None = None,
+        deadline: float | None = None,
     ) -> shapes_pb2.Extra: ...
 
     @overload
@@ -156,6 +158,8 @@ class Diamond(_Graph[DiamondSteps]):
         /,
         *,
         seed: shapes_pb2.Seed,
+        execution_id: str | None = None,
+        deadline: float | None = None,
     ) -> shapes_pb2.Left: ...
 
     @overload
@@ -165,6 +169,8 @@ class Diamond(_Graph[DiamondSteps]):
         /,
         *,
         seed: shapes_pb2.Seed,
+        execution_id: str | None = None,
+        deadline: float | None = None,
     ) -> shapes_pb2.Right: ...
 
     @overload
@@ -174,11 +180,27 @@ class Diamond(_Graph[DiamondSteps]):
         /,
         *,
         seed: shapes_pb2.Seed,
+        execution_id: str | None = None,
+        deadline: float | None = None,
     ) -> shapes_pb2.Joined: ...
 
-    async def run(self, target: type[_M], /, **inputs: _Message | None) -> _M:
-        """Run the steps ``target`` needs, concurrently where they are independent."""
-        return await self.run_target(target, inputs)
+    async def run(
+        self,
+        target: type[_M],
+        /,
+        *,
+        execution_id: str | None = None,
+        deadline: float | None = None,
+        **inputs: _Message | None,
+    ) -> _M:
+        """Run the steps ``target`` needs, concurrently where they are independent.
+
+        ``execution_id`` names the execution (random by default); ``deadline``
+        bounds it, in seconds.
+        """
+        return await self.run_target(
+            target, inputs, execution_id=execution_id, deadline=deadline
+        )
 
 
 class FanSteps(Protocol):
@@ -314,6 +336,8 @@ class Fan(_Graph[FanSteps]):
         /,
         *,
         seed: shapes_pb2.Seed,
+        execution_id: str | None = None,
+        deadline: float | None = None,
     ) -> shapes_pb2.A: ...
 
     @overload
@@ -323,6 +347,8 @@ class Fan(_Graph[FanSteps]):
         /,
         *,
         seed: shapes_pb2.Seed,
+        execution_id: str | None = None,
+        deadline: float | None = None,
     ) -> shapes_pb2.B: ...
 
     @overload
@@ -332,6 +358,8 @@ class Fan(_Graph[FanSteps]):
         /,
         *,
         seed: shapes_pb2.Seed,
+        execution_id: str | None = None,
+        deadline: float | None = None,
     ) -> shapes_pb2.C: ...
 
     @overload
@@ -342,11 +370,27 @@ class Fan(_Graph[FanSteps]):
         *,
         seed: shapes_pb2.Seed,
         hint: shapes_pb2.Hint | None = None,
+        execution_id: str | None = None,
+        deadline: float | None = None,
     ) -> shapes_pb2.Fanned: ...
 
-    async def run(self, target: type[_M], /, **inputs: _Message | None) -> _M:
-        """Run the steps ``target`` needs, concurrently where they are independent."""
-        return await self.run_target(target, inputs)
+    async def run(
+        self,
+        target: type[_M],
+        /,
+        *,
+        execution_id: str | None = None,
+        deadline: float | None = None,
+        **inputs: _Message | None,
+    ) -> _M:
+        """Run the steps ``target`` needs, concurrently where they are independent.
+
+        ``execution_id`` names the execution (random by default); ``deadline``
+        bounds it, in seconds.
+        """
+        return await self.run_target(
+            target, inputs, execution_id=execution_id, deadline=deadline
+        )
 
 
 class ChainSteps(Protocol):
@@ -395,6 +439,7 @@ CHAIN_PLAN = _plan.GraphPlan(
                 backoff_coefficient=3.0,
                 maximum_interval=60.0,
                 non_retryable_errors=("ValueError",),
+                jitter=0.2,
             ),
             cache=_plan.CachePolicy(
                 scope=_plan.CacheScope.WORKFLOW,
@@ -453,6 +498,8 @@ class Chain(_Graph[ChainSteps]):
         /,
         *,
         seed: shapes_pb2.Seed,
+        execution_id: str | None = None,
+        deadline: float | None = None,
     ) -> shapes_pb2.A: ...
 
     @overload
@@ -462,14 +509,37 @@ class Chain(_Graph[ChainSteps]):
         /,
         *,
         seed: shapes_pb2.Seed,
+        execution_id: str | None = None,
+        deadline: float | None = None,
     ) -> shapes_pb2.Total: ...
 
     @overload
-    async def run(self, target: type[shapes_pb2.Hint], /) -> shapes_pb2.Hint: ...
+    async def run(
+        self,
+        target: type[shapes_pb2.Hint],
+        /,
+        *,
+        execution_id: str | None = None,
+        deadline: float | None = None,
+    ) -> shapes_pb2.Hint: ...
 
-    async def run(self, target: type[_M], /, **inputs: _Message | None) -> _M:
-        """Run the steps ``target`` needs, concurrently where they are independent."""
-        return await self.run_target(target, inputs)
+    async def run(
+        self,
+        target: type[_M],
+        /,
+        *,
+        execution_id: str | None = None,
+        deadline: float | None = None,
+        **inputs: _Message | None,
+    ) -> _M:
+        """Run the steps ``target`` needs, concurrently where they are independent.
+
+        ``execution_id`` names the execution (random by default); ``deadline``
+        bounds it, in seconds.
+        """
+        return await self.run_target(
+            target, inputs, execution_id=execution_id, deadline=deadline
+        )
 
 
 class SingleSteps(Protocol):
@@ -524,6 +594,17 @@ class Single(_Graph[SingleSteps]):
         /,
         *,
         seed: shapes_pb2.Seed,
+        execution_id: str | None = None,
+        deadline: float | None = None,
     ) -> shapes_pb2.Total:
-        """Run the steps ``target`` needs, concurrently where they are independent."""
-        return await self.run_target(target, {"seed": seed})
+        """Run the steps ``target`` needs, concurrently where they are independent.
+
+        ``execution_id`` names the execution (random by default); ``deadline``
+        bounds it, in seconds.
+        """
+        return await self.run_target(
+            target,
+            {"seed": seed},
+            execution_id=execution_id,
+            deadline=deadline,
+        )

@@ -1,0 +1,137 @@
+"""The step context: who is running, reached through a contextvar, as in Temporal's and DBOS's SDKs.
+
+Step methods take only their proto inputs; what they need to know about the
+execution comes from :func:`context`::
+
+    async def charge_card(self, order: Order, /) -> ChargeResult:
+        ctx = docket_runtime.context()
+        ctx.logger.info("charging %s", order.id)
+        return await payments.charge(order, idempotency_key=ctx.idempotency_key)
+
+Called outside an execution (a unit test calling the method directly),
+:func:`context` returns a detached context, so the same code runs unchanged.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import logging
+import uuid
+from collections.abc import Awaitable
+from contextvars import ContextVar
+from typing import Any, TypeVar
+
+__all__ = ["Execution", "StepContext", "context", "shielded"]
+
+T = TypeVar("T")
+
+DETACHED = "detached"
+
+
+class Execution:
+    """One execution of a target: its values and its id, made on first use when not given."""
+
+    __slots__ = ("_id", "graph", "values")
+
+    def __init__(self, graph: str, slots: int, execution_id: str | None = None) -> None:
+        self.graph = graph
+        self.values: list[Any] = [None] * slots
+        self._id = execution_id
+
+    @property
+    def id(self) -> str:
+        """The execution id: the caller's, or a random one made on first use."""
+        if self._id is None:
+            self._id = uuid.uuid4().hex
+        return self._id
+
+
+class StepContext:
+    """What a running step may know about its execution.
+
+    ``execution_id``: the execution's id (``"detached"`` outside one);
+    ``step``: the step's name; ``attempt``: 1 for the first attempt;
+    ``idempotency_key``: the same for every attempt and every resume of this
+    step in this execution, different for any other (a key for payment APIs);
+    ``logger``: a logger whose records carry the execution id, step and attempt.
+    """
+
+    __slots__ = ("_cancelled", "_execution", "_logger", "attempt", "step")
+
+    def __init__(self, execution: Execution | None, step: str, attempt: int) -> None:
+        self._execution = execution
+        self.step = step
+        self.attempt = attempt
+        self._cancelled = False
+        self._logger: logging.LoggerAdapter[logging.Logger] | None = None
+
+    @property
+    def execution_id(self) -> str:
+        return DETACHED if self._execution is None else self._execution.id
+
+    @property
+    def detached(self) -> bool:
+        """True outside an execution (a step method called directly)."""
+        return self._execution is None
+
+    @property
+    def idempotency_key(self) -> str:
+        digest = hashlib.sha256(f"{self.execution_id}\0{self.step}".encode())
+        return digest.hexdigest()[:32]
+
+    @property
+    def logger(self) -> logging.LoggerAdapter[logging.Logger]:
+        if self._logger is None:
+            extra = {"execution_id": self.execution_id, "step": self.step, "attempt": self.attempt}
+            self._logger = logging.LoggerAdapter(
+                logging.getLogger(f"docket.step.{self.step}"), extra
+            )
+        return self._logger
+
+    def is_cancelled(self) -> bool:
+        """True once the execution no longer wants this attempt's result.
+
+        A blocking step keeps running in its thread after a cancellation or a
+        timeout; it can poll this to stop early.
+        """
+        if self._cancelled:
+            return True
+        try:
+            task = asyncio.current_task()
+        except RuntimeError:  # in a worker thread: no event loop here
+            return False
+        return task is not None and task.cancelling() > 0
+
+    def _cancel(self) -> None:
+        self._cancelled = True
+
+
+_current: ContextVar[StepContext | None] = ContextVar("docket_step_context", default=None)
+
+
+def context() -> StepContext:
+    """The running step's context, or a detached one outside an execution."""
+    current = _current.get()
+    return StepContext(None, "", 1) if current is None else current
+
+
+async def shielded(awaitable: Awaitable[T]) -> T:
+    """Await ``awaitable`` to the end even if the step is cancelled meanwhile, then re-raise.
+
+    For cleanup that must not be cut short (releasing a reservation, closing
+    a remote session): the execution waits for it before it reports.
+    """
+    task = asyncio.ensure_future(awaitable)
+    cancelled = False
+    while True:
+        try:
+            result = await asyncio.shield(task)
+            break
+        except asyncio.CancelledError:
+            if task.done():
+                raise
+            cancelled = True
+    if cancelled:
+        raise asyncio.CancelledError
+    return result

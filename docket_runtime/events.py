@@ -1,0 +1,114 @@
+"""Event hooks: a step started, is retrying, succeeded or failed; an execution finished.
+
+Subclass :class:`Events`, override what you need and bind it with
+``Graph(steps, events=[MyEvents()])``. Hooks are plain functions called on
+the event loop (keep them quick: log, count, move a progress bar). An
+exception raised by a hook is logged and does not affect the execution.
+With no hooks bound, the runtime builds step runners without any event code.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+__all__ = ["Events", "ExecutionFinished", "StepEvent", "StepRetrying"]
+
+_log = logging.getLogger("docket.events")
+
+
+@dataclass(frozen=True, slots=True)
+class StepEvent:
+    """A step's attempt started, succeeded or failed.
+
+    ``duration`` is the attempt's wall time in seconds (0 when it started);
+    ``error`` the exception of a failed attempt.
+    """
+
+    graph: str
+    execution_id: str
+    step: str
+    attempt: int
+    duration: float = 0.0
+    error: BaseException | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class StepRetrying:
+    """A step's attempt failed and the step will run again after ``delay`` seconds."""
+
+    graph: str
+    execution_id: str
+    step: str
+    attempt: int
+    delay: float
+    error: BaseException
+
+
+@dataclass(frozen=True, slots=True)
+class ExecutionFinished:
+    """An execution ended: ``outcome`` is ``succeeded``, ``failed``, ``aborted``,
+    ``timed_out`` or ``cancelled``; ``error`` what the caller got, if anything."""
+
+    graph: str
+    execution_id: str
+    target: str
+    outcome: str
+    duration: float
+    error: BaseException | None = None
+
+
+class Events:
+    """Base class of event hooks; every method does nothing unless overridden."""
+
+    def step_started(self, event: StepEvent) -> None:
+        """An attempt of a step starts."""
+
+    def step_retrying(self, event: StepRetrying) -> None:
+        """An attempt failed; the step runs again after ``event.delay`` seconds."""
+
+    def step_succeeded(self, event: StepEvent) -> None:
+        """A step produced its output."""
+
+    def step_failed(self, event: StepEvent) -> None:
+        """A step failed for good (out of attempts, not retryable, or aborting)."""
+
+    def execution_finished(self, event: ExecutionFinished) -> None:
+        """An execution ended, whatever the outcome."""
+
+
+class Dispatch:
+    """Calls every bound hook for one event, logging (not raising) what a hook raises."""
+
+    __slots__ = ("hooks",)
+
+    def __init__(self, hooks: Sequence[Events]) -> None:
+        self.hooks = tuple(hooks)
+
+    def step_started(self, event: StepEvent) -> None:
+        for hook in self.hooks:
+            _call(hook.step_started, event)
+
+    def step_retrying(self, event: StepRetrying) -> None:
+        for hook in self.hooks:
+            _call(hook.step_retrying, event)
+
+    def step_succeeded(self, event: StepEvent) -> None:
+        for hook in self.hooks:
+            _call(hook.step_succeeded, event)
+
+    def step_failed(self, event: StepEvent) -> None:
+        for hook in self.hooks:
+            _call(hook.step_failed, event)
+
+    def execution_finished(self, event: ExecutionFinished) -> None:
+        for hook in self.hooks:
+            _call(hook.execution_finished, event)
+
+
+def _call(method: object, event: object) -> None:
+    try:
+        method(event)  # type: ignore[operator]
+    except Exception:
+        _log.exception("event hook %r raised; the execution goes on", method)
