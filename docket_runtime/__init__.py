@@ -7,7 +7,17 @@ A generated ``<file>_docket.py`` module holds, per proto service, a
     enriched = await graph.run(users_pb2.EnrichedUser, user_id=users_pb2.UserId(id="u1"))
 """
 
-from .errors import BindError, DocketError, StepFailed
+from .context import StepContext, context, shielded
+from .errors import (
+    Abort,
+    BindError,
+    DeadlineExceeded,
+    DocketError,
+    ExecutionAborted,
+    StepFailed,
+    StepTimedOut,
+)
+from .events import Events, ExecutionFinished, StepEvent, StepRetrying
 from .graph import Graph
 from .plan import (
     CachePolicy,
@@ -22,19 +32,30 @@ from .plan import (
 )
 
 __all__ = [
+    "Abort",
     "BindError",
     "CachePolicy",
     "CacheScope",
+    "DeadlineExceeded",
     "Delivery",
     "DocketError",
+    "Events",
+    "ExecutionAborted",
+    "ExecutionFinished",
     "Graph",
     "GraphPlan",
     "Input",
     "InputKind",
     "RetryPolicy",
     "Step",
+    "StepContext",
+    "StepEvent",
     "StepFailed",
+    "StepRetrying",
+    "StepTimedOut",
     "Target",
+    "context",
+    "shielded",
 ]
 
 __version__ = "0.1.0"
