@@ -1,0 +1,80 @@
+"""The ``docket`` command: runtime-side maintenance of a store.
+
+::
+
+    docket db migrate --url sqlite:///docket.db   # create or upgrade the tables
+    docket db purge --url postgresql://...        # delete expired cached results
+
+``--url`` defaults to the ``DOCKET_DATABASE_URL`` environment variable. Plain
+argparse, so that the runtime needs nothing beyond protobuf.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import sys
+from collections.abc import Sequence
+
+from .stores import SCHEMA_VERSION, StoreError, connect, open_store
+
+__all__ = ["main"]
+
+_URL_ENV = "DOCKET_DATABASE_URL"
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="docket", description="Maintain the database where Docket keeps results."
+    )
+    commands = parser.add_subparsers(dest="group", required=True, metavar="COMMAND")
+    db = commands.add_parser("db", help="database maintenance", description="Database maintenance.")
+    actions = db.add_subparsers(dest="action", required=True, metavar="ACTION")
+    url_help = f"memory://, sqlite:///path.db or postgresql://user@host/db (default: ${_URL_ENV})"
+    for name, text in (
+        ("migrate", "create Docket's tables, or apply the migrations they lack"),
+        ("purge", "delete cached results whose ttl has expired"),
+    ):
+        action = actions.add_parser(name, help=text, description=text[0].upper() + text[1:] + ".")
+        default = os.environ.get(_URL_ENV) or None
+        action.add_argument("--url", default=default, required=default is None, help=url_help)
+    return parser
+
+
+async def _migrate(url: str) -> str:
+    store = await connect(url)
+    async with store:
+        applied = await store.migrate()
+    if not applied:
+        return f"{store.url} is up to date (schema version {SCHEMA_VERSION})"
+    names = ", ".join(f"{version:04d}" for version in applied)
+    return f"applied migration(s) {names} to {store.url}; schema version {SCHEMA_VERSION}"
+
+
+async def _purge(url: str) -> str:
+    store = await open_store(url)
+    async with store:
+        count = await store.purge_expired()
+    return f"purged {count} expired result(s) from {store.url}"
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the command line; returns the exit status (0 ok, 1 error, 2 usage)."""
+    parser = _parser()
+    args = parser.parse_args(argv)
+    run = _migrate if args.action == "migrate" else _purge
+    try:
+        message = asyncio.run(run(args.url))
+    except StoreError as err:
+        # Our errors say what happened and what to do: no traceback.
+        print(f"docket: error: {err}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        return 130
+    print(message)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

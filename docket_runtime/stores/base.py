@@ -1,0 +1,392 @@
+"""The store interface: rows, errors and the async :class:`Store` protocol.
+
+A store keeps three tables in the user's own database (the SQL is in
+``migrations/<backend>/``):
+
+- ``docket_results``: precious step outputs of both cache scopes. ``key`` is a
+  SHA-256 hex digest (:func:`workflow_key`, :func:`global_key`); each row
+  holds the output's message type, its proto bytes and a JSON rendering of the
+  same message so that fields are queryable with plain SQL.
+- ``docket_executions``: one row per execution id (status, timings, error).
+- ``docket_step_runs``: one row per (execution id, step): the latest run's
+  status, attempt count, timings, error text and owner. An at-most-once step
+  *claims* its row before running (:meth:`Store.claim_step`).
+
+Every method that reads or writes a time takes ``now`` (an aware datetime;
+``None`` means the current UTC time) so that tests control the clock.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import socket
+import uuid
+from collections.abc import Collection, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from types import TracebackType
+from typing import Literal, Protocol, Self, runtime_checkable
+from urllib.parse import urlsplit, urlunsplit
+
+from ..errors import DocketError
+
+__all__ = [
+    "SCHEMA_VERSION",
+    "Claim",
+    "ExecutionRecord",
+    "ExecutionStatus",
+    "SchemaVersionError",
+    "Scope",
+    "StepRunRecord",
+    "StepStatus",
+    "Store",
+    "StoreError",
+    "StoreUnavailable",
+    "StoreUrlError",
+    "StoredResult",
+    "default_owner",
+    "global_key",
+    "workflow_key",
+]
+
+SCHEMA_VERSION = 1
+"""The newest schema version this release knows (the highest migration number)."""
+
+Scope = Literal["workflow", "global"]
+ExecutionStatus = Literal["running", "succeeded", "failed", "cancelled"]
+StepStatus = Literal["claimed", "running", "succeeded", "failed"]
+
+_SCOPES = frozenset({"workflow", "global"})
+_EXECUTION_STATUSES = frozenset({"running", "succeeded", "failed", "cancelled"})
+_FINISHED_STEP_STATUSES = frozenset({"succeeded", "failed"})
+
+
+class StoreError(DocketError):
+    """A store operation failed; the driver's exception, if any, is ``__cause__``."""
+
+
+class StoreUnavailable(StoreError):
+    """The database cannot be reached or used right now (gone, locked, unreachable).
+
+    Nothing is known about the operation that raised it except that it may not
+    have happened; callers must not record a step done on the strength of it.
+    """
+
+
+class StoreUrlError(StoreError, ValueError):
+    """A store URL that :func:`~docket_runtime.stores.open_store` cannot read."""
+
+
+class SchemaVersionError(StoreError):
+    """The database's schema version is not the one this release works with."""
+
+
+@dataclass(frozen=True, slots=True)
+class StoredResult:
+    """One row of ``docket_results``: a step's output in both proto and JSON form.
+
+    ``execution_id`` is set for the ``workflow`` scope and ``None`` for
+    ``global``. ``output_json`` is the JSON rendering of ``output`` (Postgres
+    stores it as JSONB, which normalises whitespace and key order, so it may
+    read back differently spelled). ``expires_at`` ``None`` means never.
+    """
+
+    key: str
+    scope: Scope
+    execution_id: str | None
+    step: str
+    version: str
+    output_type: str
+    output: bytes
+    output_json: str
+    created_at: datetime
+    expires_at: datetime | None = None
+
+    def __post_init__(self) -> None:
+        # The database has the same CHECK; failing here names the culprit
+        # before anything is sent.
+        if self.scope not in _SCOPES:
+            raise ValueError(f"scope must be 'workflow' or 'global', not {self.scope!r}")
+        if (self.scope == "workflow") != (self.execution_id is not None):
+            raise ValueError("a 'workflow' result needs an execution_id; a 'global' one has none")
+        # Aware UTC everywhere, so that every backend compares and returns the same.
+        object.__setattr__(self, "created_at", utc(self.created_at))
+        if self.expires_at is not None:
+            object.__setattr__(self, "expires_at", utc(self.expires_at))
+
+
+@dataclass(frozen=True, slots=True)
+class ExecutionRecord:
+    """One row of ``docket_executions``."""
+
+    execution_id: str
+    graph: str
+    target: str
+    status: ExecutionStatus
+    started_at: datetime
+    finished_at: datetime | None
+    error: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class StepRunRecord:
+    """One row of ``docket_step_runs``: the latest run of a step in an execution.
+
+    ``attempts`` counts :meth:`Store.step_started` calls since the row was
+    created (a claim alone is 0 attempts), across processes and resumes.
+    """
+
+    execution_id: str
+    step: str
+    status: StepStatus
+    attempts: int
+    started_at: datetime
+    finished_at: datetime | None
+    duration_ms: float | None
+    error: str | None
+    owner: str
+
+    @property
+    def finished(self) -> bool:
+        """Whether the run ended (``succeeded`` or ``failed``)."""
+        return self.status in _FINISHED_STEP_STATUSES
+
+
+@dataclass(frozen=True, slots=True)
+class Claim:
+    """What :meth:`Store.claim_step` found.
+
+    ``won`` is true for exactly one caller per (execution id, step), until the
+    row is deleted by :meth:`Store.delete_results`. ``run`` is the row as it
+    stands: the fresh claim when won, otherwise the other claimant's row:
+    ``run.finished`` with ``run.status == "succeeded"`` means its result was
+    recorded; unfinished means ``run.owner`` claimed it and has not reported
+    back (still running, or it died: a human or a policy must decide).
+    """
+
+    won: bool
+    run: StepRunRecord
+
+
+@runtime_checkable
+class Store(Protocol):
+    """Where Docket keeps precious results, executions and step runs.
+
+    Implementations: :class:`~docket_runtime.stores.memory.MemoryStore`,
+    :class:`~docket_runtime.stores.sqlite.SqliteStore` and
+    :class:`~docket_runtime.stores.postgres.PostgresStore`; open one with
+    :func:`~docket_runtime.stores.open_store`. Driver errors surface as
+    :class:`StoreError` (:class:`StoreUnavailable` when the database is gone),
+    with the driver's exception as ``__cause__``.
+    """
+
+    url: str
+    """Where the store points, with any password removed (for messages)."""
+
+    async def migrate(self) -> list[int]:
+        """Apply the schema migrations the database lacks; return the versions applied.
+
+        Idempotent and safe when several processes migrate at once. Raises
+        :class:`SchemaVersionError` if the database is newer than this release.
+        """
+        ...
+
+    async def schema_version(self) -> int:
+        """The database's schema version: 0 when it has no Docket tables yet."""
+        ...
+
+    async def get_results(
+        self, keys: Collection[str], *, now: datetime | None = None
+    ) -> dict[str, StoredResult]:
+        """The unexpired results among ``keys``, by key, in one round trip.
+
+        A key that is absent or whose ``expires_at`` is at or before ``now`` is
+        left out of the answer.
+        """
+        ...
+
+    async def put_result(self, result: StoredResult) -> None:
+        """Insert ``result``, or replace the row that has its key."""
+        ...
+
+    async def delete_results(self, execution_id: str, steps: Collection[str]) -> int:
+        """Forget ``steps`` of ``execution_id`` so that a rerun computes them again.
+
+        Deletes their ``workflow``-scoped results and their step-run rows (which
+        releases at-most-once claims) in one transaction; returns how many
+        results were deleted. ``global`` results are content-addressed and
+        shared by executions, so they are left alone.
+        """
+        ...
+
+    async def purge_expired(self, *, now: datetime | None = None) -> int:
+        """Delete the results that expired at or before ``now``; return how many."""
+        ...
+
+    async def start_execution(
+        self, execution_id: str, *, graph: str, target: str, now: datetime | None = None
+    ) -> None:
+        """Record that ``execution_id`` is running.
+
+        A resumed execution keeps its first ``started_at``; its status goes back
+        to ``running`` and its finish time and error are cleared.
+        """
+        ...
+
+    async def finish_execution(
+        self,
+        execution_id: str,
+        *,
+        status: ExecutionStatus,
+        error: str | None = None,
+        now: datetime | None = None,
+    ) -> None:
+        """Record how ``execution_id`` ended (``error`` is the error text, if any)."""
+        ...
+
+    async def get_execution(self, execution_id: str) -> ExecutionRecord | None:
+        """The execution's row, or ``None``."""
+        ...
+
+    async def get_step_runs(self, execution_id: str) -> list[StepRunRecord]:
+        """The execution's step runs, oldest start first."""
+        ...
+
+    async def claim_step(
+        self, execution_id: str, step: str, *, owner: str, now: datetime | None = None
+    ) -> Claim:
+        """Atomically claim (execution id, step) for an at-most-once run.
+
+        Inserts a ``claimed`` step-run row unless one exists. Of any number of
+        callers racing, in any number of processes, exactly one wins; the
+        others get the existing row to report.
+        """
+        ...
+
+    async def step_started(
+        self, execution_id: str, step: str, *, owner: str, now: datetime | None = None
+    ) -> int:
+        """Record an attempt of a step starting; return the attempt count now recorded."""
+        ...
+
+    async def step_finished(
+        self,
+        execution_id: str,
+        step: str,
+        *,
+        status: Literal["succeeded", "failed"],
+        error: str | None = None,
+        result: StoredResult | None = None,
+        now: datetime | None = None,
+    ) -> None:
+        """Record a step's end; with ``result``, store it in the same transaction.
+
+        Writing both at once means a step is never recorded ``succeeded``
+        without its checkpoint, nor checkpointed while its run still reads
+        ``running``. ``duration_ms`` is computed from the recorded start.
+        """
+        ...
+
+    async def close(self) -> None:
+        """Release connections and threads. The store is unusable afterwards."""
+        ...
+
+    async def __aenter__(self) -> Self: ...
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None: ...
+
+
+class StoreBase:
+    """``async with`` support shared by the implementations."""
+
+    async def close(self) -> None:
+        raise NotImplementedError
+
+    async def __aenter__(self) -> Self:
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.close()
+
+
+def utc(now: datetime | None) -> datetime:
+    """``now`` as an aware UTC datetime; ``None`` is the current time, naive is taken as UTC."""
+    if now is None:
+        return datetime.now(UTC)
+    if now.tzinfo is None:
+        return now.replace(tzinfo=UTC)
+    return now.astimezone(UTC)
+
+
+def check_execution_status(status: str) -> None:
+    """Reject a status the ``docket_executions`` CHECK would reject, with a clearer message."""
+    if status not in _EXECUTION_STATUSES:
+        raise ValueError(f"execution status must be one of {sorted(_EXECUTION_STATUSES)}")
+
+
+def check_finish_status(status: str) -> None:
+    """Reject a step finish status other than ``succeeded`` / ``failed``."""
+    if status not in _FINISHED_STEP_STATUSES:
+        raise ValueError(f"a step finishes 'succeeded' or 'failed', not {status!r}")
+
+
+def _digest(*parts: bytes) -> str:
+    # Length-prefix every part so that ("ab", "c") and ("a", "bc") differ.
+    h = hashlib.sha256()
+    for part in parts:
+        h.update(len(part).to_bytes(8, "big"))
+        h.update(part)
+    return h.hexdigest()
+
+
+def workflow_key(execution_id: str, step: str, version: str = "") -> str:
+    """The ``docket_results`` key of a ``workflow``-scoped checkpoint.
+
+    One per (execution id, step, cache version): bumping a step's version makes
+    its old checkpoints misses.
+    """
+    return _digest(b"workflow", execution_id.encode(), step.encode(), version.encode())
+
+
+def global_key(step: str, version: str, inputs: Sequence[bytes | None]) -> str:
+    """The ``docket_results`` key of a ``global`` (content-addressed) result.
+
+    ``inputs`` are the step's inputs in parameter order, each serialised with
+    ``SerializeToString(deterministic=True)``; ``None`` stands for an absent
+    optional input and differs from an empty message.
+    """
+    parts = [b"global", step.encode(), version.encode()]
+    for data in inputs:
+        parts.append(b"\x00" if data is None else b"\x01" + data)
+    return _digest(*parts)
+
+
+def default_owner() -> str:
+    """A claim owner naming this process: ``host:pid:random``, unique per call."""
+    return f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+
+
+def redact_url(url: str) -> str:
+    """``url`` with its password replaced by ``***``, for messages and ``Store.url``."""
+    try:
+        parts = urlsplit(url)
+        if parts.password is None:
+            return url
+        host = parts.hostname or ""
+        if parts.port is not None:
+            host = f"{host}:{parts.port}"
+        netloc = f"{parts.username or ''}:***@{host}"
+        return urlunsplit(parts._replace(netloc=netloc))
+    except ValueError:
+        return url

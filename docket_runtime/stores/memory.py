@@ -1,0 +1,195 @@
+"""An in-process store: plain dicts, for tests and for runs that persist nothing.
+
+Every method completes without awaiting anything, so on one event loop each
+call is atomic, which is all :meth:`MemoryStore.claim_step` needs. Nothing
+survives the process.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Collection
+from datetime import datetime
+from typing import Literal
+
+from .base import (
+    SCHEMA_VERSION,
+    Claim,
+    ExecutionRecord,
+    ExecutionStatus,
+    StepRunRecord,
+    StoreBase,
+    StoredResult,
+    check_execution_status,
+    check_finish_status,
+    utc,
+)
+
+__all__ = ["MemoryStore"]
+
+
+class MemoryStore(StoreBase):
+    """A :class:`~docket_runtime.stores.Store` in dicts (``memory://``)."""
+
+    def __init__(self) -> None:
+        self.url = "memory://"
+        self._results: dict[str, StoredResult] = {}
+        self._executions: dict[str, ExecutionRecord] = {}
+        self._runs: dict[tuple[str, str], StepRunRecord] = {}
+
+    async def migrate(self) -> list[int]:
+        """Nothing to migrate: the dicts are always at the current version."""
+        return []
+
+    async def schema_version(self) -> int:
+        """Always the current version."""
+        return SCHEMA_VERSION
+
+    async def get_results(
+        self, keys: Collection[str], *, now: datetime | None = None
+    ) -> dict[str, StoredResult]:
+        """The unexpired results among ``keys``."""
+        now = utc(now)
+        found: dict[str, StoredResult] = {}
+        for key in keys:
+            row = self._results.get(key)
+            if row is not None and (row.expires_at is None or row.expires_at > now):
+                found[key] = row
+        return found
+
+    async def put_result(self, result: StoredResult) -> None:
+        """Insert or replace ``result``."""
+        self._results[result.key] = result
+
+    async def delete_results(self, execution_id: str, steps: Collection[str]) -> int:
+        """Forget ``steps`` of ``execution_id``: their workflow results and step runs."""
+        wanted = set(steps)
+        doomed = [
+            key
+            for key, row in self._results.items()
+            if row.execution_id == execution_id and row.step in wanted
+        ]
+        for key in doomed:
+            del self._results[key]
+        for step in wanted:
+            self._runs.pop((execution_id, step), None)
+        return len(doomed)
+
+    async def purge_expired(self, *, now: datetime | None = None) -> int:
+        """Delete the results expired at ``now``."""
+        now = utc(now)
+        doomed = [
+            key
+            for key, row in self._results.items()
+            if row.expires_at is not None and row.expires_at <= now
+        ]
+        for key in doomed:
+            del self._results[key]
+        return len(doomed)
+
+    async def start_execution(
+        self, execution_id: str, *, graph: str, target: str, now: datetime | None = None
+    ) -> None:
+        """Record ``execution_id`` as running (a resume keeps the first start time)."""
+        old = self._executions.get(execution_id)
+        self._executions[execution_id] = ExecutionRecord(
+            execution_id=execution_id,
+            graph=graph,
+            target=target,
+            status="running",
+            started_at=old.started_at if old else utc(now),
+            finished_at=None,
+            error=None,
+        )
+
+    async def finish_execution(
+        self,
+        execution_id: str,
+        *,
+        status: ExecutionStatus,
+        error: str | None = None,
+        now: datetime | None = None,
+    ) -> None:
+        """Record how ``execution_id`` ended."""
+        check_execution_status(status)
+        old = self._executions.get(execution_id)
+        if old is not None:
+            self._executions[execution_id] = dataclasses.replace(
+                old, status=status, finished_at=utc(now), error=error
+            )
+
+    async def get_execution(self, execution_id: str) -> ExecutionRecord | None:
+        """The execution's row, or ``None``."""
+        return self._executions.get(execution_id)
+
+    async def get_step_runs(self, execution_id: str) -> list[StepRunRecord]:
+        """The execution's step runs, oldest start first."""
+        runs = [run for (eid, _), run in self._runs.items() if eid == execution_id]
+        return sorted(runs, key=lambda run: (run.started_at, run.step))
+
+    async def claim_step(
+        self, execution_id: str, step: str, *, owner: str, now: datetime | None = None
+    ) -> Claim:
+        """Claim (execution id, step) unless someone already has."""
+        existing = self._runs.get((execution_id, step))
+        if existing is not None:
+            return Claim(won=False, run=existing)
+        run = self._runs[(execution_id, step)] = StepRunRecord(
+            execution_id=execution_id,
+            step=step,
+            status="claimed",
+            attempts=0,
+            started_at=utc(now),
+            finished_at=None,
+            duration_ms=None,
+            error=None,
+            owner=owner,
+        )
+        return Claim(won=True, run=run)
+
+    async def step_started(
+        self, execution_id: str, step: str, *, owner: str, now: datetime | None = None
+    ) -> int:
+        """Record an attempt starting; return the attempt count."""
+        old = self._runs.get((execution_id, step))
+        attempts = (old.attempts if old else 0) + 1
+        self._runs[(execution_id, step)] = StepRunRecord(
+            execution_id=execution_id,
+            step=step,
+            status="running",
+            attempts=attempts,
+            started_at=utc(now),
+            finished_at=None,
+            duration_ms=None,
+            error=None,
+            owner=owner,
+        )
+        return attempts
+
+    async def step_finished(
+        self,
+        execution_id: str,
+        step: str,
+        *,
+        status: Literal["succeeded", "failed"],
+        error: str | None = None,
+        result: StoredResult | None = None,
+        now: datetime | None = None,
+    ) -> None:
+        """Record a step's end and, with ``result``, store it."""
+        check_finish_status(status)
+        now = utc(now)
+        if result is not None:
+            self._results[result.key] = result
+        old = self._runs.get((execution_id, step))
+        if old is not None:
+            self._runs[(execution_id, step)] = dataclasses.replace(
+                old,
+                status=status,
+                finished_at=now,
+                duration_ms=(now - old.started_at).total_seconds() * 1000.0,
+                error=error,
+            )
+
+    async def close(self) -> None:
+        """Nothing to release."""

@@ -1,0 +1,78 @@
+-- Docket schema, version 1 (SQLite).
+--
+-- Applied by `docket db migrate --url sqlite:///path.db` (or
+-- open_store(url, migrate=True)) in one BEGIN IMMEDIATE transaction.
+--
+-- Times are UTC text, 'YYYY-MM-DD HH:MM:SS.ffffff': they sort as text,
+-- compare with datetime('now'), and julianday() reads them.
+-- output_json is text: query it with json_extract(output_json, '$.field'),
+-- or output_json ->> 'field' on SQLite 3.38+.
+
+-- Which migrations have been applied. A release refuses a database whose
+-- highest version is newer than the migrations it ships.
+CREATE TABLE docket_schema_version (
+    version    INTEGER PRIMARY KEY,
+    name       TEXT NOT NULL,
+    applied_at TEXT NOT NULL
+);
+
+-- Precious step outputs, both cache scopes in one table.
+--   workflow: a checkpoint of one execution (execution_id set);
+--   global:   content-addressed, shared by all executions (execution_id NULL).
+-- `key` is SHA-256 hex of the scope, step, cache version and either the
+-- execution id (workflow) or the deterministic input bytes (global).
+CREATE TABLE docket_results (
+    key          TEXT PRIMARY KEY,
+    scope        TEXT NOT NULL CHECK (scope IN ('workflow', 'global')),
+    execution_id TEXT,
+    step         TEXT NOT NULL,
+    version      TEXT NOT NULL DEFAULT '',
+    output_type  TEXT NOT NULL,              -- the message's full name, e.g. shop.Charge
+    output       BLOB NOT NULL,              -- its proto bytes: what Docket reads back
+    output_json  TEXT NOT NULL,              -- the same message as JSON: what you query
+    created_at   TEXT NOT NULL,
+    expires_at   TEXT,                       -- NULL: never expires
+    CHECK ((scope = 'workflow') = (execution_id IS NOT NULL))
+);
+-- Rerun-from-a-step deletes by (execution_id, step).
+CREATE INDEX docket_results_execution ON docket_results (execution_id, step)
+    WHERE execution_id IS NOT NULL;
+-- Purging expired rows.
+CREATE INDEX docket_results_expires ON docket_results (expires_at)
+    WHERE expires_at IS NOT NULL;
+-- "Today's results of step X".
+CREATE INDEX docket_results_step ON docket_results (step, created_at);
+
+-- One row per execution id.
+CREATE TABLE docket_executions (
+    execution_id TEXT PRIMARY KEY,
+    graph        TEXT NOT NULL,              -- the graph's full name, e.g. shop.OrderGraph
+    target       TEXT NOT NULL,              -- the requested message type
+    status       TEXT NOT NULL
+                 CHECK (status IN ('running', 'succeeded', 'failed', 'cancelled')),
+    started_at   TEXT NOT NULL,              -- the first start; a resume keeps it
+    finished_at  TEXT,
+    error        TEXT
+);
+CREATE INDEX docket_executions_status ON docket_executions (status, started_at);
+
+-- The latest run of each step of each execution. An at-most-once step inserts
+-- its row ('claimed') before it runs; the primary key makes that claim
+-- exclusive. No foreign key to docket_executions: a claim may be taken
+-- without recording the execution.
+CREATE TABLE docket_step_runs (
+    execution_id TEXT NOT NULL,
+    step         TEXT NOT NULL,
+    status       TEXT NOT NULL
+                 CHECK (status IN ('claimed', 'running', 'succeeded', 'failed')),
+    attempts     INTEGER NOT NULL DEFAULT 0,  -- starts recorded, across resumes
+    started_at   TEXT NOT NULL,
+    finished_at  TEXT,
+    duration_ms  REAL,
+    error        TEXT,
+    owner        TEXT NOT NULL,               -- host:pid:token of the process that ran it
+    PRIMARY KEY (execution_id, step)
+);
+-- "What is stuck": runs that never reported back.
+CREATE INDEX docket_step_runs_unfinished ON docket_step_runs (started_at)
+    WHERE finished_at IS NULL;

@@ -1,0 +1,478 @@
+"""The Postgres store: psycopg 3, async, with a connection pool (``postgresql://...``).
+
+Needs the ``docket-proto[postgres]`` extra. Every operation is one SQL
+statement on an autocommit connection, so one network round trip: in
+autocommit mode a statement is its own transaction, with no ``BEGIN`` /
+``COMMIT`` round trips around it, and operations that touch two tables do it
+in one statement with a data-modifying CTE. Only :meth:`PostgresStore.migrate`
+uses an explicit transaction. psycopg prepares a statement after a few
+executions, so a hot cache lookup is a bind-execute of a prepared statement.
+
+The pool does not ping connections when handing them out (that would be a
+second round trip per operation). A connection the server dropped (restart,
+``pg_terminate_backend``) therefore fails once: reads then check the pool and
+retry once; writes raise :class:`~docket_runtime.stores.StoreUnavailable`,
+since whether they happened is unknown.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Awaitable, Callable, Collection, Sequence
+from datetime import datetime
+from typing import Any, Final, Literal, TypeVar
+
+import psycopg
+from psycopg.conninfo import conninfo_to_dict, make_conninfo
+from psycopg.rows import TupleRow
+from psycopg_pool import AsyncConnectionPool, PoolTimeout
+
+from . import _migrations
+from .base import (
+    Claim,
+    ExecutionRecord,
+    ExecutionStatus,
+    StepRunRecord,
+    StoreBase,
+    StoredResult,
+    StoreError,
+    StoreUnavailable,
+    StoreUrlError,
+    check_execution_status,
+    check_finish_status,
+    redact_url,
+    utc,
+)
+
+__all__ = ["PostgresStore"]
+
+T = TypeVar("T")
+Conn = psycopg.AsyncConnection[TupleRow]
+
+# pg_advisory_xact_lock key serialising migrations: the bytes of "docket".
+_MIGRATE_LOCK: Final = int.from_bytes(b"docket", "big")
+
+_RESULT_COLUMNS: Final = (
+    "key, scope, execution_id, step, version, output_type, output, output_json::text, "
+    "created_at, expires_at"
+)
+_RUN_COLUMNS: Final = (
+    "execution_id, step, status, attempts, started_at, finished_at, duration_ms, error, owner"
+)
+_UPSERT_RESULT: Final = (
+    "INSERT INTO docket_results (key, scope, execution_id, step, version, output_type, "
+    "output, output_json, created_at, expires_at) "
+    "VALUES (%(r_key)s, %(r_scope)s, %(r_execution_id)s, %(r_step)s, %(r_version)s, "
+    "%(r_output_type)s, %(r_output)s, %(r_output_json)s::jsonb, %(r_created_at)s, "
+    "%(r_expires_at)s) "
+    "ON CONFLICT (key) DO UPDATE SET scope = EXCLUDED.scope, "
+    "execution_id = EXCLUDED.execution_id, step = EXCLUDED.step, version = EXCLUDED.version, "
+    "output_type = EXCLUDED.output_type, output = EXCLUDED.output, "
+    "output_json = EXCLUDED.output_json, created_at = EXCLUDED.created_at, "
+    "expires_at = EXCLUDED.expires_at"
+)
+_FINISH_RUN: Final = (
+    "UPDATE docket_step_runs SET status = %(status)s, finished_at = %(now)s, "
+    "duration_ms = extract(epoch FROM %(now)s - started_at) * 1000, error = %(error)s "
+    "WHERE execution_id = %(execution_id)s AND step = %(step)s"
+)
+# Insert the claim, or report the row that is there. Inside one statement the
+# CTE's insert is invisible to the outer SELECT, so exactly one branch yields a
+# row, except in one race: a claim committed by another transaction after this
+# statement's snapshot makes ON CONFLICT skip, yet is not in the snapshot for
+# the SELECT. Then nothing comes back and the row is read again (fresh snapshot).
+_CLAIM: Final = (
+    "WITH claimed AS ("
+    f" INSERT INTO docket_step_runs ({_RUN_COLUMNS})"
+    " VALUES (%(execution_id)s, %(step)s, 'claimed', 0, %(now)s, NULL, NULL, NULL, %(owner)s)"
+    " ON CONFLICT (execution_id, step) DO NOTHING"
+    f" RETURNING {_RUN_COLUMNS})"
+    f" SELECT true, {_RUN_COLUMNS} FROM claimed"
+    f" UNION ALL SELECT false, {_RUN_COLUMNS} FROM docket_step_runs"
+    " WHERE execution_id = %(execution_id)s AND step = %(step)s"
+)
+
+
+def _result(row: Sequence[Any]) -> StoredResult:
+    return StoredResult(
+        key=row[0],
+        scope=row[1],
+        execution_id=row[2],
+        step=row[3],
+        version=row[4],
+        output_type=row[5],
+        output=bytes(row[6]),
+        output_json=row[7],
+        created_at=utc(row[8]),
+        expires_at=None if row[9] is None else utc(row[9]),
+    )
+
+
+def _run(row: Sequence[Any]) -> StepRunRecord:
+    return StepRunRecord(
+        execution_id=row[0],
+        step=row[1],
+        status=row[2],
+        attempts=row[3],
+        started_at=utc(row[4]),
+        finished_at=None if row[5] is None else utc(row[5]),
+        duration_ms=row[6],
+        error=row[7],
+        owner=row[8],
+    )
+
+
+def _result_params(r: StoredResult) -> dict[str, Any]:
+    # Prefixed so that they can share a statement with _FINISH_RUN's parameters.
+    return {
+        "r_key": r.key,
+        "r_scope": r.scope,
+        "r_execution_id": r.execution_id,
+        "r_step": r.step,
+        "r_version": r.version,
+        "r_output_type": r.output_type,
+        "r_output": r.output,
+        "r_output_json": r.output_json,
+        "r_created_at": utc(r.created_at),
+        "r_expires_at": None if r.expires_at is None else utc(r.expires_at),
+    }
+
+
+class PostgresStore(StoreBase):
+    """A :class:`~docket_runtime.stores.Store` in Postgres. Open it with :meth:`open`.
+
+    The tables live in the first schema of the connection's ``search_path``.
+    """
+
+    def __init__(self, pool: AsyncConnectionPool[Conn], url: str) -> None:
+        """Use :meth:`open`; this takes an open pool of autocommit connections."""
+        self.url = url
+        self._pool = pool
+
+    @classmethod
+    async def open(
+        cls,
+        conninfo: str,
+        *,
+        min_size: int = 2,
+        max_size: int = 10,
+        timeout: float = 10.0,
+        connect_timeout: int = 5,
+    ) -> PostgresStore:
+        """Connect to ``conninfo`` (a ``postgresql://`` URL or ``key=value`` string).
+
+        ``timeout`` bounds the wait for a pooled connection, ``connect_timeout``
+        (unless the conninfo sets one) each connection attempt: an unreachable
+        server is an error within seconds, never a hang.
+        """
+        url = redact_url(conninfo)
+        try:
+            params = conninfo_to_dict(conninfo)
+        except psycopg.Error as err:
+            raise StoreUrlError(f"not a valid Postgres URL {url!r}: {err}") from err
+        if "connect_timeout" not in params:
+            conninfo = make_conninfo(conninfo, connect_timeout=connect_timeout)
+        # One plain connection first: when the server cannot be reached, the
+        # pool would only say it timed out, while this says why.
+        try:
+            probe = await psycopg.AsyncConnection.connect(conninfo, autocommit=True)
+        except psycopg.Error as err:
+            raise StoreUnavailable(f"cannot connect to Postgres at {url}: {err}") from err
+        await probe.close()
+        pool: AsyncConnectionPool[Conn] = AsyncConnectionPool(
+            conninfo,
+            min_size=min_size,
+            max_size=max_size,
+            timeout=timeout,
+            kwargs={"autocommit": True},
+            open=False,
+            name="docket",
+        )
+        try:
+            await pool.open(wait=True, timeout=timeout)
+        except PoolTimeout as err:
+            await pool.close()
+            raise StoreUnavailable(f"cannot connect to Postgres at {url}: {err}") from err
+        return cls(pool, url)
+
+    # -- plumbing ---------------------------------------------------------
+
+    async def _run(self, fn: Callable[[Conn], Awaitable[T]], *, read: bool = False) -> T:
+        retried = False
+        while True:
+            try:
+                async with self._pool.connection() as conn:
+                    return await fn(conn)
+            except (psycopg.OperationalError, psycopg.InterfaceError) as err:
+                if read and not retried and not isinstance(err, PoolTimeout):
+                    # Most likely a pooled connection the server dropped: let
+                    # the pool discard the dead ones, then read again once.
+                    retried = True
+                    with contextlib.suppress(psycopg.Error):
+                        await self._pool.check()
+                    continue
+                raise StoreUnavailable(f"Postgres at {self.url} is unavailable: {err}") from err
+            except psycopg.Error as err:
+                raise StoreError(f"Postgres at {self.url}: {err}") from err
+
+    # -- schema -------------------------------------------------------------
+
+    async def schema_version(self) -> int:
+        """The database's schema version (0: no Docket tables in the search path)."""
+        return await self._run(_version, read=True)
+
+    async def migrate(self) -> list[int]:
+        """Apply the missing migrations in one transaction, under an advisory lock."""
+        migrations = _migrations.load("postgres")
+
+        async def apply(conn: Conn) -> list[int]:
+            async with conn.transaction():
+                # Held until commit: a second migrator waits here, then sees
+                # the version the first one committed.
+                await conn.execute("SELECT pg_advisory_xact_lock(%s)", (_MIGRATE_LOCK,))
+                current = await _version(conn)
+                if current > migrations[-1].version:
+                    raise _migrations.too_new(current, self.url)
+                applied: list[int] = []
+                for migration in migrations:
+                    if migration.version <= current:
+                        continue
+                    # No parameters: psycopg uses the simple query protocol,
+                    # which runs a whole script.
+                    await conn.execute(migration.sql)
+                    await conn.execute(
+                        "INSERT INTO docket_schema_version (version, name) VALUES (%s, %s)",
+                        (migration.version, migration.name),
+                    )
+                    applied.append(migration.version)
+                return applied
+
+        return await self._run(apply)
+
+    # -- results ------------------------------------------------------------
+
+    async def get_results(
+        self, keys: Collection[str], *, now: datetime | None = None
+    ) -> dict[str, StoredResult]:
+        """The unexpired results among ``keys``, in one query (``key = ANY(...)``)."""
+        wanted = list(dict.fromkeys(keys))
+        if not wanted:
+            return {}
+        params = (wanted, utc(now))
+
+        async def query(conn: Conn) -> dict[str, StoredResult]:
+            # Binary results: bytea arrives as raw bytes instead of hex text.
+            async with conn.cursor(binary=True) as cur:
+                await cur.execute(
+                    f"SELECT {_RESULT_COLUMNS} FROM docket_results WHERE key = ANY(%s) "
+                    "AND (expires_at IS NULL OR expires_at > %s)",
+                    params,
+                )
+                return {row[0]: _result(row) for row in await cur.fetchall()}
+
+        return await self._run(query, read=True)
+
+    async def put_result(self, result: StoredResult) -> None:
+        """Insert or replace ``result``."""
+        params = _result_params(result)
+
+        async def put(conn: Conn) -> None:
+            await conn.execute(_UPSERT_RESULT, params)
+
+        await self._run(put)
+
+    async def delete_results(self, execution_id: str, steps: Collection[str]) -> int:
+        """Forget ``steps`` of ``execution_id``: workflow results and step runs, atomically."""
+        names = list(dict.fromkeys(steps))
+        if not names:
+            return 0
+        params = {"execution_id": execution_id, "steps": names}
+
+        async def delete(conn: Conn) -> int:
+            cur = await conn.execute(
+                "WITH runs AS (DELETE FROM docket_step_runs"
+                " WHERE execution_id = %(execution_id)s AND step = ANY(%(steps)s))"
+                " DELETE FROM docket_results WHERE scope = 'workflow'"
+                " AND execution_id = %(execution_id)s AND step = ANY(%(steps)s)",
+                params,
+            )
+            return cur.rowcount
+
+        return await self._run(delete)
+
+    async def purge_expired(self, *, now: datetime | None = None) -> int:
+        """Delete the results expired at ``now``; return how many."""
+        when = utc(now)
+
+        async def purge(conn: Conn) -> int:
+            cur = await conn.execute("DELETE FROM docket_results WHERE expires_at <= %s", (when,))
+            return cur.rowcount
+
+        return await self._run(purge)
+
+    # -- executions -----------------------------------------------------------
+
+    async def start_execution(
+        self, execution_id: str, *, graph: str, target: str, now: datetime | None = None
+    ) -> None:
+        """Record ``execution_id`` as running (a resume keeps the first start time)."""
+        params = (execution_id, graph, target, utc(now))
+
+        async def start(conn: Conn) -> None:
+            await conn.execute(
+                "INSERT INTO docket_executions (execution_id, graph, target, status, started_at) "
+                "VALUES (%s, %s, %s, 'running', %s) "
+                "ON CONFLICT (execution_id) DO UPDATE SET graph = EXCLUDED.graph, "
+                "target = EXCLUDED.target, status = 'running', finished_at = NULL, error = NULL",
+                params,
+            )
+
+        await self._run(start)
+
+    async def finish_execution(
+        self,
+        execution_id: str,
+        *,
+        status: ExecutionStatus,
+        error: str | None = None,
+        now: datetime | None = None,
+    ) -> None:
+        """Record how ``execution_id`` ended."""
+        check_execution_status(status)
+        params = (status, utc(now), error, execution_id)
+
+        async def finish(conn: Conn) -> None:
+            await conn.execute(
+                "UPDATE docket_executions SET status = %s, finished_at = %s, error = %s "
+                "WHERE execution_id = %s",
+                params,
+            )
+
+        await self._run(finish)
+
+    async def get_execution(self, execution_id: str) -> ExecutionRecord | None:
+        """The execution's row, or ``None``."""
+
+        async def get(conn: Conn) -> ExecutionRecord | None:
+            cur = await conn.execute(
+                "SELECT execution_id, graph, target, status, started_at, finished_at, error "
+                "FROM docket_executions WHERE execution_id = %s",
+                (execution_id,),
+            )
+            row = await cur.fetchone()
+            if row is None:
+                return None
+            return ExecutionRecord(
+                execution_id=row[0],
+                graph=row[1],
+                target=row[2],
+                status=row[3],
+                started_at=utc(row[4]),
+                finished_at=None if row[5] is None else utc(row[5]),
+                error=row[6],
+            )
+
+        return await self._run(get, read=True)
+
+    async def get_step_runs(self, execution_id: str) -> list[StepRunRecord]:
+        """The execution's step runs, oldest start first."""
+
+        async def get(conn: Conn) -> list[StepRunRecord]:
+            cur = await conn.execute(
+                f"SELECT {_RUN_COLUMNS} FROM docket_step_runs WHERE execution_id = %s "
+                "ORDER BY started_at, step",
+                (execution_id,),
+            )
+            return [_run(row) for row in await cur.fetchall()]
+
+        return await self._run(get, read=True)
+
+    # -- step runs ------------------------------------------------------------
+
+    async def claim_step(
+        self, execution_id: str, step: str, *, owner: str, now: datetime | None = None
+    ) -> Claim:
+        """Claim (execution id, step): ``INSERT ... ON CONFLICT DO NOTHING``, one statement."""
+        params = {"execution_id": execution_id, "step": step, "now": utc(now), "owner": owner}
+
+        async def claim(conn: Conn) -> Claim:
+            cur = await conn.execute(_CLAIM, params)
+            row = await cur.fetchone()
+            if row is None:
+                # The race described at _CLAIM: the winner's row exists now.
+                cur = await conn.execute(
+                    f"SELECT false, {_RUN_COLUMNS} FROM docket_step_runs "
+                    "WHERE execution_id = %(execution_id)s AND step = %(step)s",
+                    params,
+                )
+                row = await cur.fetchone()
+                if row is None:  # deleted again in between: a rerun reset it
+                    raise StoreError(f"claim of {step!r} in {execution_id!r} vanished; retry")
+            return Claim(won=bool(row[0]), run=_run(row[1:]))
+
+        return await self._run(claim)
+
+    async def step_started(
+        self, execution_id: str, step: str, *, owner: str, now: datetime | None = None
+    ) -> int:
+        """Record an attempt starting; return the attempt count."""
+        params = (execution_id, step, utc(now), owner)
+
+        async def start(conn: Conn) -> int:
+            cur = await conn.execute(
+                f"INSERT INTO docket_step_runs ({_RUN_COLUMNS}) "
+                "VALUES (%s, %s, 'running', 1, %s, NULL, NULL, NULL, %s) "
+                "ON CONFLICT (execution_id, step) DO UPDATE SET status = 'running', "
+                "attempts = docket_step_runs.attempts + 1, started_at = EXCLUDED.started_at, "
+                "finished_at = NULL, duration_ms = NULL, error = NULL, owner = EXCLUDED.owner "
+                "RETURNING attempts",
+                params,
+            )
+            row = await cur.fetchone()
+            assert row is not None  # an upsert with RETURNING always returns its row
+            return int(row[0])
+
+        return await self._run(start)
+
+    async def step_finished(
+        self,
+        execution_id: str,
+        step: str,
+        *,
+        status: Literal["succeeded", "failed"],
+        error: str | None = None,
+        result: StoredResult | None = None,
+        now: datetime | None = None,
+    ) -> None:
+        """Record a step's end and, with ``result``, store it in the same statement."""
+        check_finish_status(status)
+        params: dict[str, Any] = {
+            "status": status,
+            "now": utc(now),
+            "error": error,
+            "execution_id": execution_id,
+            "step": step,
+        }
+        query = _FINISH_RUN
+        if result is not None:
+            params.update(_result_params(result))
+            query = f"WITH result AS ({_UPSERT_RESULT}) {_FINISH_RUN}"
+
+        async def finish(conn: Conn) -> None:
+            await conn.execute(query, params)
+
+        await self._run(finish)
+
+    async def close(self) -> None:
+        """Close the pool."""
+        await self._pool.close()
+
+
+async def _version(conn: Conn) -> int:
+    cur = await conn.execute("SELECT to_regclass('docket_schema_version') IS NOT NULL")
+    row = await cur.fetchone()
+    if row is None or not row[0]:
+        return 0
+    cur = await conn.execute("SELECT coalesce(max(version), 0) FROM docket_schema_version")
+    row = await cur.fetchone()
+    return 0 if row is None else int(row[0])

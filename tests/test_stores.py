@@ -1,0 +1,828 @@
+"""Contract tests of the stores: the same behaviour from memory, SQLite and Postgres.
+
+Postgres is the server at ``$DOCKET_TEST_POSTGRES_URL`` (default: the local
+``test`` database). Each test gets a fresh schema, named after a random
+per-session prefix and selected through ``options=-csearch_path=...`` in the
+URL; all of them are dropped when the session ends. When the server cannot
+be reached the Postgres tests are skipped, except under ``CI=true``, where
+that is a failure: CI must exercise them.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import dataclasses
+import json
+import os
+import shutil
+import socket
+import sqlite3
+import subprocess
+import sys
+import threading
+import time
+import uuid
+from collections.abc import Awaitable, Iterator
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any, TypeVar
+from urllib.parse import quote, urlsplit, urlunsplit
+
+import psycopg
+import pytest
+
+from docket_runtime.stores import (
+    SCHEMA_VERSION,
+    MemoryStore,
+    SchemaVersionError,
+    Store,
+    StoredResult,
+    StoreError,
+    StoreUnavailable,
+    StoreUrlError,
+    _migrations,
+    connect,
+    global_key,
+    open_store,
+    redact_url,
+    workflow_key,
+)
+from docket_runtime.stores.postgres import PostgresStore
+from docket_runtime.stores.sqlite import SqliteStore
+
+T = TypeVar("T")
+
+PG_URL = os.environ.get("DOCKET_TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/test")
+T0 = datetime(2030, 1, 2, 3, 4, 5, 123456, tzinfo=UTC)
+SAFETY_NET = 30.0
+
+
+def run(coro: Awaitable[T]) -> T:
+    """Run one test body; the timeout only guards against a hang."""
+
+    async def guarded() -> T:
+        return await asyncio.wait_for(coro, SAFETY_NET)
+
+    return asyncio.run(guarded())
+
+
+def with_query(url: str, **params: str) -> str:
+    """``url`` with ``params`` added to its query string."""
+    parts = urlsplit(url)
+    extra = "&".join(f"{k}={quote(v, safe='')}" for k, v in params.items())
+    query = f"{parts.query}&{extra}" if parts.query else extra
+    return urlunsplit(parts._replace(query=query))
+
+
+class PgSession:
+    """The test session's Postgres: hands out fresh schemas and runs admin SQL."""
+
+    def __init__(self, admin: psycopg.Connection[Any]) -> None:
+        self.admin = admin
+        self.prefix = f"docket_test_{uuid.uuid4().hex[:8]}"
+        self.count = 0
+
+    def fresh_url(self) -> str:
+        """A URL whose search_path is a new, empty schema."""
+        self.count += 1
+        schema = f"{self.prefix}_{self.count}"
+        self.admin.execute(f'CREATE SCHEMA "{schema}"')
+        return with_query(
+            PG_URL, options=f"-csearch_path={schema}", application_name=f"{schema}_app"
+        )
+
+    def sql(self, url: str, query: str, params: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
+        """Run ``query`` on a connection of its own to ``url``; return the rows, if any."""
+        with psycopg.connect(url, autocommit=True) as conn:
+            cur = conn.execute(query.encode(), params)
+            return cur.fetchall() if cur.description else []
+
+    def drop_all(self) -> None:
+        rows = self.admin.execute(
+            "SELECT nspname FROM pg_namespace WHERE nspname LIKE %s", (self.prefix + "%",)
+        ).fetchall()
+        for (schema,) in rows:
+            self.admin.execute(f'DROP SCHEMA "{schema}" CASCADE'.encode())
+
+
+@pytest.fixture(scope="session")
+def pg() -> Iterator[PgSession]:
+    try:
+        admin = psycopg.connect(PG_URL, autocommit=True, connect_timeout=3)
+    except psycopg.Error as err:
+        reason = (
+            f"Postgres is unreachable at {PG_URL} ({err}); start it or set DOCKET_TEST_POSTGRES_URL"
+        )
+        if os.environ.get("CI") == "true":
+            pytest.fail(reason)
+        pytest.skip(reason)
+    session = PgSession(admin)
+    try:
+        yield session
+    finally:
+        session.drop_all()
+        admin.close()
+
+
+@pytest.fixture(params=["memory", "sqlite", "postgres"])
+def url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    """A URL of an empty store of each kind."""
+    if request.param == "memory":
+        return "memory://"
+    if request.param == "sqlite":
+        return f"sqlite:///{tmp_path / 'docket.db'}"
+    pg: PgSession = request.getfixturevalue("pg")
+    return pg.fresh_url()
+
+
+@pytest.fixture(params=["sqlite", "postgres"])
+def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    """A URL of an empty database that persists (no memory store)."""
+    if request.param == "sqlite":
+        return f"sqlite:///{tmp_path / 'docket.db'}"
+    pg: PgSession = request.getfixturevalue("pg")
+    return pg.fresh_url()
+
+
+def raw_sql(url: str, query: str, params: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
+    """Run plain SQL against the database behind a store URL, as a user would."""
+    if url.startswith("sqlite:///"):
+        with sqlite3.connect(url.removeprefix("sqlite:///")) as conn:
+            return conn.execute(query, params).fetchall()
+    with psycopg.connect(url, autocommit=True) as pgconn:
+        cur = pgconn.execute(query.replace("?", "%s").encode(), params)
+        return cur.fetchall() if cur.description else []
+
+
+def stored(
+    key: str,
+    *,
+    execution_id: str | None = None,
+    step: str = "ChargeCard",
+    charge_id: str = "ch_1",
+    created_at: datetime = T0,
+    expires_at: datetime | None = None,
+) -> StoredResult:
+    """A result row; ``workflow`` scope when ``execution_id`` is given."""
+    return StoredResult(
+        key=key,
+        scope="global" if execution_id is None else "workflow",
+        execution_id=execution_id,
+        step=step,
+        version="v1",
+        output_type="shop.Charge",
+        output=b"\x0a\x04" + charge_id.encode()[:4] + b"\x00\xff",
+        output_json=json.dumps({"chargeId": charge_id, "amount": {"cents": 1250}}),
+        created_at=created_at,
+        expires_at=expires_at,
+    )
+
+
+def same(a: StoredResult, b: StoredResult) -> None:
+    """Equal rows, comparing the JSON as data (JSONB respells it)."""
+    assert json.loads(a.output_json) == json.loads(b.output_json)
+    assert dataclasses.replace(a, output_json="") == dataclasses.replace(b, output_json="")
+
+
+async def opened(url: str) -> Store:
+    return await open_store(url, migrate=True)
+
+
+# -- results ----------------------------------------------------------------
+
+
+def test_put_get_roundtrip_and_upsert(url: str) -> None:
+    async def body() -> None:
+        async with await opened(url) as store:
+            row = stored("a" * 64, expires_at=T0 + timedelta(days=1))
+            wf = stored("b" * 64, execution_id="order-1", step="ReserveStock")
+            await store.put_result(row)
+            await store.put_result(wf)
+            found = await store.get_results([row.key, wf.key], now=T0)
+            same(found[row.key], row)
+            same(found[wf.key], wf)
+            assert isinstance(found[row.key].output, bytes)
+            assert found[row.key].created_at.tzinfo is not None
+            # Put again with the same key: replaced, not duplicated.
+            newer = stored("a" * 64, charge_id="ch_2", created_at=T0 + timedelta(seconds=1))
+            await store.put_result(newer)
+            again = await store.get_results([row.key], now=T0)
+            same(again[row.key], newer)
+
+    run(body())
+
+
+def test_batch_get_returns_only_the_keys_present(url: str) -> None:
+    async def body() -> None:
+        async with await opened(url) as store:
+            keys = [f"{i:064x}" for i in range(1200)]
+            for key in keys[:3]:
+                await store.put_result(stored(key))
+            assert await store.get_results([]) == {}
+            found = await store.get_results([keys[0], "f" * 64, keys[2], keys[1], keys[0]])
+            assert sorted(found) == sorted(keys[:3])
+            # More keys than one SQLite IN (...) list holds.
+            assert sorted(await store.get_results(keys)) == sorted(keys[:3])
+
+    run(body())
+
+
+def test_expiry_is_honoured_on_read_and_purge_counts(url: str) -> None:
+    async def body() -> None:
+        async with await opened(url) as store:
+            soon = stored("1" * 64, expires_at=T0 + timedelta(seconds=10))
+            later = stored("2" * 64, expires_at=T0 + timedelta(seconds=20))
+            never = stored("3" * 64)
+            for row in (soon, later, never):
+                await store.put_result(row)
+            keys = [soon.key, later.key, never.key]
+            assert len(await store.get_results(keys, now=T0 + timedelta(seconds=5))) == 3
+            # Expired at exactly expires_at.
+            at_ten = await store.get_results(keys, now=T0 + timedelta(seconds=10))
+            assert sorted(at_ten) == sorted([later.key, never.key])
+            assert await store.purge_expired(now=T0 + timedelta(seconds=15)) == 1
+            assert await store.purge_expired(now=T0 + timedelta(seconds=15)) == 0
+            late = T0 + timedelta(seconds=25)
+            assert sorted(await store.get_results(keys, now=late)) == [never.key]
+            assert await store.purge_expired(now=late) == 1
+            # Now is "now" when not given: these expire in 2030.
+            assert await store.purge_expired() == 0
+
+    run(body())
+
+
+def test_delete_results_for_a_rerun(url: str) -> None:
+    async def body() -> None:
+        async with await opened(url) as store:
+            rows = {
+                (eid, step): stored(workflow_key(eid, step), execution_id=eid, step=step)
+                for eid, step in [("e1", "A"), ("e1", "B"), ("e1", "C"), ("e2", "A")]
+            }
+            shared = stored(global_key("A", "v1", [b"x"]), step="A")
+            for row in [*rows.values(), shared]:
+                await store.put_result(row)
+            for step in ("A", "B"):
+                await store.claim_step("e1", step, owner="w1")
+            await store.claim_step("e2", "A", owner="w1")
+
+            assert await store.delete_results("e1", ["A", "B", "missing"]) == 2
+            assert await store.delete_results("e1", []) == 0
+            left = await store.get_results([r.key for r in [*rows.values(), shared]])
+            assert sorted(left) == sorted([rows["e1", "C"].key, rows["e2", "A"].key, shared.key])
+            # The claims went with the results: the rerun may run A again.
+            assert [r.step for r in await store.get_step_runs("e1")] == []
+            assert (await store.claim_step("e1", "A", owner="w2")).won
+            assert not (await store.claim_step("e2", "A", owner="w2")).won
+
+    run(body())
+
+
+@pytest.mark.parametrize("backend", ["sqlite", "postgres"])
+def test_output_json_is_queryable_with_plain_sql(
+    backend: str, tmp_path: Path, request: pytest.FixtureRequest
+) -> None:
+    if backend == "sqlite":
+        url = f"sqlite:///{tmp_path / 'docket.db'}"
+    else:
+        url = request.getfixturevalue("pg").fresh_url()
+
+    async def body() -> None:
+        async with await opened(url) as store:
+            await store.put_result(stored("a" * 64, charge_id="ch_42"))
+            await store.put_result(stored("b" * 64, step="Other", charge_id="ch_0"))
+
+    run(body())
+    if backend == "postgres":
+        rows = raw_sql(
+            url,
+            "SELECT output_json->>'chargeId', (output_json->'amount'->>'cents')::int "
+            "FROM docket_results WHERE step = 'ChargeCard'",
+        )
+        assert rows == [("ch_42", 1250)]
+        kinds = raw_sql(url, "SELECT jsonb_typeof(output_json) FROM docket_results LIMIT 1")
+        assert kinds == [("object",)]
+    else:
+        rows = raw_sql(
+            url,
+            "SELECT json_extract(output_json, '$.chargeId') FROM docket_results "
+            "WHERE step = 'ChargeCard'",
+        )
+        assert rows == [("ch_42",)]
+        if sqlite3.sqlite_version_info >= (3, 38):
+            arrow = (
+                "SELECT output_json ->> 'chargeId' FROM docket_results WHERE step = 'ChargeCard'"
+            )
+            assert raw_sql(url, arrow) == [("ch_42",)]
+
+
+# -- executions and step runs ------------------------------------------------
+
+
+def test_executions_and_step_runs_are_recorded(url: str) -> None:
+    async def body() -> None:
+        async with await opened(url) as store:
+            assert await store.get_execution("order-1") is None
+            await store.start_execution(
+                "order-1", graph="shop.Orders", target="shop.Receipt", now=T0
+            )
+            record = await store.get_execution("order-1")
+            assert record is not None
+            assert (record.status, record.graph, record.target) == (
+                "running",
+                "shop.Orders",
+                "shop.Receipt",
+            )
+            assert record.started_at == T0 and record.finished_at is None
+
+            assert await store.step_started("order-1", "A", owner="w1", now=T0) == 1
+            await store.step_finished(
+                "order-1", "A", status="failed", error="boom", now=T0 + timedelta(seconds=1)
+            )
+            later = T0 + timedelta(seconds=2)
+            assert await store.step_started("order-1", "A", owner="w1", now=later) == 2
+            row = stored(workflow_key("order-1", "A"), execution_id="order-1", step="A")
+            await store.step_finished(
+                "order-1",
+                "A",
+                status="succeeded",
+                result=row,
+                now=later + timedelta(milliseconds=1500),
+            )
+            assert await store.step_started("order-1", "B", owner="w2", now=T0) == 1
+            await store.finish_execution(
+                "order-1", status="failed", error="B: boom", now=T0 + timedelta(seconds=9)
+            )
+
+            runs = {r.step: r for r in await store.get_step_runs("order-1")}
+            a, b = runs["A"], runs["B"]
+            assert (a.status, a.attempts, a.error, a.owner) == ("succeeded", 2, None, "w1")
+            assert a.finished and a.started_at == later
+            assert a.duration_ms == pytest.approx(1500.0)
+            assert (b.status, b.finished, b.finished_at, b.duration_ms) == (
+                "running",
+                False,
+                None,
+                None,
+            )
+            assert [r.step for r in await store.get_step_runs("order-1")] == ["B", "A"]
+            assert row.key in await store.get_results([row.key])
+
+            done = await store.get_execution("order-1")
+            assert done is not None
+            assert (done.status, done.error) == ("failed", "B: boom")
+            assert done.finished_at == T0 + timedelta(seconds=9)
+            # A resume keeps the first start and clears the outcome.
+            await store.start_execution(
+                "order-1", graph="shop.Orders", target="shop.Receipt", now=T0 + timedelta(hours=1)
+            )
+            resumed = await store.get_execution("order-1")
+            assert resumed is not None
+            assert (resumed.status, resumed.started_at, resumed.finished_at, resumed.error) == (
+                "running",
+                T0,
+                None,
+                None,
+            )
+            with pytest.raises(ValueError):
+                await store.finish_execution("order-1", status="done")  # type: ignore[arg-type]
+
+    run(body())
+
+
+def test_a_second_claim_fails_and_reports_the_first(url: str) -> None:
+    async def body() -> None:
+        async with await opened(url) as store:
+            first = await store.claim_step("order-1", "ChargeCard", owner="host:1:a", now=T0)
+            assert first.won
+            assert (first.run.status, first.run.owner, first.run.attempts) == (
+                "claimed",
+                "host:1:a",
+                0,
+            )
+            second = await store.claim_step("order-1", "ChargeCard", owner="host:2:b")
+            assert not second.won
+            assert (second.run.status, second.run.owner, second.run.finished) == (
+                "claimed",
+                "host:1:a",
+                False,
+            )
+            assert second.run.started_at == T0
+            # Another execution, or another step, is a different claim.
+            assert (await store.claim_step("order-2", "ChargeCard", owner="host:2:b")).won
+            assert (await store.claim_step("order-1", "Ship", owner="host:2:b")).won
+
+            await store.step_started("order-1", "ChargeCard", owner="host:1:a")
+            await store.step_finished("order-1", "ChargeCard", status="succeeded")
+            third = await store.claim_step("order-1", "ChargeCard", owner="host:3:c")
+            assert not third.won
+            assert (third.run.status, third.run.finished, third.run.attempts) == (
+                "succeeded",
+                True,
+                1,
+            )
+
+    run(body())
+
+
+RACE_SNIPPET = """
+import asyncio, json, sys, time
+from docket_runtime.stores import open_store
+
+async def main(url, owner, start_at, steps):
+    store = await open_store(url)
+    async with store:
+        await asyncio.sleep(max(0.0, start_at - time.time()))
+        claims = await asyncio.gather(
+            *(store.claim_step("race", f"step{i}", owner=owner) for i in range(steps))
+        )
+    print(json.dumps([[c.won, c.run.owner] for c in claims]))
+
+asyncio.run(main(sys.argv[1], sys.argv[2], float(sys.argv[3]), int(sys.argv[4])))
+"""
+
+
+def test_two_processes_racing_never_both_win_a_claim(db_url: str) -> None:
+    steps = 50
+    run(_migrate_only(db_url))
+    start_at = time.time() + 2.0  # both processes have connected by then
+    procs = [
+        subprocess.Popen(
+            [sys.executable, "-c", RACE_SNIPPET, db_url, owner, str(start_at), str(steps)],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for owner in ("proc-a", "proc-b")
+    ]
+    answers: dict[str, list[list[Any]]] = {}
+    for owner, proc in zip(("proc-a", "proc-b"), procs, strict=True):
+        out, err = proc.communicate(timeout=SAFETY_NET)
+        assert proc.returncode == 0, err
+        answers[owner] = json.loads(out)
+    for i in range(steps):
+        (a_won, a_saw), (b_won, b_saw) = answers["proc-a"][i], answers["proc-b"][i]
+        assert a_won != b_won, f"step{i}: both or neither won"
+        winner = "proc-a" if a_won else "proc-b"
+        # The loser is told who holds the claim.
+        assert a_saw == b_saw == winner
+    rows = raw_sql(db_url, "SELECT count(*) FROM docket_step_runs WHERE execution_id = 'race'")
+    assert rows == [(steps,)]
+
+
+async def _migrate_only(url: str) -> None:
+    async with await opened(url):
+        pass
+
+
+# -- schema and migrations -------------------------------------------------
+
+
+def test_migrate_is_idempotent_and_required(db_url: str) -> None:
+    async def body() -> None:
+        with pytest.raises(SchemaVersionError, match=r"has no Docket tables.*docket db migrate"):
+            await open_store(db_url)
+        async with await connect(db_url) as store:
+            assert await store.schema_version() == 0
+            assert await store.migrate() == [SCHEMA_VERSION]
+            assert await store.migrate() == []
+            assert await store.schema_version() == SCHEMA_VERSION
+        async with await open_store(db_url) as store:
+            assert await store.get_results(["x"]) == {}
+
+    run(body())
+    rows = raw_sql(db_url, "SELECT version, name FROM docket_schema_version")
+    assert rows == [(1, "0001_initial")]
+
+
+def test_concurrent_migrations_apply_once(db_url: str) -> None:
+    async def body() -> None:
+        stores = [await connect(db_url) for _ in range(3)]
+        try:
+            applied = await asyncio.gather(*(s.migrate() for s in stores))
+        finally:
+            for s in stores:
+                await s.close()
+        assert sorted(applied) == [[], [], [SCHEMA_VERSION]]
+
+    run(body())
+
+
+def test_a_newer_schema_is_refused(db_url: str) -> None:
+    run(_migrate_only(db_url))
+    raw_sql(
+        db_url,
+        "INSERT INTO docket_schema_version (version, name, applied_at) "
+        "VALUES (999, '0999_future', '2030-01-01')",
+    )
+
+    async def body() -> None:
+        for migrate in (False, True):
+            with pytest.raises(SchemaVersionError) as caught:
+                await open_store(db_url, migrate=migrate)
+            message = str(caught.value)
+            assert "version 999" in message
+            assert f"up to {SCHEMA_VERSION}" in message
+            assert "Upgrade docket-proto" in message
+
+    run(body())
+
+
+def test_migration_files_ship_for_every_version() -> None:
+    for backend in ("sqlite", "postgres"):
+        migrations = _migrations.load(backend)
+        assert [m.version for m in migrations] == list(range(1, SCHEMA_VERSION + 1))
+        assert "CREATE TABLE docket_schema_version" in migrations[0].sql
+    statements = _migrations.sqlite_statements(_migrations.load("sqlite")[0].sql)
+    assert sum("CREATE TABLE" in s for s in statements) == 4
+
+
+# -- URLs and the command line -------------------------------------------------
+
+
+def test_open_store_urls(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(tmp_path)
+
+    async def body() -> None:
+        async with await open_store("memory://") as store:
+            assert isinstance(store, MemoryStore)
+        async with await open_store("sqlite:///rel/../plain.db", migrate=True) as store:
+            assert isinstance(store, SqliteStore)
+            assert store.path == tmp_path / "plain.db"
+        async with await open_store(str(tmp_path / "plain.db")) as store:
+            assert isinstance(store, SqliteStore)
+        absolute = f"sqlite:///{tmp_path / 'abs.db'}?busy_timeout=100&synchronous=normal"
+        async with await open_store(absolute, migrate=True) as store:
+            assert isinstance(store, SqliteStore)
+        for bad in ("", "redis://x", "sqlite://host/x.db", "sqlite:///", "sqlite:///a.db?x=1"):
+            with pytest.raises(StoreUrlError):
+                await open_store(bad)
+        with pytest.raises(StoreUrlError, match="busy_timeout"):
+            await open_store("sqlite:///a.db?busy_timeout=soon")
+
+    run(body())
+
+
+def test_postgres_without_the_extra_names_it(monkeypatch: pytest.MonkeyPatch) -> None:
+    # As if psycopg were not installed: importing it fails.
+    monkeypatch.setitem(sys.modules, "psycopg", None)
+    monkeypatch.delitem(sys.modules, "docket_runtime.stores.postgres")
+    with pytest.raises(StoreError, match=r"docket-proto\[postgres\]"):
+        run(open_store("postgresql://nobody@127.0.0.1/none"))
+
+
+def test_the_runtime_imports_without_psycopg() -> None:
+    code = (
+        "import sys\n"
+        "sys.modules['psycopg'] = None\n"
+        "import docket_runtime, docket_runtime.stores, docket_runtime.cli\n"
+        "assert 'psycopg_pool' not in sys.modules\n"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+
+
+def docket_cli(*args: str) -> subprocess.CompletedProcess[str]:
+    env = {k: v for k, v in os.environ.items() if k != "DOCKET_DATABASE_URL"}
+    return subprocess.run(
+        [sys.executable, "-m", "docket_runtime.cli", *args],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=SAFETY_NET,
+    )
+
+
+def test_cli_migrate_and_purge(db_url: str) -> None:
+    done = docket_cli("db", "purge", "--url", db_url)
+    assert done.returncode == 1
+    assert "docket db migrate" in done.stderr and "Traceback" not in done.stderr
+
+    done = docket_cli("db", "migrate", "--url", db_url)
+    assert done.returncode == 0, done.stderr
+    assert "applied migration(s) 0001" in done.stdout
+    done = docket_cli("db", "migrate", "--url", db_url)
+    assert done.returncode == 0, done.stderr
+    assert "up to date (schema version 1)" in done.stdout
+
+    async def fill() -> None:
+        async with await open_store(db_url) as store:
+            past = datetime.now(UTC) - timedelta(minutes=1)
+            await store.put_result(stored("1" * 64, expires_at=past))
+            await store.put_result(stored("2" * 64, expires_at=past))
+            await store.put_result(stored("3" * 64, expires_at=past + timedelta(days=1)))
+
+    run(fill())
+    done = docket_cli("db", "purge", "--url", db_url)
+    assert done.returncode == 0, done.stderr
+    assert "purged 2 expired result(s)" in done.stdout
+    assert raw_sql(db_url, "SELECT count(*) FROM docket_results") == [(1,)]
+
+
+def test_cli_errors_are_clear(tmp_path: Path) -> None:
+    cases = [
+        ("foo://x", "unknown store URL scheme"),
+        (f"sqlite:///{tmp_path / 'missing' / 'x.db'}", "cannot open SQLite database"),
+        ("postgresql://postgres@127.0.0.1:1/test", "cannot connect to Postgres"),
+    ]
+    for url, expected in cases:
+        done = docket_cli("db", "migrate", "--url", url)
+        assert done.returncode == 1, (url, done.stdout)
+        assert expected in done.stderr
+        assert "Traceback" not in done.stderr
+    done = docket_cli("db", "migrate")
+    assert done.returncode == 2 and "--url" in done.stderr
+
+
+# -- a database that goes away ---------------------------------------------------
+
+
+def test_sqlite_file_removed_mid_use(tmp_path: Path) -> None:
+    folder = tmp_path / "state"
+    folder.mkdir()
+
+    async def body() -> None:
+        async with await open_store(f"sqlite:///{folder / 'docket.db'}", migrate=True) as store:
+            await store.put_result(stored("a" * 64))
+            shutil.rmtree(folder)
+            # SQLite itself would keep writing to the unlinked file and lose it all.
+            with pytest.raises(StoreUnavailable, match="removed while open") as caught:
+                await store.put_result(stored("b" * 64))
+            assert isinstance(caught.value.__cause__, FileNotFoundError)
+            with pytest.raises(StoreUnavailable):
+                await store.get_results(["a" * 64])
+            with pytest.raises(StoreUnavailable):
+                await store.claim_step("e", "s", owner="w")
+
+    run(body())
+
+
+def test_sqlite_locked_by_another_process_is_an_error_not_a_hang(tmp_path: Path) -> None:
+    path = tmp_path / "docket.db"
+
+    async def body() -> None:
+        url = f"sqlite:///{path}?busy_timeout=200"
+        async with await open_store(url, migrate=True) as store:
+            await store.put_result(stored("a" * 64))
+            blocker = sqlite3.connect(path, isolation_level=None)
+            blocker.execute("BEGIN EXCLUSIVE")
+            try:
+                started = time.monotonic()
+                with pytest.raises(StoreUnavailable, match="locked") as caught:
+                    await store.claim_step("e", "s", owner="w")
+                assert time.monotonic() - started < 5
+                assert isinstance(caught.value.__cause__, sqlite3.OperationalError)
+                # WAL readers are not blocked by the writer.
+                assert "a" * 64 in await store.get_results(["a" * 64])
+            finally:
+                blocker.execute("ROLLBACK")
+                blocker.close()
+            assert (await store.claim_step("e", "s", owner="w")).won
+
+    run(body())
+
+
+def test_postgres_connection_terminated_mid_use(pg: PgSession) -> None:
+    url = pg.fresh_url()
+    app = dict(p.split("=", 1) for p in urlsplit(url).query.split("&"))["application_name"]
+
+    async def body() -> None:
+        async with await opened(url) as store:
+            await store.put_result(stored("a" * 64))
+            killed = pg.sql(
+                PG_URL,
+                "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity "
+                "WHERE application_name = %s",
+                (app,),
+            )
+            assert killed[0][0] >= 1
+            # A write on a dropped connection may or may not have happened: reported.
+            with pytest.raises(StoreUnavailable) as caught:
+                await store.put_result(stored("b" * 64))
+            assert isinstance(caught.value.__cause__, psycopg.OperationalError)
+            # A read retries once on a fresh connection; then writes work again.
+            assert "a" * 64 in await store.get_results(["a" * 64])
+            await store.put_result(stored("b" * 64))
+
+    run(body())
+
+
+class Proxy:
+    """A TCP relay to Postgres that can be cut, so the server seems to vanish."""
+
+    def __init__(self, target: tuple[str, int]) -> None:
+        self.target = target
+        self.listener = socket.create_server(("127.0.0.1", 0))
+        self.port = self.listener.getsockname()[1]
+        self.sockets: list[socket.socket] = []
+        self.lock = threading.Lock()
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def _accept(self) -> None:
+        while True:
+            try:
+                client, _ = self.listener.accept()
+            except OSError:
+                return
+            server = socket.create_connection(self.target)
+            with self.lock:
+                self.sockets += [client, server]
+            for a, b in ((client, server), (server, client)):
+                threading.Thread(target=self._pump, args=(a, b), daemon=True).start()
+
+    @staticmethod
+    def _pump(src: socket.socket, dst: socket.socket) -> None:
+        try:
+            while data := src.recv(65536):
+                dst.sendall(data)
+        except OSError:
+            pass
+        finally:
+            for s in (src, dst):
+                with contextlib.suppress(OSError):
+                    s.shutdown(socket.SHUT_RDWR)
+
+    def cut(self) -> None:
+        # shutdown() wakes the blocked accept(); close() alone would leave it listening.
+        with contextlib.suppress(OSError):
+            self.listener.shutdown(socket.SHUT_RDWR)
+        self.listener.close()
+        with self.lock:
+            for s in self.sockets:
+                with contextlib.suppress(OSError):
+                    s.shutdown(socket.SHUT_RDWR)
+                s.close()
+
+
+def test_postgres_server_gone_is_an_error_not_a_hang(pg: PgSession) -> None:
+    url = pg.fresh_url()
+    parts = urlsplit(PG_URL)
+    proxy = Proxy((parts.hostname or "127.0.0.1", parts.port or 5432))
+    user = parts.netloc.rpartition("@")[0]
+    netloc = f"{user}@127.0.0.1:{proxy.port}" if user else f"127.0.0.1:{proxy.port}"
+    via_proxy = urlunsplit(urlsplit(url)._replace(netloc=netloc))
+
+    async def body() -> None:
+        run_migrate = await connect(via_proxy)
+        await run_migrate.migrate()
+        await run_migrate.close()
+        store = await PostgresStore.open(via_proxy, timeout=1.0, connect_timeout=1)
+        try:
+            await store.put_result(stored("a" * 64))
+            proxy.cut()
+            started = time.monotonic()
+            with pytest.raises(StoreUnavailable) as caught:
+                await store.get_results(["a" * 64])
+            with pytest.raises(StoreUnavailable):
+                await store.step_started("e", "s", owner="w")
+            assert time.monotonic() - started < 10
+            assert isinstance(caught.value.__cause__, psycopg.OperationalError)
+        finally:
+            await store.close()
+
+    run(body())
+
+
+# -- keys and rows -------------------------------------------------------------
+
+
+def test_keys() -> None:
+    assert len(workflow_key("e", "s")) == 64
+    assert workflow_key("e", "s") != workflow_key("e", "s", "2")
+    assert workflow_key("ab", "c") != workflow_key("a", "bc")
+    assert global_key("S", "", [b""]) != global_key("S", "", [None])
+    assert global_key("S", "", [b"a", b"b"]) != global_key("S", "", [b"ab"])
+    assert global_key("S", "1", [b"a"]) != global_key("S", "2", [b"a"])
+    assert global_key("S", "1", [b"a"]) == global_key("S", "1", [b"a"])
+
+
+def test_a_result_row_checks_its_scope() -> None:
+    with pytest.raises(ValueError):
+        StoredResult("k", "workflow", None, "s", "", "t", b"", "{}", T0)
+    with pytest.raises(ValueError):
+        StoredResult("k", "global", "e", "s", "", "t", b"", "{}", T0)
+    with pytest.raises(ValueError):
+        StoredResult("k", "forever", None, "s", "", "t", b"", "{}", T0)  # type: ignore[arg-type]
+
+
+def test_passwords_stay_out_of_messages() -> None:
+    assert redact_url("postgresql://u:secret@db:5432/x?sslmode=require") == (
+        "postgresql://u:***@db:5432/x?sslmode=require"
+    )
+    assert redact_url("postgresql://u@db/x") == "postgresql://u@db/x"
+    with pytest.raises(StoreUnavailable) as caught:
+        run(open_store("postgresql://u:secret@127.0.0.1:1/x"))
+    assert "secret" not in str(caught.value)
+
+
+def test_sqlite_reads_go_to_the_writer_thread_without_wal(tmp_path: Path) -> None:
+    async def body() -> None:
+        async with await open_store(f"sqlite:///{tmp_path / 'x.db'}", migrate=True) as store:
+            assert isinstance(store, SqliteStore)
+            # As on a file system where journal_mode=WAL does not take.
+            store._reads_on_loop = False
+            await store.put_result(stored("a" * 64))
+            assert "a" * 64 in await store.get_results(["a" * 64])
+            assert await store.schema_version() == SCHEMA_VERSION
+
+    run(body())
