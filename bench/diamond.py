@@ -24,6 +24,8 @@ from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
 
+import docket_runtime
+
 PROTOS = Path(__file__).resolve().parent / "protos"
 
 Variant = Callable[[int], Awaitable[Any]]
@@ -56,7 +58,11 @@ class Case:
 
 
 def cases(pb2: Any, docket: Any) -> list[Case]:
-    """The diamond and the chain, each as a Docket graph and as plain asyncio."""
+    """The diamond and the chain, each as a Docket graph and as plain asyncio.
+
+    The diamond runs a second time bound with one Events hook that does nothing: the cost
+    of dispatching events (a graph bound without hooks builds its runners without them).
+    """
     a_cls, b_cls, c_cls, d_cls = pb2.A, pb2.B, pb2.C, pb2.D
     seed = pb2.Seed(value=1)
 
@@ -78,14 +84,19 @@ def cases(pb2: Any, docket: Any) -> list[Case]:
     async def link4(c: Any, /) -> Any:
         return d_cls(value=c.value + 1)
 
-    diamond = docket.Diamond(
-        SimpleNamespace(step_a=step_a, step_b=step_b, step_c=step_c, step_d=step_d)
-    )
+    diamond_steps = SimpleNamespace(step_a=step_a, step_b=step_b, step_c=step_c, step_d=step_d)
+    diamond = docket.Diamond(diamond_steps)
+    hooked = docket.Diamond(diamond_steps, events=[docket_runtime.Events()])
     chain = docket.Chain(SimpleNamespace(link1=step_a, link2=step_b, link3=link3, link4=link4))
 
     async def diamond_docket(n: int) -> Any:
         for _ in range(n):
             d = await diamond.run(d_cls, seed=seed)
+        return d
+
+    async def diamond_hooked(n: int) -> Any:
+        for _ in range(n):
+            d = await hooked.run(d_cls, seed=seed)
         return d
 
     async def diamond_by_hand(n: int) -> Any:
@@ -107,6 +118,7 @@ def cases(pb2: Any, docket: Any) -> list[Case]:
 
     return [
         Case("diamond  A; B, C at once; D", diamond_docket, diamond_by_hand),
+        Case("diamond + one no-op Events hook", diamond_hooked, diamond_by_hand),
         Case("chain    A -> B -> C -> D", chain_docket, chain_by_hand),
     ]
 
@@ -139,10 +151,10 @@ async def main(executions: int, rounds: int) -> None:
             f"Python {platform.python_version()}, {executions} executions x {rounds} rounds, "
             "median µs per execution"
         )
-        print(f"{'':30} {'docket':>8} {'by hand':>8} {'ratio':>7}")
+        print(f"{'':32} {'docket':>8} {'by hand':>8} {'ratio':>7}")
         for case in cases(pb2, docket):
             ours, theirs = await measure(case, executions, rounds)
-            print(f"{case.name:30} {ours:8.2f} {theirs:8.2f} {ours / theirs:6.2f}x")
+            print(f"{case.name:32} {ours:8.2f} {theirs:8.2f} {ours / theirs:6.2f}x")
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:

@@ -68,7 +68,11 @@ class StepTimedOut(StepFailed):
 
 
 class ExecutionAborted(_StepError):
-    """A step raised :class:`Abort`: the execution stopped and cancelled what was in flight."""
+    """A step raised :class:`Abort`: the execution stopped and cancelled what was in flight.
+
+    A subgraph step whose child execution aborted aborts its parent the same way: its
+    ``cause`` is then the child's ExecutionAborted.
+    """
 
     def __init__(self, step: str, cause: BaseException, attempts: int = 1) -> None:
         super().__init__(step, cause, attempts, "aborted the execution")

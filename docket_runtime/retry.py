@@ -1,19 +1,24 @@
 """Retry decisions: whether a failed attempt runs again, and after how long.
 
 The order of the questions is fixed: an :class:`~docket_runtime.errors.Abort`
-is never retried; then the bound classifier, then the policy's
+(or a child execution's :class:`~docket_runtime.errors.ExecutionAborted`) is
+never retried; then the bound classifier (one that raises is logged and
+ignored), then the policy's
 ``non_retryable_errors``; then whether attempts are left; then the backoff.
 """
 
 from __future__ import annotations
 
+import logging
 import random
 from collections.abc import Callable
 
-from .errors import Abort
+from .errors import Abort, ExecutionAborted
 from .plan import RetryPolicy
 
 __all__ = ["Classifier", "backoff", "is_listed", "retry_delay"]
+
+_log = logging.getLogger("docket.retry")
 
 Classifier = Callable[[str, BaseException], bool | None]
 """``(step name, error) -> True`` (retry), ``False`` (never retry) or ``None`` (use the policy)."""
@@ -54,9 +59,14 @@ def retry_delay(
     classifier: Classifier | None,
 ) -> float | None:
     """Seconds to wait before the next attempt, or ``None`` when the step must not run again."""
-    if policy is None or isinstance(error, Abort):
+    if policy is None or isinstance(error, Abort | ExecutionAborted):
         return None
-    verdict = classifier(step, error) if classifier is not None else None
+    verdict = None
+    if classifier is not None:
+        try:
+            verdict = classifier(step, error)
+        except Exception:  # a broken classifier must not hide the step's own error
+            _log.exception("retry classifier raised for step %r; the policy decides", step)
     if verdict is False or (verdict is None and is_listed(error, policy.non_retryable_errors)):
         return None
     if attempt >= policy.max_attempts:
