@@ -51,6 +51,9 @@ class GraphModel:
 
     ``inputs`` maps each declared input type to the keyword of the generated
     ``run`` method; ``targets`` is filled by the planner once the wiring is valid.
+    ``items_option`` is ``(docket.graph).items`` as written and ``items`` what it
+    resolves to; ``item_type`` is the item type of batch runs once the batch
+    roles are checked (declared or inferred), ``None`` without batch entry points.
     """
 
     name: str
@@ -63,6 +66,9 @@ class GraphModel:
     inputs: dict[str, str] = field(default_factory=dict)
     steps: list[StepModel] = field(default_factory=list)
     targets: list[Target] = field(default_factory=list)
+    items_option: str = ""
+    items: str | None = None
+    item_type: str | None = None
 
     def producers(self) -> dict[str, StepModel]:
         """Output type -> the (first) step that produces it."""

@@ -11,7 +11,7 @@ from .wiring import step_dependencies
 def plan_targets(graph: GraphModel) -> list[Target]:
     """One Target per step output, in step declaration order. The graph must be acyclic."""
     deps = step_dependencies(graph)
-    order = _topological_order(graph, deps)
+    order = topological_order(graph, deps)
     level: dict[str, int] = {}
     for name in order:
         level[name] = 1 + max((level[d] for d in deps[name]), default=-1)
@@ -89,7 +89,7 @@ def check_subgraphs(graphs: dict[str, GraphModel], graph: GraphModel) -> list[Di
     return errors
 
 
-def _topological_order(graph: GraphModel, deps: dict[str, list[str]]) -> list[str]:
+def topological_order(graph: GraphModel, deps: dict[str, list[str]]) -> list[str]:
     """Kahn's algorithm; ties keep declaration order so the output is stable."""
     declared = [step.spec.name for step in graph.steps]
     remaining = {name: len(deps[name]) for name in declared}

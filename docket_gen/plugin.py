@@ -12,6 +12,7 @@ import sys
 from google.protobuf import descriptor_pb2
 from google.protobuf.compiler import plugin_pb2
 
+from .batches import plan_batches
 from .model import Diagnostic
 from .names import docket_module_path
 from .planner import check_subgraphs, plan_targets
@@ -39,6 +40,9 @@ def generate(request: plugin_pb2.CodeGeneratorRequest) -> plugin_pb2.CodeGenerat
                 diagnostics.extend(errors)
             if not errors:
                 graph.targets = plan_targets(graph)
+                batch_errors = plan_batches(graph)
+                if file.name in wanted:
+                    diagnostics.extend(batch_errors)
     for name in wanted & files.keys():
         for graph in files[name].graphs:
             diagnostics.extend(check_subgraphs(graphs, graph))

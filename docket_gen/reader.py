@@ -49,7 +49,8 @@ _DELIVERIES = {
     options_pb2.StepOptions.AT_LEAST_ONCE: Delivery.AT_LEAST_ONCE,
     options_pb2.StepOptions.AT_MOST_ONCE: Delivery.AT_MOST_ONCE,
 }
-# Parameters of the generated run() besides the graph inputs.
+# Parameters of the generated run() besides the graph inputs. run_batch() adds its own,
+# checked for graphs with batch runs only (docket_gen.batches.BATCH_KEYWORDS).
 RESERVED_KEYWORDS = frozenset({"self", "target", "execution_id", "deadline"})
 
 
@@ -201,11 +202,40 @@ def _read_graph(
             continue
         keywords[keyword] = resolved
         graph.inputs[resolved] = keyword
+    if options.items:
+        graph.items_option = options.items
+        graph.items = _read_items(index, file.package, graph, options.items, errors)
     for method_index in range(len(service.method)):
         step = _read_step(index, file, service_index, method_index, errors)
         if step is not None:
             graph.steps.append(step)
     return graph
+
+
+def _read_items(
+    index: Request, package: str, graph: GraphModel, name: str, errors: list[Diagnostic]
+) -> str | None:
+    """``(docket.graph).items``: a message type that is also one of the graph's inputs."""
+    resolved = index.resolve(name, package, index.messages)
+    if resolved is None:
+        errors.append(
+            Diagnostic(
+                graph.option_location,
+                f"graph {graph.name}: items {name!r} names no message type; "
+                "write a message name, fully qualified or relative to the package",
+            )
+        )
+        return None
+    if resolved not in graph.inputs:
+        errors.append(
+            Diagnostic(
+                graph.option_location,
+                f"graph {graph.name}: items {resolved} is not one of the graph's inputs; "
+                f'add "{name}" to (docket.graph).inputs',
+            )
+        )
+        return None
+    return resolved
 
 
 def _read_step(

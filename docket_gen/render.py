@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 import jinja2
 
 from docket_runtime.plan import (
+    Batch,
     CachePolicy,
     CacheScope,
     Delivery,
@@ -72,13 +73,19 @@ def render_file(file: FileModel, messages: dict[str, MessageInfo]) -> str:
         undefined=jinja2.StrictUndefined,
         autoescape=False,
     )
+    batches = any(g["batch_runs"] for g in graphs)
+    typing_names = ["Protocol", "TypeVar"]
+    if batches:
+        typing_names.insert(0, "Literal")
+    if batches or any(g["overloads"] for g in graphs):
+        typing_names.append("overload")
     source = environment.get_template("module.py.j2").render(
         proto=file.name,
         imports=imports.lines(),
         graphs=graphs,
-        uses_sequence=any(g["uses_sequence"] for g in graphs),
-        uses_overload=any(g["overloads"] for g in graphs),
-        uses_typevar=bool(graphs),
+        uses_sequence=batches or any(g["uses_sequence"] for g in graphs),
+        typing_names=typing_names,
+        uses_batches=batches,
     )
     # Templates may leave runs of blank lines; ruff format allows two at most.
     return re.sub(r"\n{4,}", "\n\n\n", source)
@@ -160,6 +167,7 @@ def _graph_context(graph: GraphModel, ref: Callable[[str], str]) -> dict[str, ob
             }
         )
     description = graph.description or graph.doc
+    batch_runs = _batch_runs(graph, ref)
     return {
         "name": graph.name,
         "full_name": graph.full_name,
@@ -177,9 +185,48 @@ def _graph_context(graph: GraphModel, ref: Callable[[str], str]) -> dict[str, ob
         "methods": methods,
         "plan": pyfmt.render(_plan_node(graph, ref), 0, f"{constant} = "),
         "runs": runs,
+        "batch_runs": batch_runs,
         "uses_sequence": uses_sequence,
         "overloads": len(runs) > 1,
     }
+
+
+def _batch_runs(graph: GraphModel, ref: Callable[[str], str]) -> list[str]:
+    """The ``run_batch`` overloads: per batch target, one that raises and one that collects."""
+    item = graph.item_type
+    if item is None:
+        return []
+    signatures = []
+    for target in graph.targets:
+        if target.batch is None:
+            continue
+        keywords = [f"{graph.inputs[t]}: {ref(t)}" for t in target.inputs if t != item]
+        keywords += [
+            f"{graph.inputs[t]}: {ref(t)} | None = None"
+            for t in target.optional_inputs
+            if t != item
+        ]
+        result = ref(target.type)
+        for policy, returns in (
+            ('Literal["raise"] = "raise"', f"list[{result}]"),
+            ('Literal["collect"]', f"list[{result} | _ItemError]"),
+        ):
+            params = [
+                "self",
+                f"target: type[{result}]",
+                f"items: Sequence[{ref(item)}]",
+                "/",
+                "*",
+                *keywords,
+                "max_concurrency: int | None = None",
+                f"on_error: {policy}",
+                "execution_id: str | None = None",
+                "deadline: float | None = None",
+            ]
+            signatures.append(
+                pyfmt.signature("async def run_batch", params, f" -> {returns}: ...", depth=1)
+            )
+    return signatures
 
 
 def _step_doc(spec: Step, comment: str) -> str:
@@ -205,6 +252,8 @@ def _plan_node(graph: GraphModel, ref: Callable[[str], str]) -> Node:
         kwargs.append(("inputs", Dict([(string(t), string(k)) for t, k in graph.inputs.items()])))
     if graph.description:
         kwargs.append(("description", string(graph.description)))
+    if graph.item_type is not None:
+        kwargs.append(("items", string(graph.item_type)))
     return Call("_plan.GraphPlan", kwargs=kwargs)
 
 
@@ -249,7 +298,24 @@ def _target_node(target: Target) -> Node:
         kwargs.append(("inputs", Tuple([string(t) for t in target.inputs])))
     if target.optional_inputs:
         kwargs.append(("optional_inputs", Tuple([string(t) for t in target.optional_inputs])))
+    if target.batch is not None:
+        kwargs.append(("batch", _batch_node(target.batch)))
     return Call("_plan.Target", kwargs=kwargs)
+
+
+def _batch_node(batch: Batch) -> Node:
+    stages: list[Node] = []
+    for stage in batch.stages:
+        parts: list[tuple[str, Node]] = []
+        if stage.once:
+            parts.append(("once", Tuple([string(s) for s in stage.once])))
+        if stage.each:
+            parts.append(("each", Tuple([string(s) for s in stage.each])))
+        stages.append(Call("_plan.Stage", kwargs=parts))
+    kwargs: list[tuple[str, Node]] = [("stages", Tuple(stages))]
+    if not batch.per_item:
+        kwargs.append(("per_item", Raw("False")))
+    return Call("_plan.Batch", kwargs=kwargs)
 
 
 def _value_node(value: object) -> Node:

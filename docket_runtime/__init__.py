@@ -7,6 +7,7 @@ A generated ``<file>_docket.py`` module holds, per proto service, a
     enriched = await graph.run(users_pb2.EnrichedUser, user_id=users_pb2.UserId(id="u1"))
 """
 
+from .batch import ItemError, ItemFailed
 from .context import StepContext, context, shielded
 from .errors import (
     Abort,
@@ -17,9 +18,10 @@ from .errors import (
     StepFailed,
     StepTimedOut,
 )
-from .events import Events, ExecutionFinished, StepEvent, StepRetrying
+from .events import BatchProgress, Events, ExecutionFinished, StepEvent, StepRetrying
 from .graph import Graph
 from .plan import (
+    Batch,
     CachePolicy,
     CacheScope,
     Delivery,
@@ -27,12 +29,15 @@ from .plan import (
     Input,
     InputKind,
     RetryPolicy,
+    Stage,
     Step,
     Target,
 )
 
 __all__ = [
     "Abort",
+    "Batch",
+    "BatchProgress",
     "BindError",
     "CachePolicy",
     "CacheScope",
@@ -46,7 +51,10 @@ __all__ = [
     "GraphPlan",
     "Input",
     "InputKind",
+    "ItemError",
+    "ItemFailed",
     "RetryPolicy",
+    "Stage",
     "Step",
     "StepContext",
     "StepEvent",

@@ -1,4 +1,5 @@
-"""Event hooks: a step started, is retrying, succeeded or failed; an execution finished.
+"""Event hooks: a step started, is retrying, succeeded or failed; an execution finished;
+a batch run made progress.
 
 Subclass :class:`Events`, override what you need and bind it with
 ``Graph(steps, events=[MyEvents()])``. Hooks are plain functions called on
@@ -13,7 +14,7 @@ import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-__all__ = ["Events", "ExecutionFinished", "StepEvent", "StepRetrying"]
+__all__ = ["BatchProgress", "Events", "ExecutionFinished", "StepEvent", "StepRetrying"]
 
 _log = logging.getLogger("docket.events")
 
@@ -59,6 +60,27 @@ class ExecutionFinished:
     error: BaseException | None = None
 
 
+@dataclass(frozen=True, slots=True)
+class BatchProgress:
+    """An item of a batch run finished a stage, or failed.
+
+    ``total`` items in the batch; ``done`` of them finished stage ``stage``
+    (0-based, of ``stages``; in the last stage: have their result); ``failed``
+    failed so far, in any stage. Most batches have one stage; a batch has more
+    when an aggregate needs every item's value from the stage before it.
+    ``execution_id`` is the batch's id (its items run as ``<id>/<index>``).
+    """
+
+    graph: str
+    execution_id: str
+    target: str
+    stage: int
+    stages: int
+    total: int
+    done: int
+    failed: int
+
+
 class Events:
     """Base class of event hooks; every method does nothing unless overridden."""
 
@@ -76,6 +98,9 @@ class Events:
 
     def execution_finished(self, event: ExecutionFinished) -> None:
         """An execution ended, whatever the outcome."""
+
+    def batch_progress(self, event: BatchProgress) -> None:
+        """An item of a batch run finished a stage or failed (drive a progress bar)."""
 
 
 class Dispatch:
@@ -105,6 +130,10 @@ class Dispatch:
     def execution_finished(self, event: ExecutionFinished) -> None:
         for hook in self.hooks:
             _call(hook.execution_finished, event)
+
+    def batch_progress(self, event: BatchProgress) -> None:
+        for hook in self.hooks:
+            _call(hook.batch_progress, event)
 
 
 def _call(method: object, event: object) -> None:

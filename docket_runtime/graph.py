@@ -15,10 +15,11 @@ import inspect
 import time
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from concurrent.futures import Executor
-from typing import Any, ClassVar, Generic, TypeVar, cast
+from typing import Any, ClassVar, Generic, Literal, TypeVar, cast
 
 from google.protobuf.message import Message
 
+from .batch import run_batch
 from .context import Execution, context
 from .errors import BindError, DeadlineExceeded, ExecutionAborted, StepTimedOut
 from .events import Dispatch, Events, ExecutionFinished
@@ -118,6 +119,36 @@ class Graph(Generic[S]):
         result = execution.values[table.slot]
         assert isinstance(result, target)
         return result
+
+    # Batch runs live in docket_runtime.batch; this is only their entry point.
+    async def run_batch_target(
+        self,
+        target: type[M],
+        items: Sequence[Message],
+        inputs: Mapping[str, Message | None],
+        *,
+        max_concurrency: int | None = None,
+        on_error: Literal["raise", "collect"] = "raise",
+        execution_id: str | None = None,
+        deadline: float | None = None,
+    ) -> list[Any]:
+        """Run ``target`` over ``items`` with shared graph inputs by keyword; the untyped
+        form of the generated ``run_batch`` (see :mod:`docket_runtime.batch`).
+
+        The result has one entry per item, in order: the target's value, or, with
+        ``on_error="collect"``, an :class:`~docket_runtime.batch.ItemError`.
+        ``deadline`` bounds the whole batch (the graph's own deadline does not apply).
+        """
+        return await run_batch(
+            self,
+            target,
+            items,
+            inputs,
+            max_concurrency=max_concurrency,
+            on_error=on_error,
+            execution_id=execution_id,
+            deadline=deadline,
+        )
 
     async def _observed(
         self, table: TargetTable, execution: Execution, deadline: float | None

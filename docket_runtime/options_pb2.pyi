@@ -55,8 +55,16 @@ class GraphOptions(_message.Message):
 
     DESCRIPTION_FIELD_NUMBER: _builtins.int
     INPUTS_FIELD_NUMBER: _builtins.int
+    ITEMS_FIELD_NUMBER: _builtins.int
     description: _builtins.str
     """Free text shown in the generated interface's docstring."""
+    items: _builtins.str
+    """The graph input that batch runs iterate over (one of `inputs`, named the
+    same way). Needed only when the item type cannot be inferred: see "Batches"
+    in the README. Steps that take it, or a result derived from it, as a
+    singular input run once per item; a step taking such a type as a
+    `repeated` field is an aggregate that runs once over every item.
+    """
     @_builtins.property
     def inputs(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
         """Message types the caller supplies when it runs a target, by name: fully
@@ -69,10 +77,11 @@ class GraphOptions(_message.Message):
         *,
         description: _builtins.str = ...,
         inputs: _abc.Iterable[_builtins.str] | None = ...,
+        items: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["description", b"description", "inputs", b"inputs"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["description", b"description", "inputs", b"inputs", "items", b"items"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -231,7 +240,9 @@ class StepOptions(_message.Message):
     blocking: _builtins.bool
     """The implementation is a plain `def`, run in a thread pool."""
     max_concurrency: _builtins.int
-    """Most runs of this step at once within a process; 0 means no bound."""
+    """Most runs of this step at once across the items of one batch run, each
+    run holding its slot through its retries; 0 means no bound.
+    """
     delivery: Global___StepOptions.Delivery.ValueType
     subgraph: _builtins.str
     """The step is implemented by another graph (a service name, fully qualified

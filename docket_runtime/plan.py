@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from google.protobuf.message import Message
 
 __all__ = [
+    "Batch",
     "CachePolicy",
     "CacheScope",
     "Delivery",
@@ -22,6 +23,7 @@ __all__ = [
     "Input",
     "InputKind",
     "RetryPolicy",
+    "Stage",
     "Step",
     "Target",
 ]
@@ -112,13 +114,41 @@ class Step:
 
 
 @dataclass(frozen=True, slots=True)
+class Stage:
+    """One stage of a batch run of a target.
+
+    ``once`` steps run a single time for the whole batch: the aggregates (over
+    the per-item values of earlier stages) and the shared steps after them.
+    Then ``each`` steps run once per item. Both are in a topological order.
+    """
+
+    once: tuple[str, ...] = ()
+    each: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class Batch:
+    """How a target is produced over a batch of items (``run_batch``).
+
+    A batch runs its ``stages`` one after another; a new stage starts when an
+    aggregate needs every item's value from the earlier ones. ``per_item`` is
+    false when the target itself is shared: one value for the whole batch.
+    """
+
+    stages: tuple[Stage, ...]
+    per_item: bool = True
+
+
+@dataclass(frozen=True, slots=True)
 class Target:
     """What it takes to produce one type.
 
     ``steps`` is the minimal set of steps in a topological order; ``levels``
     groups them so that the steps of one level depend only on earlier levels;
     ``inputs`` are the graph inputs that must be given and ``optional_inputs``
-    those that may be left out (only optional fields consume them).
+    those that may be left out (only optional fields consume them). ``batch``
+    is the target's batch schedule, ``None`` when it does not depend on the
+    graph's items (or the graph has none).
     """
 
     type: str
@@ -126,6 +156,7 @@ class Target:
     levels: tuple[tuple[str, ...], ...]
     inputs: tuple[str, ...] = ()
     optional_inputs: tuple[str, ...] = ()
+    batch: Batch | None = None
 
 
 @dataclass(frozen=True)
@@ -134,6 +165,7 @@ class GraphPlan:
 
     ``types`` maps every message type's full name to its generated class.
     ``inputs`` maps each graph input's type to the keyword that passes it.
+    ``items`` is the graph input that batch runs iterate over, if any.
     """
 
     name: str
@@ -142,6 +174,7 @@ class GraphPlan:
     types: Mapping[str, type[Message]]
     inputs: Mapping[str, str] = field(default_factory=dict)
     description: str = ""
+    items: str | None = None
 
     def step(self, name: str) -> Step:
         """Return the step called ``name``."""
@@ -160,6 +193,8 @@ class GraphPlan:
     def describe(self) -> str:
         """Render the plan as text: one block per target with its levels."""
         lines = [f"graph {self.name}"]
+        if self.items is not None:
+            lines[0] += f" (batches of {self.items})"
         for target in self.targets:
             lines.append(f"  {target.type}")
             for depth, level in enumerate(target.levels):
@@ -168,4 +203,12 @@ class GraphPlan:
                 lines.append(f"    inputs: {', '.join(target.inputs)}")
             if target.optional_inputs:
                 lines.append(f"    optional inputs: {', '.join(target.optional_inputs)}")
+            if target.batch is not None:
+                shared = "" if target.batch.per_item else " (one shared value)"
+                lines.append(f"    batch{shared}:")
+                for number, stage in enumerate(target.batch.stages):
+                    if stage.once:
+                        lines.append(f"      stage {number} once: {', '.join(stage.once)}")
+                    if stage.each:
+                        lines.append(f"      stage {number} per item: {', '.join(stage.each)}")
         return "\n".join(lines)

@@ -89,7 +89,8 @@ def make_runner(
                 return
             finally:
                 _current.reset(token)
-            if isinstance(error, Abort):
+            # A subgraph step whose child execution aborted aborts this execution too.
+            if isinstance(error, Abort | ExecutionAborted):
                 if events is not None:
                     events.step_failed(_done(graph, execution, name, attempt, started, error))
                 raise ExecutionAborted(name, error, attempt) from error
@@ -128,14 +129,17 @@ def _args_reader(table: StepTable) -> Callable[[list[Message | None]], list[Any]
     slots = table.arg_slots
     if table.all_required:
         return lambda values: [values[s] for s in slots]
-    # Outside batch runs a repeated input gathers the one value its type has.
+    # Outside batch runs a repeated input gathers the one value its type has; in a batch
+    # run (docket_runtime.batch) an aggregate finds the list of every item's value there.
     kinds = tuple(kind is InputKind.REPEATED for kind in table.arg_kinds)
 
     def read(values: list[Message | None]) -> list[Any]:
         args: list[Any] = []
         for slot, repeated in zip(slots, kinds, strict=True):
-            value = values[slot]
-            args.append(([] if value is None else [value]) if repeated else value)
+            value: Any = values[slot]
+            if repeated and type(value) is not list:
+                value = [] if value is None else [value]
+            args.append(value)
         return args
 
     return read

@@ -20,6 +20,7 @@ from docket_runtime.plan import InputKind
 GOLDEN = ROOT / "tests" / "golden"
 GOLDEN_CASES = {
     "testgraphs/shapes_docket.py": TEST_PROTOS,
+    "testgraphs/movies_docket.py": TEST_PROTOS,
     "parallel/users_docket.py": ROOT / "examples" / "parallel" / "protos",
 }
 

@@ -1,0 +1,540 @@
+"""Batch runs: one graph over a list of items, per-item steps once per item, aggregates once.
+
+The generated ``run_batch(Target, items, **shared_inputs)`` lands here. The
+plan says, per target, which steps run once per item and which once for the
+whole batch, grouped in stages (see :class:`~docket_runtime.plan.Batch`); this
+module only follows it:
+
+- a stage's ``once`` steps (aggregates, then shared steps) run in one shared
+  execution; an aggregate's ``repeated`` input receives the list of every
+  item's value, in input order;
+- then its ``each`` steps run once per item, each item in an execution of its
+  own (id ``<batch id>/<index>``) seeded with the shared values, under the
+  ordinary scheduler and step runners (retries, timeouts, context, events).
+
+Event hooks see every step, a ``batch_progress`` each time an item finishes a
+stage or fails, and one ``execution_finished`` for the whole batch (its id is
+the batch's; items report through ``batch_progress`` only).
+
+Items are pulled from a shared index by a fixed pool of worker tasks (at most
+``max_concurrency``), so no task or coroutine exists per pending item: memory
+grows with the concurrency, plus one reference per item for the results and for
+the per-item values a later stage needs. A step's ``max_concurrency`` is a
+semaphore per batch run around each run of the step (its retries included).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, Literal
+
+from google.protobuf.message import Message
+
+from .context import Execution
+from .errors import DeadlineExceeded, DocketError, ExecutionAborted, StepFailed, StepTimedOut
+from .events import BatchProgress, Dispatch, ExecutionFinished
+from .runner import Runner
+from .scheduler import execute
+from .tables import GraphInput, PlanTables, TargetTable
+
+if TYPE_CHECKING:
+    from .graph import Graph
+
+__all__ = ["DEFAULT_CONCURRENCY", "ItemError", "ItemFailed", "run_batch"]
+
+DEFAULT_CONCURRENCY = 100
+"""Items in flight at once when ``run_batch`` is given no ``max_concurrency``."""
+
+OnError = Literal["raise", "collect"]
+
+
+@dataclass(frozen=True, slots=True)
+class ItemError:
+    """The result of an item that failed in ``run_batch(..., on_error="collect")``.
+
+    ``index`` is the item's position in ``items``; ``error`` the step failure
+    (the step's name, attempts, and the original exception as ``__cause__``).
+    """
+
+    index: int
+    error: StepFailed
+
+
+class ItemFailed(DocketError):
+    """An item of a batch failed; the items still in flight were cancelled.
+
+    Raised by ``run_batch`` with ``on_error="raise"`` (the default) at the first
+    failed item, and in any mode when a step aborts (``Abort``). ``index`` is
+    the item's position in ``items``; ``error`` (also ``__cause__``) is the
+    :class:`StepFailed` or :class:`ExecutionAborted` that says why.
+    """
+
+    def __init__(self, index: int, error: BaseException) -> None:
+        self.index = index
+        self.error = error
+        super().__init__(f"item {index} of the batch failed: {error}")
+
+
+# Tables, built once per plan ----------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class _StageTable:
+    """One stage: what runs once, what runs per item, and which per-item values move where.
+
+    ``gather``: per-item slots the aggregates of ``once`` read as lists;
+    ``seed``: per-item slots from earlier stages that ``each`` reads;
+    ``keep``: slots ``each`` produces that a later stage reads;
+    ``drop``: slots no stage after this one reads.
+    """
+
+    once: TargetTable | None
+    each: TargetTable | None
+    gather: tuple[int, ...]
+    seed: tuple[int, ...]
+    keep: tuple[int, ...]
+    drop: tuple[int, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class BatchTable:
+    """A target's batch schedule, resolved to slots and step indexes."""
+
+    type_name: str
+    slot: int
+    per_item: bool
+    item_slot: int
+    item_cls: type[Message]
+    item_keyword: str
+    stages: tuple[_StageTable, ...]
+    inputs: tuple[GraphInput, ...]
+    keywords: frozenset[str]
+    limits: tuple[tuple[int, int], ...]
+    """(step index, max_concurrency) of the per-item steps that bound their runs."""
+
+
+def build_batch_tables(tables: PlanTables) -> dict[type[Message], BatchTable]:
+    """Index the batch schedule of every target that has one."""
+    plan = tables.plan
+    if plan.items is None:
+        return {}
+    step_index = {step.name: index for index, step in enumerate(plan.steps)}
+    item_slot = tables.slots[plan.items]
+    out: dict[type[Message], BatchTable] = {}
+    for target in plan.targets:
+        if target.batch is None:
+            continue
+        cls = plan.types[target.type]
+        full = tables.targets[cls]
+        tolerable = dict(zip(full.steps, full.tolerable, strict=True))
+        stages = [
+            ([step_index[n] for n in stage.once], [step_index[n] for n in stage.each])
+            for stage in target.batch.stages
+        ]
+        per_item = {item_slot}
+        for _, each in stages:
+            per_item.update(tables.steps[i].out_slot for i in each)
+        reads_later: list[set[int]] = []
+        stage_tables = []
+        for once, each in stages:
+            gather = {s for i in once for s in tables.steps[i].arg_slots if s in per_item}
+            made = {tables.steps[i].out_slot for i in each}
+            seed = {
+                s
+                for i in each
+                for s in tables.steps[i].arg_slots
+                if s in per_item and s not in made and s != item_slot
+            }
+            reads_later.append(gather | seed)
+            stage_tables.append((once, each, gather, seed, made))
+        built = []
+        for number, (once, each, gather, seed, made) in enumerate(stage_tables):
+            later = set().union(*reads_later[number + 1 :])
+            keep = made & later
+            drop = (gather | seed) - later - {item_slot}
+            built.append(
+                _StageTable(
+                    once=_sub_table(tables, target.type, once, tolerable) if once else None,
+                    each=_sub_table(tables, target.type, each, tolerable) if each else None,
+                    gather=tuple(sorted(gather)),
+                    seed=tuple(sorted(seed)),
+                    keep=tuple(sorted(keep)),
+                    drop=tuple(sorted(drop)),
+                )
+            )
+        inputs = tuple(i for i in full.inputs if i.slot != item_slot)
+        limits = tuple(
+            (i, plan.steps[i].max_concurrency)
+            for _, each in stages
+            for i in each
+            if plan.steps[i].max_concurrency > 0
+        )
+        out[cls] = BatchTable(
+            type_name=target.type,
+            slot=full.slot,
+            per_item=target.batch.per_item,
+            item_slot=item_slot,
+            item_cls=plan.types[plan.items],
+            item_keyword=plan.inputs[plan.items],
+            stages=tuple(built),
+            inputs=inputs,
+            keywords=frozenset(i.keyword for i in inputs),
+            limits=limits,
+        )
+    return out
+
+
+def _sub_table(
+    tables: PlanTables, type_name: str, order: list[int], tolerable: Mapping[int, bool]
+) -> TargetTable:
+    """The schedule of ``order`` (a topological order of step indexes) on its own.
+
+    Inputs produced outside ``order`` are in the execution's values already.
+    """
+    producer = {tables.steps[index].out_slot: pos for pos, index in enumerate(order)}
+    deps = [
+        {producer[s] for s in tables.steps[index].arg_slots if s in producer} for index in order
+    ]
+    dependents: list[list[int]] = [[] for _ in order]
+    for pos, pos_deps in enumerate(deps):
+        for dep in sorted(pos_deps):
+            dependents[dep].append(pos)
+    return TargetTable(
+        type_name=type_name,
+        slot=tables.slots[type_name],
+        steps=tuple(order),
+        dep_counts=tuple(len(d) for d in deps),
+        dependents=tuple(tuple(d) for d in dependents),
+        roots=tuple(pos for pos, d in enumerate(deps) if not d),
+        tolerable=tuple(tolerable[index] for index in order),
+        chain=all(pos - 1 in deps[pos] for pos in range(1, len(order))),
+        inputs=(),
+        keywords=frozenset(),
+    )
+
+
+_cache: dict[int, tuple[PlanTables, dict[type[Message], BatchTable]]] = {}
+
+
+def _batch_tables(tables: PlanTables) -> dict[type[Message], BatchTable]:
+    cached = _cache.get(id(tables.plan))
+    if cached is None or cached[0] is not tables:
+        cached = _cache[id(tables.plan)] = (tables, build_batch_tables(tables))
+    return cached[1]
+
+
+# Running ------------------------------------------------------------------------------------
+
+
+class _ItemExecution(Execution):
+    """One item's execution: the batch's values plus its own, id ``<batch id>/<index>``."""
+
+    __slots__ = ("_batch", "_index")
+
+    def __init__(self, graph: str, values: list[Any], batch: Execution, index: int) -> None:
+        self.graph = graph
+        self.values = values
+        self._id = None
+        self._batch = batch
+        self._index = index
+
+    @property
+    def id(self) -> str:
+        if self._id is None:
+            self._id = f"{self._batch.id}/{self._index}"
+        return self._id
+
+
+async def run_batch(
+    graph: Graph[Any],
+    target: type[Message],
+    items: Sequence[Message],
+    inputs: Mapping[str, Message | None],
+    *,
+    max_concurrency: int | None = None,
+    on_error: OnError = "raise",
+    execution_id: str | None = None,
+    deadline: float | None = None,
+) -> list[Any]:
+    """Run ``target`` over ``items`` on ``graph``: the untyped form of ``run_batch``."""
+    plan = graph.plan
+    table = _batch_tables(graph._tables).get(target)
+    if table is None:
+        raise TypeError(_no_batch(graph, target))
+    if on_error not in ("raise", "collect"):
+        raise ValueError(f"on_error must be 'raise' or 'collect', not {on_error!r}")
+    limit = DEFAULT_CONCURRENCY if max_concurrency is None else max_concurrency
+    if type(limit) is not int or limit < 1:
+        raise ValueError(f"max_concurrency must be a positive int, not {max_concurrency!r}")
+    shared = Execution(plan.name, len(graph._tables.slots), execution_id)
+    _fill_shared(table, inputs, shared.values, plan.name)
+    values = list(items)
+    item_cls = table.item_cls
+    for index, item in enumerate(values):
+        if type(item) is not item_cls:
+            raise TypeError(
+                f"{plan.name}: item {index} must be {item_cls.DESCRIPTOR.full_name}, "
+                f"got {type(item).__qualname__}"
+            )
+    if not values:
+        return []
+    run = _Run(graph, table, values, shared, limit, on_error == "collect")
+    if run.events is None and deadline is None:
+        return await run.run()
+    started = time.perf_counter()
+    outcome, error = "succeeded", None
+    try:
+        if deadline is None:
+            return await run.run()
+        try:
+            async with asyncio.timeout(deadline) as scope:
+                return await run.run()
+        except TimeoutError as exc:
+            if not scope.expired():
+                raise
+            raise DeadlineExceeded(plan.name, table.type_name, deadline) from exc
+    except BaseException as exc:
+        outcome, error = _outcome(exc), exc
+        raise
+    finally:
+        if run.events is not None:
+            run.events.execution_finished(
+                ExecutionFinished(
+                    plan.name,
+                    shared.id,
+                    table.type_name,
+                    outcome,
+                    time.perf_counter() - started,
+                    error,
+                )
+            )
+
+
+def _outcome(error: BaseException) -> str:
+    """The ``ExecutionFinished.outcome`` of a batch that raised ``error``."""
+    if isinstance(error, asyncio.CancelledError):
+        return "cancelled"
+    cause = error.error if isinstance(error, ItemFailed) else error
+    if isinstance(cause, ExecutionAborted):
+        return "aborted"
+    if isinstance(cause, DeadlineExceeded | StepTimedOut):
+        return "timed_out"
+    return "failed"
+
+
+def _no_batch(graph: Graph[Any], target: type[Message]) -> str:
+    plan = graph.plan
+    name = getattr(getattr(target, "DESCRIPTOR", None), "full_name", target.__qualname__)
+    if plan.items is None:
+        return (
+            f"graph {plan.name} has no batch runs: it has no item type "
+            "(set (docket.graph).items to the input that batches iterate over)"
+        )
+    if any(t.type == name for t in plan.targets):
+        return (
+            f"graph {plan.name}: {name} does not depend on the items ({plan.items}), "
+            "so a batch would compute one value for nothing; use run()"
+        )
+    batched = ", ".join(t.type for t in plan.targets if t.batch is not None)
+    return f"graph {plan.name} cannot produce {name} over a batch; it produces {batched}"
+
+
+def _fill_shared(
+    table: BatchTable, inputs: Mapping[str, Message | None], values: list[Any], graph: str
+) -> None:
+    for graph_input in table.inputs:
+        value = inputs.get(graph_input.keyword)
+        if value is None:
+            if graph_input.required:
+                raise TypeError(
+                    f"{graph}: a batch of {table.type_name} needs input "
+                    f"{graph_input.keyword}={graph_input.cls.DESCRIPTOR.full_name}(...)"
+                )
+            continue
+        if type(value) is not graph_input.cls:
+            raise TypeError(
+                f"{graph}: input {graph_input.keyword} must be "
+                f"{graph_input.cls.DESCRIPTOR.full_name}, got {type(value).__qualname__}"
+            )
+        values[graph_input.slot] = value
+    unknown = sorted(set(inputs) - table.keywords)
+    if table.item_keyword in unknown:
+        raise TypeError(
+            f"{graph}: the items of a batch are its second argument, "
+            f"not {table.item_keyword}= (a sequence of {table.item_cls.DESCRIPTOR.full_name})"
+        )
+    if unknown:
+        raise TypeError(
+            f"{graph}: a batch of {table.type_name} takes no input {', '.join(unknown)}; "
+            f"it takes {', '.join(sorted(table.keywords)) or 'none besides the items'}"
+        )
+
+
+def _limited(runner: Runner, semaphore: asyncio.Semaphore) -> Runner:
+    async def run(execution: Execution) -> None:
+        async with semaphore:
+            await runner(execution)
+
+    return run
+
+
+class _Run:
+    """The state of one batch run."""
+
+    def __init__(
+        self,
+        graph: Graph[Any],
+        table: BatchTable,
+        items: list[Message],
+        shared: Execution,
+        limit: int,
+        collect: bool,
+    ) -> None:
+        self.name = graph.plan.name
+        self.table = table
+        self.items = items
+        self.shared = shared
+        self.limit = limit
+        self.collect = collect
+        self.events: Dispatch | None = graph._events
+        runners = graph._runners
+        if table.limits:
+            patched = list(runners)
+            for index, bound in table.limits:
+                patched[index] = _limited(runners[index], asyncio.Semaphore(bound))
+            runners = tuple(patched)
+        self.runners = runners
+        self.columns: dict[int, list[Any]] = {}
+        self.errors: dict[int, StepFailed] = {}
+        self.results: list[Any] = []
+
+    async def run(self) -> list[Any]:
+        table, n = self.table, len(self.items)
+        last = len(table.stages) - 1
+        if table.per_item:
+            self.results = [None] * n
+        for number, stage in enumerate(table.stages):
+            if stage.once is not None:
+                await self._once(stage, stage.once)
+            if stage.each is not None:
+                await self._each(number, stage, stage.each, number == last)
+            for slot in stage.drop:
+                self.columns.pop(slot, None)
+            if len(self.errors) == n:
+                break  # every item failed: nothing left to run, not even an aggregate
+        errors = self.errors
+        if not table.per_item:
+            value = self.shared.values[table.slot]
+            self.results = [value] * n
+            if self.events is not None:
+                self._progress(last, n - len(errors))
+        for index, error in errors.items():
+            self.results[index] = ItemError(index, error)
+        return self.results
+
+    def _column(self, slot: int) -> list[Any]:
+        """Every surviving item's value of ``slot``, in input order: a new list, so that an
+        aggregate that changes it (it is typed ``Sequence``, but) cannot disturb the batch."""
+        column = self.items if slot == self.table.item_slot else self.columns[slot]
+        errors = self.errors
+        if not errors:
+            return column[:]
+        return [value for index, value in enumerate(column) if index not in errors]
+
+    async def _once(self, stage: _StageTable, once: TargetTable) -> None:
+        values = self.shared.values
+        for slot in stage.gather:
+            values[slot] = self._column(slot)
+        try:
+            await execute(once, self.runners, self.shared)
+        finally:
+            for slot in stage.gather:
+                values[slot] = None
+
+    async def _each(self, number: int, stage: _StageTable, each: TargetTable, last: bool) -> None:
+        n = len(self.items)
+        items, columns, errors = self.items, self.columns, self.errors
+        for slot in stage.keep:
+            columns[slot] = [None] * n
+        template = self.shared.values
+        item_slot, seed, keep = self.table.item_slot, stage.seed, stage.keep
+        seeds = [(slot, columns[slot]) for slot in seed]
+        kept = [(slot, columns[slot]) for slot in keep]
+        results = self.results if last and self.table.per_item else None
+        result_slot = self.table.slot
+        runners, name, shared, collect = self.runners, self.name, self.shared, self.collect
+        events = self.events
+        done = 0
+        indices: Iterator[int] = iter(range(n))
+
+        async def worker() -> None:
+            nonlocal done
+            for index in indices:
+                if errors and index in errors:
+                    continue
+                values = template.copy()
+                values[item_slot] = items[index]
+                for slot, column in seeds:
+                    values[slot] = column[index]
+                try:
+                    await execute(each, runners, _ItemExecution(name, values, shared, index))
+                except StepFailed as exc:
+                    if not collect:
+                        raise ItemFailed(index, exc) from exc
+                    errors[index] = exc
+                except Exception as exc:
+                    raise ItemFailed(index, exc) from exc
+                else:
+                    for slot, column in kept:
+                        column[index] = values[slot]
+                    if results is not None:
+                        results[index] = values[result_slot]
+                    done += 1
+                if events is not None:
+                    self._progress(number, done)
+
+        await _pool(worker, min(self.limit, n - len(errors)))
+
+    def _progress(self, stage: int, done: int) -> None:
+        assert self.events is not None
+        self.events.batch_progress(
+            BatchProgress(
+                graph=self.name,
+                execution_id=self.shared.id,
+                target=self.table.type_name,
+                stage=stage,
+                stages=len(self.table.stages),
+                total=len(self.items),
+                done=done,
+                failed=len(self.errors),
+            )
+        )
+
+
+async def _pool(worker: Callable[[], Any], count: int) -> None:
+    """Run ``count`` copies of ``worker``; on a failure cancel the others and raise it."""
+    if count <= 1:
+        await worker()
+        return
+    loop = asyncio.get_running_loop()
+    tasks = [loop.create_task(worker()) for _ in range(count)]
+    try:
+        await asyncio.wait(tasks, return_when=asyncio.FIRST_EXCEPTION)
+    except BaseException:
+        # The caller was cancelled: no item may outlive its batch.
+        await _cancel(tasks)
+        raise
+    failed = [t for t in tasks if t.done() and not t.cancelled() and t.exception() is not None]
+    if failed:
+        await _cancel(tasks)
+        first = min(failed, key=lambda t: getattr(t.exception(), "index", -1))
+        first.result()  # re-raises the item's failure
+
+
+async def _cancel(tasks: list[asyncio.Task[Any]]) -> None:
+    for task in tasks:
+        task.cancel()
+    await asyncio.gather(*tasks, return_exceptions=True)
