@@ -297,6 +297,12 @@ def _read_step(
         subgraph=_read_subgraph(index, file, method.name, options, where),
         durable=options.durable,
     )
+    if spec.delivery is Delivery.AT_MOST_ONCE and spec.retry is not None:
+        where.error(
+            "retry",
+            "an AT_MOST_ONCE step never runs twice, so it cannot retry; remove the retry, or "
+            "make the step idempotent (context().idempotency_key) and keep AT_LEAST_ONCE",
+        )
     if spec.blocking and spec.subgraph is not None:
         where.error("blocking", "a subgraph step has no implementation to run in a thread")
     return StepModel(

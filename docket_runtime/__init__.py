@@ -15,6 +15,7 @@ from .errors import (
     DeadlineExceeded,
     DocketError,
     ExecutionAborted,
+    StepClaimed,
     StepFailed,
     StepTimedOut,
 )
@@ -56,6 +57,7 @@ __all__ = [
     "RetryPolicy",
     "Stage",
     "Step",
+    "StepClaimed",
     "StepContext",
     "StepEvent",
     "StepFailed",

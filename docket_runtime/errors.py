@@ -24,6 +24,7 @@ __all__ = [
     "DeadlineExceeded",
     "DocketError",
     "ExecutionAborted",
+    "StepClaimed",
     "StepFailed",
     "StepTimedOut",
 ]
@@ -86,3 +87,23 @@ class DeadlineExceeded(DocketError, TimeoutError):
         self.target = target
         self.deadline = deadline
         super().__init__(f"{graph}: {target} not produced within the deadline of {deadline:g}s")
+
+
+class StepClaimed(DocketError):
+    """An ``AT_MOST_ONCE`` step was already claimed in this execution and has no result.
+
+    Its run may have had its effect (it is still running elsewhere, its worker
+    died, or it failed), so Docket does not run it again on its own: check the
+    effect, then ``Graph.rerun_from(step, execution_id)`` to allow a new run.
+    """
+
+    def __init__(self, step: str, execution_id: str, status: str, owner: str) -> None:
+        self.step = step
+        self.execution_id = execution_id
+        self.status = status
+        self.owner = owner
+        super().__init__(
+            f"step {step!r} of execution {execution_id!r} is AT_MOST_ONCE and was already "
+            f"claimed by {owner} (status {status}, no result recorded); it is not run again: "
+            f"check its effect, then call rerun_from({step!r}, {execution_id!r}) to allow a new run"
+        )

@@ -12,6 +12,7 @@ import asyncio
 import contextvars
 import functools
 import inspect
+import logging
 import time
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from concurrent.futures import Executor
@@ -23,13 +24,18 @@ from .batch import run_batch
 from .context import Execution, context
 from .errors import BindError, DeadlineExceeded, ExecutionAborted, StepTimedOut
 from .events import Dispatch, Events, ExecutionFinished
-from .plan import GraphPlan, RetryPolicy
+from .persistence import decode, input_key, persisted_scope, prune
+from .plan import Delivery, GraphPlan, RetryPolicy
 from .retry import Classifier
-from .runner import Runner, make_runner
+from .runner import Persistence, Runner, make_runner
 from .scheduler import execute
+from .stores.base import Store, StoreError, default_owner, workflow_key
+from .stores.memory import MemoryStore
 from .tables import PlanTables, StepTable, TargetTable, build_tables
 
 __all__ = ["Graph"]
+
+_log = logging.getLogger("docket.graph")
 
 S = TypeVar("S")
 M = TypeVar("M", bound=Message)
@@ -57,6 +63,12 @@ class Graph(Generic[S]):
     ``events`` are hooks (:class:`~docket_runtime.events.Events`).
     ``deadline`` bounds every execution, in seconds, unless ``run`` is given
     its own. ``sleep`` waits between retries (a fake clock in tests).
+
+    ``store`` keeps the results of steps with a cache scope or ``AT_MOST_ONCE``
+    delivery (see :func:`~docket_runtime.stores.open_store`; default: an
+    in-memory store, which lives as long as this object). ``record`` also
+    writes every execution and step run to it, for SQL and the CLI.
+    ``owner`` names this process in claims (default: host, pid and a random part).
     """
 
     plan: ClassVar[GraphPlan]
@@ -72,22 +84,42 @@ class Graph(Generic[S]):
         events: Sequence[Events] = (),
         deadline: float | None = None,
         sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+        store: Store | None = None,
+        record: bool = False,
+        owner: str | None = None,
     ) -> None:
         self.steps = steps
         self.deadline = deadline
+        self.record = record
         self._tables = _tables(self.plan)
         self._events = Dispatch(events) if events else None
+        kept = [persisted_scope(t.step) is not None for t in self._tables.steps]
+        self.store: Store | None = store or (MemoryStore() if any(kept) or record else None)
+        owner = owner or default_owner()
+        self._kept = tuple(kept)
         self._runners: tuple[Runner, ...] = tuple(
             make_runner(
                 table,
                 _bind_call(table, steps, executor, subgraphs or {}, self.plan.name),
                 graph=self.plan.name,
-                retry=table.step.retry or default_retry,
+                # An AT_MOST_ONCE step never runs twice: a failed run is reported, not retried.
+                retry=None
+                if table.step.delivery is Delivery.AT_MOST_ONCE
+                else table.step.retry or default_retry,
                 classifier=retry_classifier,
                 events=self._events,
                 sleep=sleep,
+                persist=None
+                if self.store is None or not (kept[index] or record)
+                else Persistence(
+                    store=self.store,
+                    scope=persisted_scope(table.step),
+                    claim=table.step.delivery is Delivery.AT_MOST_ONCE,
+                    record=record,
+                    owner=owner,
+                ),
             )
-            for table in self._tables.steps
+            for index, table in enumerate(self._tables.steps)
         )
 
     async def run_target(
@@ -112,9 +144,13 @@ class Graph(Generic[S]):
         execution = Execution(self.plan.name, len(self._tables.slots), execution_id)
         _fill_inputs(table, inputs, execution.values, self.plan.name)
         deadline = self.deadline if deadline is None else deadline
-        if self._events is None and deadline is None:
+        # Checkpoints can exist only for an id the caller chose (a rerun or a resume).
+        resume = execution_id is not None and any(self._kept[i] for i in table.steps)
+        if self._events is None and deadline is None and not resume and not self.record:
             await execute(table, self._runners, execution)
         else:
+            if resume:
+                table = await self._resume(table, execution)
             await self._observed(table, execution, deadline)
         result = execution.values[table.slot]
         assert isinstance(result, target)
@@ -150,12 +186,103 @@ class Graph(Generic[S]):
             deadline=deadline,
         )
 
+    async def _record_finish(
+        self, execution: Execution, outcome: str, error: BaseException | None
+    ) -> None:
+        assert self.store is not None
+        try:
+            await self.store.finish_execution(
+                execution.id,
+                status=_status(outcome),
+                error=None if error is None else f"{type(error).__qualname__}: {error}",
+            )
+        except StoreError:
+            if error is None:
+                raise
+            # The execution already failed: its own error says more than this one.
+            _log.warning("could not record the end of execution %s", execution.id, exc_info=True)
+
+    async def fetch(
+        self,
+        target: type[M],
+        *,
+        execution_id: str | None = None,
+        inputs: Sequence[Any] | None = None,
+    ) -> M | None:
+        """The kept result of the step producing ``target``, without computing anything.
+
+        For a ``WORKFLOW``-scoped (or ``AT_MOST_ONCE``) step, give the
+        ``execution_id``; for a ``GLOBAL`` one, the step's ``inputs`` in
+        parameter order. ``None`` when nothing valid is kept.
+        """
+        table = self._step_producing(target)
+        scope = persisted_scope(table.step)
+        if scope is None or self.store is None:
+            raise TypeError(f"step {table.step.name!r} keeps no results (it has no cache scope)")
+        if scope == "workflow":
+            if execution_id is None:
+                raise TypeError(f"step {table.step.name!r} keeps results per execution_id")
+            key = workflow_key(execution_id, table.step.name, table.step.cache.version)
+        else:
+            if inputs is None:
+                raise TypeError(f"step {table.step.name!r} keeps results by its inputs")
+            key = input_key(table.step, inputs)
+        row = (await self.store.get_results((key,))).get(key)
+        found = None if row is None else decode(row, table.out_cls)
+        assert found is None or isinstance(found, target)
+        return found
+
+    async def rerun_from(self, step: str, execution_id: str) -> list[str]:
+        """Forget what execution ``execution_id`` kept of ``step`` and of every step after it.
+
+        The next run with that id computes them again (an ``AT_MOST_ONCE`` step
+        is released too). Returns the names of the steps forgotten.
+        """
+        if self.store is None:
+            return []
+        self.plan.step(step)  # KeyError naming the graph if there is no such step
+        downstream = _downstream(self.plan, step)
+        await self.store.delete_results(execution_id, downstream)
+        return downstream
+
+    def _step_producing(self, target: type[Message]) -> StepTable:
+        name = _type_name(target)
+        for table in self._tables.steps:
+            if table.step.output == name:
+                return table
+        raise TypeError(f"graph {self.plan.name} has no step producing {name}")
+
+    async def _resume(self, table: TargetTable, execution: Execution) -> TargetTable:
+        """Load the execution's checkpoints in one query; prune what they make unnecessary."""
+        assert self.store is not None
+        wanted: dict[str, tuple[int, StepTable]] = {}
+        for pos, index in enumerate(table.steps):
+            if self._kept[index]:
+                step = self._tables.steps[index]
+                if persisted_scope(step.step) == "workflow":
+                    key = workflow_key(execution.id, step.step.name, step.step.cache.version)
+                    wanted[key] = (pos, step)
+        if not wanted:
+            return table
+        known: set[int] = set()
+        for key, row in (await self.store.get_results(wanted)).items():
+            pos, step = wanted[key]
+            value = decode(row, step.out_cls)
+            if value is not None:
+                execution.values[step.out_slot] = value
+                known.add(pos)
+        return prune(table, known) if known else table
+
     async def _observed(
         self, table: TargetTable, execution: Execution, deadline: float | None
     ) -> None:
-        """``execute`` under a deadline, reporting the outcome to the event hooks."""
+        """``execute`` under a deadline, recording the execution and reporting its outcome."""
         started = time.perf_counter()
         outcome, error = "succeeded", None
+        if self.record and self.store is not None:
+            await self.store.start_execution(
+                execution.id, graph=self.plan.name, target=table.type_name
+            )
         try:
             if deadline is None:
                 await execute(table, self._runners, execution)
@@ -172,6 +299,8 @@ class Graph(Generic[S]):
             outcome = _outcome(exc)
             raise
         finally:
+            if self.record and self.store is not None:
+                await self._record_finish(execution, outcome, error)
             if self._events is not None:
                 duration = time.perf_counter() - started
                 self._events.execution_finished(
@@ -179,6 +308,28 @@ class Graph(Generic[S]):
                         self.plan.name, execution.id, table.type_name, outcome, duration, error
                     )
                 )
+
+
+def _status(outcome: str) -> Literal["succeeded", "failed", "cancelled"]:
+    if outcome == "succeeded":
+        return "succeeded"
+    return "cancelled" if outcome == "cancelled" else "failed"
+
+
+def _downstream(plan: GraphPlan, step: str) -> list[str]:
+    """``step`` and every step that needs its output, directly or not, in plan order."""
+    producer = {s.output: s.name for s in plan.steps}
+    tainted = {step}
+    grew = True
+    while grew:  # steps are in declaration order, not necessarily topological
+        grew = False
+        for candidate in plan.steps:
+            if candidate.name not in tainted and any(
+                producer.get(i.type) in tainted for i in candidate.inputs
+            ):
+                tainted.add(candidate.name)
+                grew = True
+    return [s.name for s in plan.steps if s.name in tainted]
 
 
 def _outcome(error: BaseException) -> str:

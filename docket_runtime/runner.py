@@ -1,31 +1,50 @@
-"""One step's run inside an execution: attempts, per-attempt timeout, context, events.
+"""One step's run inside an execution: cache lookups, claims, attempts, timeouts, context, events.
 
 A runner is built once per step when a graph is bound; options that are not
-set cost one ``is None`` test each on the way.
+set cost one ``is None`` test each on the way. A step whose result is kept
+(a cache scope, or ``AT_MOST_ONCE`` delivery) looks it up before running and
+writes it before anything downstream can see it, so no step is recorded done
+that did not finish.
 """
 
 from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Awaitable, Callable, Coroutine
+import traceback
+from collections.abc import Awaitable, Callable, Coroutine, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 from google.protobuf.message import Message
 
 from .context import Execution, StepContext, _current
-from .errors import Abort, ExecutionAborted, StepFailed, StepTimedOut
+from .errors import Abort, ExecutionAborted, StepClaimed, StepFailed, StepTimedOut
 from .events import Dispatch, StepEvent, StepRetrying
-from .plan import InputKind, RetryPolicy
+from .persistence import decode, encode, input_key
+from .plan import InputKind, RetryPolicy, Step
 from .retry import Classifier, retry_delay
+from .stores.base import Scope, Store, workflow_key
 from .tables import StepTable
 
-__all__ = ["Runner", "make_runner"]
+__all__ = ["Persistence", "Runner", "make_runner"]
 
 Runner = Callable[[Execution], Coroutine[Any, Any, None]]
 """Runs one step of a bound graph: reads its inputs from the execution, stores its output there."""
 
 Sleep = Callable[[float], Awaitable[None]]
+
+
+@dataclass(frozen=True, slots=True)
+class Persistence:
+    """How one step uses the store: where its result is kept (``scope``), whether it
+    claims its run first (``AT_MOST_ONCE``), whether its runs are recorded."""
+
+    store: Store
+    scope: Scope | None
+    claim: bool
+    record: bool
+    owner: str
 
 
 def make_runner(
@@ -37,6 +56,7 @@ def make_runner(
     classifier: Classifier | None,
     events: Dispatch | None,
     sleep: Sleep,
+    persist: Persistence | None = None,
 ) -> Runner:
     """The runner of one step, calling ``call`` with the step's inputs."""
     name, out_slot, out_cls, timeout = (
@@ -47,10 +67,20 @@ def make_runner(
     )
     args_of = _args_reader(table)
 
+    step = table.step
+
     async def run(execution: Execution) -> None:
         args = args_of(execution.values)
+        key: str | None = None
+        if persist is not None:
+            key, kept = await _kept(persist, step, execution, args, out_cls)
+            if kept is not None:
+                execution.values[out_slot] = kept
+                return
         attempt = 1
         while True:
+            if persist is not None and persist.record:
+                await persist.store.step_started(execution.id, name, owner=persist.owner)
             ctx = StepContext(execution, name, attempt)
             token = _current.set(ctx)
             started = time.perf_counter() if events is not None else 0.0
@@ -82,7 +112,11 @@ def make_runner(
                     )
                     if events is not None:
                         events.step_failed(_done(graph, execution, name, attempt, started, error))
+                    if persist is not None:
+                        await _failed(persist, execution, name, error)
                     raise StepFailed(name, error, attempt) from error
+                if persist is not None:
+                    await _succeeded(persist, step, key, execution, result)
                 execution.values[out_slot] = result
                 if events is not None:
                     events.step_succeeded(_done(graph, execution, name, attempt, started, None))
@@ -93,11 +127,15 @@ def make_runner(
             if isinstance(error, Abort | ExecutionAborted):
                 if events is not None:
                     events.step_failed(_done(graph, execution, name, attempt, started, error))
+                if persist is not None:
+                    await _failed(persist, execution, name, error)
                 raise ExecutionAborted(name, error, attempt) from error
             delay = retry_delay(retry, name, error, attempt, classifier)
             if delay is None:
                 if events is not None:
                     events.step_failed(_done(graph, execution, name, attempt, started, error))
+                if persist is not None:
+                    await _failed(persist, execution, name, error)
                 failure = StepTimedOut if timed_out else StepFailed
                 raise failure(name, error, attempt) from error
             if events is not None:
@@ -106,6 +144,54 @@ def make_runner(
             attempt += 1
 
     return run
+
+
+async def _kept(
+    persist: Persistence, step: Step, execution: Execution, args: Sequence[Any], cls: type[Message]
+) -> tuple[str | None, Message | None]:
+    """The step's result key, and its kept result when there is one to use instead of running."""
+    key: str | None = None
+    if persist.scope == "global":
+        key = input_key(step, args)
+        kept = await _lookup(persist.store, key, cls)
+        if kept is not None:
+            return key, kept
+    elif persist.scope == "workflow":
+        key = workflow_key(execution.id, step.name, step.cache.version)
+    if persist.claim:
+        claim = await persist.store.claim_step(execution.id, step.name, owner=persist.owner)
+        if not claim.won:
+            # Another executor got here first: use its result if it recorded one.
+            kept = await _lookup(persist.store, key, cls) if key is not None else None
+            if kept is None or claim.run.status != "succeeded":
+                raise StepClaimed(step.name, execution.id, claim.run.status, claim.run.owner)
+            return key, kept
+    return key, None
+
+
+async def _lookup(store: Store, key: str, cls: type[Message]) -> Message | None:
+    row = (await store.get_results((key,))).get(key)
+    return None if row is None else decode(row, cls)
+
+
+async def _succeeded(
+    persist: Persistence, step: Step, key: str | None, execution: Execution, result: Message
+) -> None:
+    row = None
+    if persist.scope is not None and key is not None:
+        row = encode(step, key, persist.scope, execution.id, result)
+    if persist.record or persist.claim:
+        await persist.store.step_finished(execution.id, step.name, status="succeeded", result=row)
+    elif row is not None:
+        await persist.store.put_result(row)
+
+
+async def _failed(
+    persist: Persistence, execution: Execution, step: str, error: BaseException
+) -> None:
+    if persist.record or persist.claim:
+        text = "".join(traceback.format_exception(error))
+        await persist.store.step_finished(execution.id, step, status="failed", error=text)
 
 
 def _done(

@@ -391,6 +391,7 @@ message Order { int32 v = 1; }
 message Quote { int32 v = 1; }
 message Label { int32 v = 1; }
 message Box { int32 v = 1; }
+message Charge { int32 v = 1; }
 
 service Pricing {
   option (docket.graph) = { inputs: "Order" };
@@ -406,6 +407,9 @@ service Pricing {
   rpc Pack(Order) returns (Box) {
     option (docket.step) = { retry: { maximum_interval: "500ms" } cache: { version: "2" } };
   }
+  rpc Pay(Order) returns (Charge) {
+    option (docket.step) = { delivery: AT_MOST_ONCE retry: { max_attempts: 2 } };
+  }
 }
 """
 )
@@ -417,15 +421,18 @@ def test_bad_option_values(tmp_path: Path) -> None:
     no_scope = "cache: ttl and version need a scope: set scope to WORKFLOW or GLOBAL"
     pack = f"{path}:{_at(src, 'option (docket.step) = { retry: { maximum')}: step Pack"
     assert _fail(tmp_path, {BAD: src}) == [
-        f"{path}:13:5: step Price: retry.backoff_coefficient: 0.5 is below 1; use 1 or more",
-        f"{path}:16:5: step Tag: {no_scope}",
-        f"{path}:16:5: step Tag: retry.maximum_interval: '2s' is shorter than initial_interval "
+        f"{path}:14:5: step Price: retry.backoff_coefficient: 0.5 is below 1; use 1 or more",
+        f"{path}:17:5: step Tag: {no_scope}",
+        f"{path}:17:5: step Tag: retry.maximum_interval: '2s' is shorter than initial_interval "
         "(10s)",
         f"{pack}: {no_scope}",
         # Without an initial_interval, the default one (1s) is the bound.
         f"{pack}: retry.maximum_interval: '500ms' is shorter than initial_interval (1s)",
+        f"{path}:26:5: step Pay: retry: an AT_MOST_ONCE step never runs twice, so it cannot "
+        "retry; remove the retry, or make the step idempotent (context().idempotency_key) and "
+        "keep AT_LEAST_ONCE",
     ]
-    assert pack.endswith(":22:5: step Pack")
+    assert pack.endswith(":23:5: step Pack")
 
 
 BUNDLE_OUTPUT = (

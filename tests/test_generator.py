@@ -129,7 +129,8 @@ def test_plan_of_the_test_graphs(tmp_path: Path) -> None:
         "2",
         "WORKFLOW",
     )
-    assert (first.max_concurrency, first.delivery.name, first.durable) == (8, "AT_MOST_ONCE", True)
+    assert (first.max_concurrency, first.delivery.name, first.durable) == (8, "AT_LEAST_ONCE", True)
+    assert chain.steps[1].spec.delivery.name == "AT_MOST_ONCE"
     assert chain.steps[1].spec.inputs[0].kind is InputKind.REPEATED
     assert chain.steps[2].spec.inputs == ()
 

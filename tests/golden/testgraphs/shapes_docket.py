@@ -590,7 +590,6 @@ CHAIN_PLAN = _plan.GraphPlan(
                 version="2",
             ),
             max_concurrency=8,
-            delivery=_plan.Delivery.AT_MOST_ONCE,
             durable=True,
         ),
         _plan.Step(
@@ -598,6 +597,7 @@ CHAIN_PLAN = _plan.GraphPlan(
             method="sum",
             output="testgraphs.Total",
             inputs=(_plan.Input("values", "testgraphs.A", _plan.InputKind.REPEATED),),
+            delivery=_plan.Delivery.AT_MOST_ONCE,
         ),
         _plan.Step(name="Now", method="now", output="testgraphs.Hint"),
     ),

@@ -1,0 +1,144 @@
+"""What the runtime writes to and reads from a store: result rows, keys, and resume pruning.
+
+Only steps with a cache scope (or ``AT_MOST_ONCE`` delivery, which implies a
+per-execution checkpoint) touch the store; everything else is recomputed.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from google.protobuf import json_format
+from google.protobuf.message import DecodeError, Message
+
+from .plan import CacheScope, Delivery, Step
+from .stores.base import Scope, StoredResult, global_key, workflow_key
+from .tables import TargetTable
+
+__all__ = ["decode", "encode", "input_key", "persisted_scope", "prune", "workflow_key"]
+
+_log = logging.getLogger("docket.persistence")
+
+
+def persisted_scope(step: Step) -> Scope | None:
+    """The scope a step's result is kept in, or ``None`` when it is recomputed."""
+    if step.cache.scope is CacheScope.GLOBAL:
+        return "global"
+    if step.cache.scope is CacheScope.WORKFLOW or step.delivery is Delivery.AT_MOST_ONCE:
+        return "workflow"
+    return None
+
+
+def input_key(step: Step, args: Sequence[Any]) -> str:
+    """The content address of a ``GLOBAL`` step's result: step, version and input bytes."""
+    parts: list[bytes | None] = []
+    for arg in args:
+        if arg is None:
+            parts.append(None)
+        elif isinstance(arg, Message):
+            parts.append(arg.SerializeToString(deterministic=True))
+        else:  # a repeated input: a sequence of messages
+            chunks = [m.SerializeToString(deterministic=True) for m in arg]
+            parts.append(b"".join(len(c).to_bytes(8, "big") + c for c in chunks))
+    return global_key(step.name, step.cache.version, parts)
+
+
+def encode(
+    step: Step,
+    key: str,
+    scope: Scope,
+    execution_id: str | None,
+    message: Message,
+    now: datetime | None = None,
+) -> StoredResult:
+    """The row keeping ``message`` as ``step``'s result (proto bytes plus queryable JSON)."""
+    created = now or datetime.now(UTC)
+    ttl = step.cache.ttl
+    return StoredResult(
+        key=key,
+        scope=scope,
+        execution_id=execution_id if scope == "workflow" else None,
+        step=step.name,
+        version=step.cache.version,
+        output_type=message.DESCRIPTOR.full_name,
+        output=message.SerializeToString(deterministic=True),
+        output_json=json_format.MessageToJson(
+            message, preserving_proto_field_name=True, indent=None, sort_keys=True
+        ),
+        created_at=created,
+        expires_at=None if ttl is None else created + timedelta(seconds=ttl),
+    )
+
+
+def decode(row: StoredResult, cls: type[Message]) -> Message | None:
+    """The message a row holds, or ``None`` (logged) when it cannot be trusted.
+
+    A row of another message type or whose bytes do not parse is a miss: the
+    step runs again and its new result replaces the row.
+    """
+    expected = cls.DESCRIPTOR.full_name
+    if row.output_type != expected:
+        _log.warning(
+            "ignoring cached result %s of step %s: it holds %s, the step returns %s",
+            row.key[:12],
+            row.step,
+            row.output_type,
+            expected,
+        )
+        return None
+    try:
+        return cls.FromString(row.output)
+    except (DecodeError, ValueError, TypeError) as exc:
+        _log.warning(
+            "ignoring cached result %s of step %s: its bytes do not parse as %s (%s)",
+            row.key[:12],
+            row.step,
+            expected,
+            exc,
+        )
+        return None
+
+
+def prune(target: TargetTable, known: set[int]) -> TargetTable:
+    """``target`` without the steps that are not needed once the positions ``known`` have values.
+
+    Resolution starts at the target and stops at known results: a step runs
+    only if something that still has to run needs it. Only called on resume,
+    when checkpoints were found.
+    """
+    producers: list[list[int]] = [[] for _ in target.steps]
+    for pos, users in enumerate(target.dependents):
+        for user in users:
+            producers[user].append(pos)
+    last = len(target.steps) - 1
+    needed: set[int] = set()
+    stack = [] if last in known else [last]
+    while stack:
+        pos = stack.pop()
+        if pos not in needed:
+            needed.add(pos)
+            stack.extend(p for p in producers[pos] if p not in known)
+    order = sorted(needed)
+    position = {old: new for new, old in enumerate(order)}
+    dependents = tuple(
+        tuple(position[d] for d in target.dependents[old] if d in position) for old in order
+    )
+    counts = [0] * len(order)
+    for users in dependents:
+        for user in users:
+            counts[user] += 1
+    return TargetTable(
+        type_name=target.type_name,
+        slot=target.slot,
+        steps=tuple(target.steps[old] for old in order),
+        dep_counts=tuple(counts),
+        dependents=dependents,
+        roots=tuple(new for new, count in enumerate(counts) if count == 0),
+        tolerable=tuple(target.tolerable[old] for old in order),
+        chain=False,
+        inputs=target.inputs,
+        keywords=target.keywords,
+    )
