@@ -14,10 +14,8 @@ from __future__ import annotations
 import argparse
 import asyncio
 import gc
-import importlib
 import platform
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
@@ -28,26 +26,10 @@ from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
 
-PROTOS = Path(__file__).resolve().parent / "protos"
+from generated import generate
 
 Variant = Callable[[Sequence[Any]], Awaitable[list[Any]]]
 """Runs one batch over the items; returns the per-item results in order."""
-
-
-def generate(out: Path) -> tuple[Any, Any]:
-    """Run docket-gen on bench/protos into ``out``; return the (pb2, docket) modules."""
-    done = subprocess.run(
-        [sys.executable, "-m", "docket_gen", str(PROTOS), "-o", str(out)],
-        capture_output=True,
-        text=True,
-        check=False,
-    )
-    if done.returncode != 0:
-        sys.exit(f"docket-gen failed:\n{done.stderr}")
-    sys.path.insert(0, str(out))
-    pb2 = importlib.import_module("benchgraphs.batch_pb2")
-    docket = importlib.import_module("benchgraphs.batch_docket")
-    return pb2, docket
 
 
 @dataclass(frozen=True)
@@ -133,7 +115,7 @@ async def peak_memory(variant: Variant, items: Sequence[Any]) -> float:
 
 async def main(count: int, rounds: int, limit: int, memory_items: int) -> None:
     with tempfile.TemporaryDirectory(prefix="docket-bench-") as tmp:
-        pb2, docket = generate(Path(tmp))
+        pb2, docket = generate(Path(tmp), "batch")
         items = [pb2.Item(value=i) for i in range(count)]
         all_cases = cases(pb2, docket, limit)
         print(

@@ -11,10 +11,8 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import importlib
 import platform
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
@@ -24,28 +22,12 @@ from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
 
-import docket_runtime
+from generated import generate
 
-PROTOS = Path(__file__).resolve().parent / "protos"
+import docket_runtime
 
 Variant = Callable[[int], Awaitable[Any]]
 """Runs ``n`` executions one after another; returns the last result."""
-
-
-def generate(out: Path) -> tuple[Any, Any]:
-    """Run docket-gen on bench/protos into ``out``; return the (pb2, docket) modules."""
-    done = subprocess.run(
-        [sys.executable, "-m", "docket_gen", str(PROTOS), "-o", str(out)],
-        capture_output=True,
-        text=True,
-        check=False,
-    )
-    if done.returncode != 0:
-        sys.exit(f"docket-gen failed:\n{done.stderr}")
-    sys.path.insert(0, str(out))
-    pb2 = importlib.import_module("benchgraphs.diamond_pb2")
-    docket = importlib.import_module("benchgraphs.diamond_docket")
-    return pb2, docket
 
 
 @dataclass(frozen=True)
@@ -146,7 +128,7 @@ async def measure(case: Case, executions: int, rounds: int) -> tuple[float, floa
 
 async def main(executions: int, rounds: int) -> None:
     with tempfile.TemporaryDirectory(prefix="docket-bench-") as tmp:
-        pb2, docket = generate(Path(tmp))
+        pb2, docket = generate(Path(tmp), "diamond")
         print(
             f"Python {platform.python_version()}, {executions} executions x {rounds} rounds, "
             "median µs per execution"

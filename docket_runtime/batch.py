@@ -34,8 +34,9 @@ from typing import TYPE_CHECKING, Any, Literal
 from google.protobuf.message import Message
 
 from .context import Execution
-from .errors import DeadlineExceeded, DocketError, ExecutionAborted, StepFailed, StepTimedOut
-from .events import BatchProgress, Dispatch, ExecutionFinished
+from .errors import DeadlineExceeded, DocketError, StepFailed
+from .events import BatchProgress, Dispatch, ExecutionFinished, outcome_of
+from .inputs import fill_inputs
 from .runner import Runner
 from .scheduler import execute
 from .tables import GraphInput, PlanTables, TargetTable
@@ -297,7 +298,7 @@ async def run_batch(
                 raise
             raise DeadlineExceeded(plan.name, table.type_name, deadline) from exc
     except BaseException as exc:
-        outcome, error = _outcome(exc), exc
+        outcome, error = outcome_of(exc.error if isinstance(exc, ItemFailed) else exc), exc
         raise
     finally:
         if run.events is not None:
@@ -311,18 +312,6 @@ async def run_batch(
                     error,
                 )
             )
-
-
-def _outcome(error: BaseException) -> str:
-    """The ``ExecutionFinished.outcome`` of a batch that raised ``error``."""
-    if isinstance(error, asyncio.CancelledError):
-        return "cancelled"
-    cause = error.error if isinstance(error, ItemFailed) else error
-    if isinstance(cause, ExecutionAborted):
-        return "aborted"
-    if isinstance(cause, DeadlineExceeded | StepTimedOut):
-        return "timed_out"
-    return "failed"
 
 
 def _no_batch(graph: Graph[Any], target: type[Message]) -> str:
@@ -345,22 +334,8 @@ def _no_batch(graph: Graph[Any], target: type[Message]) -> str:
 def _fill_shared(
     table: BatchTable, inputs: Mapping[str, Message | None], values: list[Any], graph: str
 ) -> None:
-    for graph_input in table.inputs:
-        value = inputs.get(graph_input.keyword)
-        if value is None:
-            if graph_input.required:
-                raise TypeError(
-                    f"{graph}: a batch of {table.type_name} needs input "
-                    f"{graph_input.keyword}={graph_input.cls.DESCRIPTOR.full_name}(...)"
-                )
-            continue
-        if type(value) is not graph_input.cls:
-            raise TypeError(
-                f"{graph}: input {graph_input.keyword} must be "
-                f"{graph_input.cls.DESCRIPTOR.full_name}, got {type(value).__qualname__}"
-            )
-        values[graph_input.slot] = value
-    unknown = sorted(set(inputs) - table.keywords)
+    where = f"{graph}: a batch of {table.type_name}"
+    unknown = fill_inputs(table.inputs, table.keywords, inputs, values, where)
     if table.item_keyword in unknown:
         raise TypeError(
             f"{graph}: the items of a batch are its second argument, "
@@ -368,7 +343,7 @@ def _fill_shared(
         )
     if unknown:
         raise TypeError(
-            f"{graph}: a batch of {table.type_name} takes no input {', '.join(unknown)}; "
+            f"{where} takes no input {', '.join(unknown)}; "
             f"it takes {', '.join(sorted(table.keywords)) or 'none besides the items'}"
         )
 

@@ -10,9 +10,12 @@ With no hooks bound, the runtime builds step runners without any event code.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
+
+from .errors import DeadlineExceeded, ExecutionAborted, StepTimedOut
 
 __all__ = ["BatchProgress", "Events", "ExecutionFinished", "StepEvent", "StepRetrying"]
 
@@ -79,6 +82,17 @@ class BatchProgress:
     total: int
     done: int
     failed: int
+
+
+def outcome_of(error: BaseException) -> str:
+    """The :class:`ExecutionFinished` ``outcome`` of an execution that raised ``error``."""
+    if isinstance(error, asyncio.CancelledError):
+        return "cancelled"
+    if isinstance(error, ExecutionAborted):
+        return "aborted"
+    if isinstance(error, DeadlineExceeded | StepTimedOut):
+        return "timed_out"
+    return "failed"
 
 
 class Events:

@@ -22,8 +22,9 @@ from google.protobuf.message import Message
 
 from .batch import run_batch
 from .context import Execution, context
-from .errors import BindError, DeadlineExceeded, ExecutionAborted, StepTimedOut
-from .events import Dispatch, Events, ExecutionFinished
+from .errors import BindError, DeadlineExceeded
+from .events import Dispatch, Events, ExecutionFinished, outcome_of
+from .inputs import fill_inputs
 from .persistence import decode, input_key, persisted_scope, prune
 from .plan import Delivery, GraphPlan, RetryPolicy
 from .retry import Classifier
@@ -296,7 +297,7 @@ class Graph(Generic[S]):
                     raise DeadlineExceeded(self.plan.name, table.type_name, deadline) from exc
         except BaseException as exc:
             error = exc
-            outcome = _outcome(exc)
+            outcome = outcome_of(exc)
             raise
         finally:
             if self.record and self.store is not None:
@@ -332,16 +333,6 @@ def _downstream(plan: GraphPlan, step: str) -> list[str]:
     return [s.name for s in plan.steps if s.name in tainted]
 
 
-def _outcome(error: BaseException) -> str:
-    if isinstance(error, asyncio.CancelledError):
-        return "cancelled"
-    if isinstance(error, ExecutionAborted):
-        return "aborted"
-    if isinstance(error, DeadlineExceeded | StepTimedOut):
-        return "timed_out"
-    return "failed"
-
-
 def _type_name(cls: type[Any]) -> str:
     descriptor = getattr(cls, "DESCRIPTOR", None)
     return str(getattr(descriptor, "full_name", cls.__qualname__))
@@ -350,28 +341,13 @@ def _type_name(cls: type[Any]) -> str:
 def _fill_inputs(
     table: TargetTable, inputs: Mapping[str, Message | None], values: list[Any], graph: str
 ) -> None:
-    for graph_input in table.inputs:
-        value = inputs.get(graph_input.keyword)
-        if value is None:
-            if graph_input.required:
-                raise TypeError(
-                    f"{graph}: target {table.type_name} needs input "
-                    f"{graph_input.keyword}={graph_input.cls.DESCRIPTOR.full_name}(...)"
-                )
-            continue
-        if type(value) is not graph_input.cls:
-            raise TypeError(
-                f"{graph}: input {graph_input.keyword} must be "
-                f"{graph_input.cls.DESCRIPTOR.full_name}, got {type(value).__qualname__}"
-            )
-        values[graph_input.slot] = value
-    if len(inputs) > len(table.inputs) or not table.keywords.issuperset(inputs):
-        unknown = sorted(set(inputs) - table.keywords)
-        if unknown:
-            raise TypeError(
-                f"{graph}: target {table.type_name} takes no input {', '.join(unknown)}; "
-                f"it takes {', '.join(sorted(table.keywords)) or 'none'}"
-            )
+    where = f"{graph}: target {table.type_name}"
+    unknown = fill_inputs(table.inputs, table.keywords, inputs, values, where)
+    if unknown:
+        raise TypeError(
+            f"{where} takes no input {', '.join(unknown)}; "
+            f"it takes {', '.join(sorted(table.keywords)) or 'none'}"
+        )
 
 
 def _bind_call(

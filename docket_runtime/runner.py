@@ -68,6 +68,8 @@ def make_runner(
     args_of = _args_reader(table)
 
     step = table.step
+    if retry is None and timeout is None and events is None and persist is None:
+        return _plain_runner(table, call, args_of)
 
     async def run(execution: Execution) -> None:
         args = args_of(execution.values)
@@ -106,10 +108,7 @@ def make_runner(
                 )
             else:
                 if type(result) is not out_cls:
-                    error = TypeError(
-                        f"step {name!r} returned {type(result).__qualname__}, "
-                        f"expected {out_cls.DESCRIPTOR.full_name}"
-                    )
+                    error = _wrong_type(name, result, out_cls)
                     if events is not None:
                         events.step_failed(_done(graph, execution, name, attempt, started, error))
                     if persist is not None:
@@ -144,6 +143,50 @@ def make_runner(
             attempt += 1
 
     return run
+
+
+def _plain_runner(
+    table: StepTable,
+    call: Callable[..., Awaitable[Any]],
+    args_of: Callable[[list[Message | None]], list[Any]],
+) -> Runner:
+    """The runner of a step with no retry, timeout, hooks or store: one attempt, nothing else.
+
+    Same outcomes as the general runner with those options unset; kept apart
+    because most steps are like this and it halves the runtime's cost per step.
+    """
+    name, out_slot, out_cls = table.step.name, table.out_slot, table.out_cls
+
+    async def run(execution: Execution) -> None:
+        ctx = StepContext(execution, name, 1)
+        token = _current.set(ctx)
+        try:
+            result = await call(*args_of(execution.values))
+        except asyncio.CancelledError as exc:
+            ctx._cancel()
+            if _cancel_requested():
+                raise
+            raise StepFailed(name, exc, 1) from exc
+        except Exception as exc:
+            ctx._cancel()
+            if isinstance(exc, Abort | ExecutionAborted):
+                raise ExecutionAborted(name, exc, 1) from exc
+            raise StepFailed(name, exc, 1) from exc
+        finally:
+            _current.reset(token)
+        if type(result) is not out_cls:
+            error = _wrong_type(name, result, out_cls)
+            raise StepFailed(name, error, 1) from error
+        execution.values[out_slot] = result
+
+    return run
+
+
+def _wrong_type(name: str, result: object, out_cls: type[Message]) -> TypeError:
+    return TypeError(
+        f"step {name!r} returned {type(result).__qualname__}, "
+        f"expected {out_cls.DESCRIPTOR.full_name}"
+    )
 
 
 async def _kept(
