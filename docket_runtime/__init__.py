@@ -15,9 +15,12 @@ from .errors import (
     DeadlineExceeded,
     DocketError,
     ExecutionAborted,
+    HandOff,
+    RetryLater,
     StepClaimed,
     StepFailed,
     StepTimedOut,
+    Suspended,
 )
 from .events import BatchProgress, Events, ExecutionFinished, StepEvent, StepRetrying
 from .graph import Graph
@@ -50,10 +53,12 @@ __all__ = [
     "ExecutionFinished",
     "Graph",
     "GraphPlan",
+    "HandOff",
     "Input",
     "InputKind",
     "ItemError",
     "ItemFailed",
+    "RetryLater",
     "RetryPolicy",
     "Stage",
     "Step",
@@ -63,6 +68,7 @@ __all__ = [
     "StepFailed",
     "StepRetrying",
     "StepTimedOut",
+    "Suspended",
     "Target",
     "context",
     "shielded",

@@ -3,6 +3,8 @@
 ::
 
     docket db migrate --url sqlite:///docket.db   # create or upgrade the tables
+    docket db migrate --url postgresql://... --with-queue
+                                                  # ... and Procrastinate's, for durable workers
     docket db purge --url postgresql://...        # delete expired cached results
 
 ``--url`` defaults to the ``DOCKET_DATABASE_URL`` environment variable. Plain
@@ -39,17 +41,45 @@ def _parser() -> argparse.ArgumentParser:
         action = actions.add_parser(name, help=text, description=text[0].upper() + text[1:] + ".")
         default = os.environ.get(_URL_ENV) or None
         action.add_argument("--url", default=default, required=default is None, help=url_help)
+        if name == "migrate":
+            action.add_argument(
+                "--with-queue",
+                action="store_true",
+                help="also create Procrastinate's tables (Postgres; needs the procrastinate "
+                "extra), unless procrastinate_jobs exists already",
+            )
     return parser
 
 
-async def _migrate(url: str) -> str:
+async def _migrate(url: str, with_queue: bool = False) -> str:
+    if with_queue:
+        if not url.lower().startswith(("postgresql://", "postgres://")):
+            raise StoreError(
+                "--with-queue needs a postgresql:// URL: Procrastinate runs on Postgres"
+            )
+        try:
+            from .procrastinate import apply_queue_schema
+        except ImportError as err:
+            raise StoreError(str(err)) from err
     store = await connect(url)
     async with store:
         applied = await store.migrate()
     if not applied:
-        return f"{store.url} is up to date (schema version {SCHEMA_VERSION})"
-    names = ", ".join(f"{version:04d}" for version in applied)
-    return f"applied migration(s) {names} to {store.url}; schema version {SCHEMA_VERSION}"
+        message = f"{store.url} is up to date (schema version {SCHEMA_VERSION})"
+    else:
+        names = ", ".join(f"{version:04d}" for version in applied)
+        message = f"applied migration(s) {names} to {store.url}; schema version {SCHEMA_VERSION}"
+    if with_queue:
+        try:
+            created = await apply_queue_schema(url)
+        except Exception as err:  # psycopg's errors: say what failed, no traceback
+            raise StoreError(f"could not create Procrastinate's tables: {err}") from err
+        message += (
+            "; created Procrastinate's tables"
+            if created
+            else "; Procrastinate's tables exist already (not upgraded)"
+        )
+    return message
 
 
 async def _purge(url: str) -> str:
@@ -63,9 +93,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Run the command line; returns the exit status (0 ok, 1 error, 2 usage)."""
     parser = _parser()
     args = parser.parse_args(argv)
-    run = _migrate if args.action == "migrate" else _purge
     try:
-        message = asyncio.run(run(args.url))
+        if args.action == "migrate":
+            message = asyncio.run(_migrate(args.url, args.with_queue))
+        else:
+            message = asyncio.run(_purge(args.url))
     except StoreError as err:
         # Our errors say what happened and what to do: no traceback.
         print(f"docket: error: {err}", file=sys.stderr)

@@ -20,7 +20,7 @@ import logging
 import uuid
 from collections.abc import Awaitable
 from contextvars import ContextVar
-from typing import Any, TypeVar
+from typing import Any, Literal, TypeVar
 
 __all__ = ["Execution", "StepContext", "context", "shielded"]
 
@@ -57,13 +57,14 @@ class StepContext:
     ``logger``: a logger whose records carry the execution id, step and attempt.
     """
 
-    __slots__ = ("_cancelled", "_execution", "_logger", "attempt", "step")
+    __slots__ = ("_cancelled", "_execution", "_hand_off", "_logger", "attempt", "step")
 
     def __init__(self, execution: Execution | None, step: str, attempt: int) -> None:
         self._execution = execution
         self.step = step
         self.attempt = attempt
         self._cancelled = False
+        self._hand_off = False
         self._logger: logging.LoggerAdapter[logging.Logger] | None = None
 
     @property
@@ -103,11 +104,31 @@ class StepContext:
             return False
         return task is not None and task.cancelling() > 0
 
+    def hand_off(self) -> None:
+        """Continue the execution in a new job once this step's result is checkpointed.
+
+        For long or heavy executions run by a durable worker
+        (:mod:`docket_runtime.procrastinate`): when the step returns, its result
+        is written, the current job ends and a new job resumes the execution
+        from the checkpoints. Only a step whose result is kept (a cache scope,
+        or ``AT_MOST_ONCE``) can hand off; elsewhere (no durable worker, or
+        nothing kept) the call is ignored and the execution goes on in place.
+        """
+        self._hand_off = True
+
     def _cancel(self) -> None:
         self._cancelled = True
 
 
 _current: ContextVar[StepContext | None] = ContextVar("docket_step_context", default=None)
+
+DurableMode = Literal["steps", "all"]
+"""How a run under a durable queue retries: ``"steps"``: the steps marked
+``durable`` retry through the queue, the others in memory; ``"all"``: every
+retryable step retries through the queue."""
+
+_durable: ContextVar[DurableMode | None] = ContextVar("docket_durable_mode", default=None)
+"""Set by the queue adapter around a run; ``None`` (no queue): every retry is in memory."""
 
 
 def context() -> StepContext:

@@ -10,6 +10,11 @@ What a caller of ``run`` can get, and what each means:
 - :class:`DeadlineExceeded`: the execution's overall deadline passed.
 - ``asyncio.CancelledError``: the caller itself was cancelled.
 
+Only under a durable queue (:mod:`docket_runtime.procrastinate`) can a run also
+end with a :class:`Suspended` signal: :class:`RetryLater` (a durable step's
+retry is due later) or :class:`HandOff` (a step asked to continue in a new
+job). The queue adapter catches them; a plain ``run`` never sees them.
+
 Each carries the step's name, the attempts made, the original exception as
 ``__cause__`` and its traceback text.
 """
@@ -17,6 +22,7 @@ Each carries the step's name, the attempts made, the original exception as
 from __future__ import annotations
 
 import traceback
+from datetime import UTC, datetime, timedelta
 
 __all__ = [
     "Abort",
@@ -24,9 +30,12 @@ __all__ = [
     "DeadlineExceeded",
     "DocketError",
     "ExecutionAborted",
+    "HandOff",
+    "RetryLater",
     "StepClaimed",
     "StepFailed",
     "StepTimedOut",
+    "Suspended",
 ]
 
 
@@ -107,3 +116,47 @@ class StepClaimed(DocketError):
             f"claimed by {owner} (status {status}, no result recorded); it is not run again: "
             f"check its effect, then call rerun_from({step!r}, {execution_id!r}) to allow a new run"
         )
+
+
+class Suspended(DocketError):
+    """The run stopped on purpose and continues in a new job of the durable queue.
+
+    Raised only in durable mode (set by :mod:`docket_runtime.procrastinate`):
+    what is checkpointed stays, the execution is recorded ``waiting`` or
+    ``queued``, and the adapter defers the job that resumes it. ``step`` is the
+    step that asked for it.
+    """
+
+    def __init__(self, step: str, message: str) -> None:
+        self.step = step
+        super().__init__(message)
+
+
+class RetryLater(Suspended):
+    """A retryable failure of a durable step: the retry is a job scheduled after the backoff.
+
+    ``attempt`` is the attempt that failed (counted across jobs), ``delay`` the
+    backoff in seconds, ``wake_at`` when the retry is due (aware UTC), ``error``
+    the step's exception (also ``__cause__``).
+    """
+
+    def __init__(self, step: str, attempt: int, delay: float, error: BaseException) -> None:
+        self.attempt = attempt
+        self.delay = delay
+        self.error = error
+        self.wake_at = datetime.now(UTC) + timedelta(seconds=delay)
+        kind = type(error).__qualname__
+        detail = f": {error}" if str(error) else ""
+        super().__init__(
+            step,
+            f"step {step!r} failed on attempt {attempt} ({kind}{detail}); "
+            f"retrying in {delay:.3g}s, in a new job",
+        )
+
+
+class HandOff(Suspended):
+    """A step called ``context().hand_off()``: its result is checkpointed, the rest of
+    the execution continues in a new job."""
+
+    def __init__(self, step: str) -> None:
+        super().__init__(step, f"step {step!r} handed the rest of the execution to a new job")

@@ -15,7 +15,7 @@ import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from .errors import DeadlineExceeded, ExecutionAborted, StepTimedOut
+from .errors import DeadlineExceeded, ExecutionAborted, StepTimedOut, Suspended
 
 __all__ = ["BatchProgress", "Events", "ExecutionFinished", "StepEvent", "StepRetrying"]
 
@@ -53,7 +53,11 @@ class StepRetrying:
 @dataclass(frozen=True, slots=True)
 class ExecutionFinished:
     """An execution ended: ``outcome`` is ``succeeded``, ``failed``, ``aborted``,
-    ``timed_out`` or ``cancelled``; ``error`` what the caller got, if anything."""
+    ``timed_out`` or ``cancelled``; ``error`` what the caller got, if anything.
+
+    Under a durable worker a run can also end ``suspended``: it continues in a
+    new job (a durable retry, a hand-off), and ``error`` is the
+    :class:`~docket_runtime.errors.Suspended` signal."""
 
     graph: str
     execution_id: str
@@ -90,6 +94,8 @@ def outcome_of(error: BaseException) -> str:
         return "cancelled"
     if isinstance(error, ExecutionAborted):
         return "aborted"
+    if isinstance(error, Suspended):
+        return "suspended"
     if isinstance(error, DeadlineExceeded | StepTimedOut):
         return "timed_out"
     return "failed"

@@ -22,7 +22,7 @@ from google.protobuf.message import Message
 
 from .batch import run_batch
 from .context import Execution, context
-from .errors import BindError, DeadlineExceeded
+from .errors import BindError, DeadlineExceeded, RetryLater, Suspended
 from .events import Dispatch, Events, ExecutionFinished, outcome_of
 from .inputs import fill_inputs
 from .persistence import decode, input_key, persisted_scope, prune
@@ -92,6 +92,7 @@ class Graph(Generic[S]):
         self.steps = steps
         self.deadline = deadline
         self.record = record
+        self.subgraphs: Mapping[str, Graph[Any]] = dict(subgraphs or {})
         self._tables = _tables(self.plan)
         self._events = Dispatch(events) if events else None
         kept = [persisted_scope(t.step) is not None for t in self._tables.steps]
@@ -203,6 +204,16 @@ class Graph(Generic[S]):
             # The execution already failed: its own error says more than this one.
             _log.warning("could not record the end of execution %s", execution.id, exc_info=True)
 
+    async def _record_suspended(self, execution: Execution, signal: Suspended) -> None:
+        """A durable run stopped to go on in a new job: ``waiting`` for a retry, or ``queued``."""
+        assert self.store is not None
+        if isinstance(signal, RetryLater):
+            await self.store.suspend_execution(
+                execution.id, status="waiting", wake_at=signal.wake_at, error=str(signal)
+            )
+        else:
+            await self.store.suspend_execution(execution.id, status="queued")
+
     async def fetch(
         self,
         target: type[M],
@@ -301,7 +312,10 @@ class Graph(Generic[S]):
             raise
         finally:
             if self.record and self.store is not None:
-                await self._record_finish(execution, outcome, error)
+                if isinstance(error, Suspended):
+                    await self._record_suspended(execution, error)
+                else:
+                    await self._record_finish(execution, outcome, error)
             if self._events is not None:
                 duration = time.perf_counter() - started
                 self._events.execution_finished(

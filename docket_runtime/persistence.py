@@ -65,8 +65,14 @@ def encode(
         version=step.cache.version,
         output_type=message.DESCRIPTOR.full_name,
         output=message.SerializeToString(deterministic=True),
+        # Fields at their default value are written too: a query for amount = 0 or
+        # approved = false must find the row, not a missing key (proto3 JSON omits them).
         output_json=json_format.MessageToJson(
-            message, preserving_proto_field_name=True, indent=None, sort_keys=True
+            message,
+            preserving_proto_field_name=True,
+            always_print_fields_with_no_presence=True,
+            indent=None,
+            sort_keys=True,
         ),
         created_at=created,
         expires_at=None if ttl is None else created + timedelta(seconds=ttl),

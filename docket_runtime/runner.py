@@ -10,6 +10,7 @@ that did not finish.
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
 import traceback
 from collections.abc import Awaitable, Callable, Coroutine, Sequence
@@ -18,8 +19,17 @@ from typing import Any
 
 from google.protobuf.message import Message
 
-from .context import Execution, StepContext, _current
-from .errors import Abort, ExecutionAborted, StepClaimed, StepFailed, StepTimedOut
+from .context import Execution, StepContext, _current, _durable
+from .errors import (
+    Abort,
+    ExecutionAborted,
+    HandOff,
+    RetryLater,
+    StepClaimed,
+    StepFailed,
+    StepTimedOut,
+    Suspended,
+)
 from .events import Dispatch, StepEvent, StepRetrying
 from .persistence import decode, encode, input_key
 from .plan import InputKind, RetryPolicy, Step
@@ -33,6 +43,8 @@ Runner = Callable[[Execution], Coroutine[Any, Any, None]]
 """Runs one step of a bound graph: reads its inputs from the execution, stores its output there."""
 
 Sleep = Callable[[float], Awaitable[None]]
+
+_log = logging.getLogger("docket.runner")
 
 
 @dataclass(frozen=True, slots=True)
@@ -74,6 +86,11 @@ def make_runner(
     async def run(execution: Execution) -> None:
         args = args_of(execution.values)
         key: str | None = None
+        # Under a durable queue (docket_runtime.procrastinate) attempts are counted in the
+        # store across jobs, and a durable step's retry is a new job instead of a sleep.
+        mode = _durable.get()
+        counted = mode is not None and persist is not None and persist.record
+        queued_retry = counted and (mode == "all" or step.durable)
         if persist is not None:
             key, kept = await _kept(persist, step, execution, args, out_cls)
             if kept is not None:
@@ -82,7 +99,9 @@ def make_runner(
         attempt = 1
         while True:
             if persist is not None and persist.record:
-                await persist.store.step_started(execution.id, name, owner=persist.owner)
+                recorded = await persist.store.step_started(execution.id, name, owner=persist.owner)
+                if counted:
+                    attempt = recorded
             ctx = StepContext(execution, name, attempt)
             token = _current.set(ctx)
             started = time.perf_counter() if events is not None else 0.0
@@ -100,6 +119,9 @@ def make_runner(
                 if _cancel_requested():
                     raise
                 error: BaseException = exc  # cancelled from inside the step: a failure like any
+            except Suspended:
+                # A subgraph step whose child execution continues in a new job: so does this one.
+                raise
             except Exception as exc:
                 ctx._cancel()
                 error = exc
@@ -119,6 +141,14 @@ def make_runner(
                 execution.values[out_slot] = result
                 if events is not None:
                     events.step_succeeded(_done(graph, execution, name, attempt, started, None))
+                if ctx._hand_off and mode is not None:
+                    if persist is not None and persist.scope is not None:
+                        raise HandOff(name)
+                    _log.warning(
+                        "step %r asked to hand off, but it keeps no result to resume from "
+                        "(give it a cache scope); the execution goes on in this job",
+                        name,
+                    )
                 return
             finally:
                 _current.reset(token)
@@ -139,6 +169,10 @@ def make_runner(
                 raise failure(name, error, attempt) from error
             if events is not None:
                 events.step_retrying(StepRetrying(graph, execution.id, name, attempt, delay, error))
+            if queued_retry:
+                assert persist is not None
+                await _failed(persist, execution, name, error)
+                raise RetryLater(name, attempt, delay, error) from error
             await sleep(delay)
             attempt += 1
 
@@ -167,6 +201,8 @@ def _plain_runner(
             if _cancel_requested():
                 raise
             raise StepFailed(name, exc, 1) from exc
+        except Suspended:
+            raise  # a subgraph step whose child execution continues in a new job
         except Exception as exc:
             ctx._cancel()
             if isinstance(exc, Abort | ExecutionAborted):

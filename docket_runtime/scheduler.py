@@ -8,6 +8,10 @@ task: a chain of steps costs no task at all.
 When a step fails, the steps still in flight are cancelled and the failure
 is raised, unless only optional inputs consume the step's output: then its
 consumers receive None and the execution goes on.
+
+Under a durable queue a step may instead suspend the run (a durable retry, a
+hand-off): then no new step starts, the steps in flight finish (so that their
+results are kept), and the suspension is raised.
 """
 
 from __future__ import annotations
@@ -17,7 +21,7 @@ from collections.abc import Coroutine
 from typing import Any
 
 from .context import Execution
-from .errors import StepFailed
+from .errors import RetryLater, StepFailed, Suspended
 from .runner import Runner
 from .tables import TargetTable
 
@@ -49,6 +53,7 @@ async def execute(target: TargetTable, runners: tuple[Runner, ...], execution: E
     dependents = target.dependents
     ready = list(target.roots)
     pending: dict[asyncio.Task[None], int] = {}
+    suspended: Suspended | None = None
     while ready or pending:
         if len(ready) == 1 and not pending:
             pos = ready.pop()
@@ -66,11 +71,19 @@ async def execute(target: TargetTable, runners: tuple[Runner, ...], execution: E
         for task in done:
             pos = pending.pop(task)
             if task.cancelled() or task.exception() is not None:
-                tolerated = tolerable[pos] and isinstance(_error(task), StepFailed)
+                error = _error(task)
+                if isinstance(error, Suspended):
+                    suspended = _sooner(suspended, error)
+                    continue
+                tolerated = tolerable[pos] and isinstance(error, StepFailed)
                 if not tolerated:
                     await _cancel_all(pending)
                     task.result()  # re-raises the step's error (or CancelledError)
             _release(pos, dependents, remaining, ready)
+        if suspended is not None:
+            ready.clear()  # start nothing new; let what is in flight finish
+    if suspended is not None:
+        raise suspended
 
 
 async def _wait(
@@ -82,6 +95,17 @@ async def _wait(
         # The caller was cancelled: no step may outlive its execution.
         await _cancel_all(pending)
         raise
+
+
+def _sooner(current: Suspended | None, new: Suspended) -> Suspended:
+    """Of two suspensions, the one whose job must run first (a hand-off runs at once)."""
+    if current is None:
+        return new
+    if isinstance(current, RetryLater) and (
+        not isinstance(new, RetryLater) or new.wake_at < current.wake_at
+    ):
+        return new
+    return current
 
 
 def _error(task: asyncio.Task[None]) -> BaseException | None:

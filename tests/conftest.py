@@ -1,12 +1,31 @@
-"""Shared fixtures: real protoc runs, generated test packages, the docket-gen CLI."""
+"""Shared fixtures: real protoc runs, generated test packages, the docket-gen CLI, and the
+databases of the store and persistence tests.
+
+Postgres is the server at ``$DOCKET_TEST_POSTGRES_URL`` (default: the local
+``test`` database). Each test that asks for one gets a fresh schema, named
+after a random per-session prefix and selected through
+``options=-csearch_path=...`` in the URL; all of them are dropped when the
+session ends. When the server cannot be reached the Postgres tests are
+skipped, except under ``CI=true``, where that is a failure: CI must exercise
+them.
+"""
 
 from __future__ import annotations
 
+import contextlib
+import os
+import socket
+import sqlite3
 import subprocess
 import sys
+import threading
+import uuid
 from collections.abc import Iterator, Mapping
 from pathlib import Path
+from typing import Any
+from urllib.parse import quote, urlsplit, urlunsplit
 
+import psycopg
 import pytest
 from google.protobuf import descriptor_pb2
 from google.protobuf.compiler import plugin_pb2
@@ -16,6 +35,7 @@ from docket_gen.resources import options_include_dir
 
 ROOT = Path(__file__).resolve().parents[1]
 TEST_PROTOS = ROOT / "tests" / "protos"
+PG_URL = os.environ.get("DOCKET_TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/test")
 
 
 def run_docket_gen(*args: str | Path, cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
@@ -85,3 +105,138 @@ def gen_dir(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
         yield out
     finally:
         sys.path.remove(str(out))
+
+
+# Databases ------------------------------------------------------------------------------------
+
+
+def with_query(url: str, **params: str) -> str:
+    """``url`` with ``params`` added to its query string."""
+    parts = urlsplit(url)
+    extra = "&".join(f"{k}={quote(v, safe='')}" for k, v in params.items())
+    query = f"{parts.query}&{extra}" if parts.query else extra
+    return urlunsplit(parts._replace(query=query))
+
+
+class PgSession:
+    """The test session's Postgres: hands out fresh schemas and runs admin SQL."""
+
+    def __init__(self, admin: psycopg.Connection[Any]) -> None:
+        self.admin = admin
+        self.prefix = f"docket_test_{uuid.uuid4().hex[:8]}"
+        self.count = 0
+
+    def fresh_url(self) -> str:
+        """A URL whose search_path is a new, empty schema."""
+        self.count += 1
+        schema = f"{self.prefix}_{self.count}"
+        self.admin.execute(f'CREATE SCHEMA "{schema}"')
+        return with_query(
+            PG_URL, options=f"-csearch_path={schema}", application_name=f"{schema}_app"
+        )
+
+    def sql(self, url: str, query: str, params: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
+        """Run ``query`` on a connection of its own to ``url``; return the rows, if any."""
+        with psycopg.connect(url, autocommit=True) as conn:
+            cur = conn.execute(query.encode(), params)
+            return cur.fetchall() if cur.description else []
+
+    def drop_all(self) -> None:
+        rows = self.admin.execute(
+            "SELECT nspname FROM pg_namespace WHERE nspname LIKE %s", (self.prefix + "%",)
+        ).fetchall()
+        for (schema,) in rows:
+            self.admin.execute(f'DROP SCHEMA "{schema}" CASCADE'.encode())
+
+
+@pytest.fixture(scope="session")
+def pg() -> Iterator[PgSession]:
+    try:
+        admin = psycopg.connect(PG_URL, autocommit=True, connect_timeout=3)
+    except psycopg.Error as err:
+        reason = (
+            f"Postgres is unreachable at {PG_URL} ({err}); start it or set DOCKET_TEST_POSTGRES_URL"
+        )
+        if os.environ.get("CI") == "true":
+            pytest.fail(reason)
+        pytest.skip(reason)
+    session = PgSession(admin)
+    try:
+        yield session
+    finally:
+        session.drop_all()
+        admin.close()
+
+
+@pytest.fixture(params=["sqlite", "postgres"])
+def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    """A URL of an empty database that persists (no memory store)."""
+    if request.param == "sqlite":
+        return f"sqlite:///{tmp_path / 'docket.db'}"
+    pg: PgSession = request.getfixturevalue("pg")
+    return pg.fresh_url()
+
+
+def raw_sql(url: str, query: str, params: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
+    """Run plain SQL against the database behind a store URL, as a user would."""
+    if url.startswith("sqlite:///"):
+        with sqlite3.connect(url.removeprefix("sqlite:///")) as conn:
+            return conn.execute(query, params).fetchall()
+    with psycopg.connect(url, autocommit=True) as pgconn:
+        cur = pgconn.execute(query.replace("?", "%s").encode(), params)
+        return cur.fetchall() if cur.description else []
+
+
+class Proxy:
+    """A TCP relay to Postgres that can be cut, so the server seems to vanish."""
+
+    def __init__(self, target: tuple[str, int]) -> None:
+        self.target = target
+        self.listener = socket.create_server(("127.0.0.1", 0))
+        self.port = self.listener.getsockname()[1]
+        self.sockets: list[socket.socket] = []
+        self.lock = threading.Lock()
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def _accept(self) -> None:
+        while True:
+            try:
+                client, _ = self.listener.accept()
+            except OSError:
+                return
+            server = socket.create_connection(self.target)
+            with self.lock:
+                self.sockets += [client, server]
+            for a, b in ((client, server), (server, client)):
+                threading.Thread(target=self._pump, args=(a, b), daemon=True).start()
+
+    @staticmethod
+    def _pump(src: socket.socket, dst: socket.socket) -> None:
+        try:
+            while data := src.recv(65536):
+                dst.sendall(data)
+        except OSError:
+            pass
+        finally:
+            for s in (src, dst):
+                with contextlib.suppress(OSError):
+                    s.shutdown(socket.SHUT_RDWR)
+
+    def cut(self) -> None:
+        # shutdown() wakes the blocked accept(); close() alone would leave it listening.
+        with contextlib.suppress(OSError):
+            self.listener.shutdown(socket.SHUT_RDWR)
+        self.listener.close()
+        with self.lock:
+            for s in self.sockets:
+                with contextlib.suppress(OSError):
+                    s.shutdown(socket.SHUT_RDWR)
+                s.close()
+
+
+def proxied(url: str, proxy: Proxy) -> str:
+    """``url`` (a Postgres URL) going through ``proxy`` instead of straight to the server."""
+    parts = urlsplit(url)
+    user = parts.netloc.rpartition("@")[0]
+    netloc = f"{user}@127.0.0.1:{proxy.port}" if user else f"127.0.0.1:{proxy.port}"
+    return urlunsplit(parts._replace(netloc=netloc))

@@ -1,39 +1,33 @@
 """Contract tests of the stores: the same behaviour from memory, SQLite and Postgres.
 
-Postgres is the server at ``$DOCKET_TEST_POSTGRES_URL`` (default: the local
-``test`` database). Each test gets a fresh schema, named after a random
-per-session prefix and selected through ``options=-csearch_path=...`` in the
-URL; all of them are dropped when the session ends. When the server cannot
-be reached the Postgres tests are skipped, except under ``CI=true``, where
-that is a failure: CI must exercise them.
+The Postgres fixtures (a fresh schema per test; a failure, not a skip, under
+``CI=true`` when the server is missing) are in ``conftest.py``.
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import dataclasses
 import json
 import os
 import shutil
-import socket
 import sqlite3
 import subprocess
 import sys
-import threading
 import time
-import uuid
-from collections.abc import Awaitable, Iterator
+from collections.abc import Awaitable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any, TypeVar
-from urllib.parse import quote, urlsplit, urlunsplit
+from urllib.parse import urlsplit
 
 import psycopg
 import pytest
+from conftest import PG_URL, PgSession, Proxy, proxied, raw_sql
 
 from docket_runtime.stores import (
     SCHEMA_VERSION,
+    ExecutionStatus,
     MemoryStore,
     SchemaVersionError,
     Store,
@@ -53,7 +47,6 @@ from docket_runtime.stores.sqlite import SqliteStore
 
 T = TypeVar("T")
 
-PG_URL = os.environ.get("DOCKET_TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/test")
 T0 = datetime(2030, 1, 2, 3, 4, 5, 123456, tzinfo=UTC)
 SAFETY_NET = 30.0
 
@@ -67,64 +60,6 @@ def run(coro: Awaitable[T]) -> T:
     return asyncio.run(guarded())
 
 
-def with_query(url: str, **params: str) -> str:
-    """``url`` with ``params`` added to its query string."""
-    parts = urlsplit(url)
-    extra = "&".join(f"{k}={quote(v, safe='')}" for k, v in params.items())
-    query = f"{parts.query}&{extra}" if parts.query else extra
-    return urlunsplit(parts._replace(query=query))
-
-
-class PgSession:
-    """The test session's Postgres: hands out fresh schemas and runs admin SQL."""
-
-    def __init__(self, admin: psycopg.Connection[Any]) -> None:
-        self.admin = admin
-        self.prefix = f"docket_test_{uuid.uuid4().hex[:8]}"
-        self.count = 0
-
-    def fresh_url(self) -> str:
-        """A URL whose search_path is a new, empty schema."""
-        self.count += 1
-        schema = f"{self.prefix}_{self.count}"
-        self.admin.execute(f'CREATE SCHEMA "{schema}"')
-        return with_query(
-            PG_URL, options=f"-csearch_path={schema}", application_name=f"{schema}_app"
-        )
-
-    def sql(self, url: str, query: str, params: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
-        """Run ``query`` on a connection of its own to ``url``; return the rows, if any."""
-        with psycopg.connect(url, autocommit=True) as conn:
-            cur = conn.execute(query.encode(), params)
-            return cur.fetchall() if cur.description else []
-
-    def drop_all(self) -> None:
-        rows = self.admin.execute(
-            "SELECT nspname FROM pg_namespace WHERE nspname LIKE %s", (self.prefix + "%",)
-        ).fetchall()
-        for (schema,) in rows:
-            self.admin.execute(f'DROP SCHEMA "{schema}" CASCADE'.encode())
-
-
-@pytest.fixture(scope="session")
-def pg() -> Iterator[PgSession]:
-    try:
-        admin = psycopg.connect(PG_URL, autocommit=True, connect_timeout=3)
-    except psycopg.Error as err:
-        reason = (
-            f"Postgres is unreachable at {PG_URL} ({err}); start it or set DOCKET_TEST_POSTGRES_URL"
-        )
-        if os.environ.get("CI") == "true":
-            pytest.fail(reason)
-        pytest.skip(reason)
-    session = PgSession(admin)
-    try:
-        yield session
-    finally:
-        session.drop_all()
-        admin.close()
-
-
 @pytest.fixture(params=["memory", "sqlite", "postgres"])
 def url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
     """A URL of an empty store of each kind."""
@@ -134,25 +69,6 @@ def url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
         return f"sqlite:///{tmp_path / 'docket.db'}"
     pg: PgSession = request.getfixturevalue("pg")
     return pg.fresh_url()
-
-
-@pytest.fixture(params=["sqlite", "postgres"])
-def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
-    """A URL of an empty database that persists (no memory store)."""
-    if request.param == "sqlite":
-        return f"sqlite:///{tmp_path / 'docket.db'}"
-    pg: PgSession = request.getfixturevalue("pg")
-    return pg.fresh_url()
-
-
-def raw_sql(url: str, query: str, params: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
-    """Run plain SQL against the database behind a store URL, as a user would."""
-    if url.startswith("sqlite:///"):
-        with sqlite3.connect(url.removeprefix("sqlite:///")) as conn:
-            return conn.execute(query, params).fetchall()
-    with psycopg.connect(url, autocommit=True) as pgconn:
-        cur = pgconn.execute(query.replace("?", "%s").encode(), params)
-        return cur.fetchall() if cur.description else []
 
 
 def stored(
@@ -707,60 +623,11 @@ def test_postgres_connection_terminated_mid_use(pg: PgSession) -> None:
     run(body())
 
 
-class Proxy:
-    """A TCP relay to Postgres that can be cut, so the server seems to vanish."""
-
-    def __init__(self, target: tuple[str, int]) -> None:
-        self.target = target
-        self.listener = socket.create_server(("127.0.0.1", 0))
-        self.port = self.listener.getsockname()[1]
-        self.sockets: list[socket.socket] = []
-        self.lock = threading.Lock()
-        threading.Thread(target=self._accept, daemon=True).start()
-
-    def _accept(self) -> None:
-        while True:
-            try:
-                client, _ = self.listener.accept()
-            except OSError:
-                return
-            server = socket.create_connection(self.target)
-            with self.lock:
-                self.sockets += [client, server]
-            for a, b in ((client, server), (server, client)):
-                threading.Thread(target=self._pump, args=(a, b), daemon=True).start()
-
-    @staticmethod
-    def _pump(src: socket.socket, dst: socket.socket) -> None:
-        try:
-            while data := src.recv(65536):
-                dst.sendall(data)
-        except OSError:
-            pass
-        finally:
-            for s in (src, dst):
-                with contextlib.suppress(OSError):
-                    s.shutdown(socket.SHUT_RDWR)
-
-    def cut(self) -> None:
-        # shutdown() wakes the blocked accept(); close() alone would leave it listening.
-        with contextlib.suppress(OSError):
-            self.listener.shutdown(socket.SHUT_RDWR)
-        self.listener.close()
-        with self.lock:
-            for s in self.sockets:
-                with contextlib.suppress(OSError):
-                    s.shutdown(socket.SHUT_RDWR)
-                s.close()
-
-
 def test_postgres_server_gone_is_an_error_not_a_hang(pg: PgSession) -> None:
     url = pg.fresh_url()
     parts = urlsplit(PG_URL)
     proxy = Proxy((parts.hostname or "127.0.0.1", parts.port or 5432))
-    user = parts.netloc.rpartition("@")[0]
-    netloc = f"{user}@127.0.0.1:{proxy.port}" if user else f"127.0.0.1:{proxy.port}"
-    via_proxy = urlunsplit(urlsplit(url)._replace(netloc=netloc))
+    via_proxy = proxied(url, proxy)
 
     async def body() -> None:
         run_migrate = await connect(via_proxy)
@@ -824,5 +691,115 @@ def test_sqlite_reads_go_to_the_writer_thread_without_wal(tmp_path: Path) -> Non
             await store.put_result(stored("a" * 64))
             assert "a" * 64 in await store.get_results(["a" * 64])
             assert await store.schema_version() == SCHEMA_VERSION
+
+    run(body())
+
+
+# -- executions run by a durable worker (docket_runtime.procrastinate) ------------------------
+
+G, TG = "shop.Orders", "shop.Receipt"
+
+
+def test_queued_waiting_and_cancelled_executions(url: str) -> None:
+    order = '{"order": {"json": {"id": "1"}, "proto": "CgEx", "type": "shop.Order"}}'
+    other = '{"order": {"json": {"id": "2"}, "proto": "CgEy", "type": "shop.Order"}}'
+    spelled_otherwise = json.dumps(json.loads(order), indent=2)
+
+    async def body() -> None:
+        async with await opened(url) as store:
+            queued = await store.queue_execution("e1", graph=G, target=TG, inputs=order, now=T0)
+            assert (queued.status, queued.started_at, queued.wake_at, queued.error) == (
+                "queued",
+                T0,
+                None,
+                None,
+            )
+            assert queued.inputs is not None and json.loads(queued.inputs) == json.loads(order)
+            # Queued, running or waiting: left alone (the caller sees the row as it is).
+            later = T0 + timedelta(hours=1)
+            again = await store.queue_execution("e1", graph=G, target=TG, inputs=other, now=later)
+            assert (again.status, again.started_at) == ("queued", T0)
+            assert again.inputs is not None and json.loads(again.inputs) == json.loads(order)
+            await store.start_execution("e1", graph=G, target=TG, now=later)
+            running = await store.queue_execution("e1", graph=G, target=TG, inputs=order)
+            assert (running.status, running.started_at) == ("running", T0)
+            assert running.inputs is not None  # a resume keeps the inputs
+
+            wake = T0 + timedelta(seconds=30)
+            await store.suspend_execution("e1", status="waiting", wake_at=wake, error="retry A")
+            waiting = await store.get_execution("e1")
+            assert waiting is not None
+            assert (waiting.status, waiting.wake_at, waiting.error) == ("waiting", wake, "retry A")
+            await store.start_execution("e1", graph=G, target=TG)  # the retry job resumes it
+            resumed = await store.get_execution("e1")
+            assert resumed is not None
+            assert (resumed.status, resumed.wake_at, resumed.error) == ("running", None, None)
+            await store.suspend_execution("e1", status="queued")  # a hand-off
+            handed = await store.get_execution("e1")
+            assert handed is not None and (handed.status, handed.wake_at) == ("queued", None)
+            with pytest.raises(ValueError):
+                await store.suspend_execution("e1", status="running")  # type: ignore[arg-type]
+
+            # Failed: queued again only with the same graph, target and inputs.
+            await store.finish_execution("e1", status="failed", error="B: boom", now=later)
+            assert (
+                await store.queue_execution("e1", graph=G, target=TG, inputs=other)
+            ).status == "failed"
+            assert (
+                await store.queue_execution("e1", graph="shop.Orders", target="x", inputs=order)
+            ).status == "failed"
+            requeued = await store.queue_execution(
+                "e1", graph=G, target=TG, inputs=spelled_otherwise
+            )
+            assert (requeued.status, requeued.error, requeued.finished_at) == (
+                "queued",
+                None,
+                None,
+            )
+            assert requeued.started_at == T0
+
+            # Cancelled: from queued, running or waiting; an ended execution stays as it is.
+            cancelled = await store.cancel_execution("e1", now=later)
+            assert cancelled is not None
+            assert (cancelled.status, cancelled.finished_at) == ("cancelled", later)
+            await store.suspend_execution("e1", status="waiting", wake_at=wake)
+            still = await store.get_execution("e1")
+            assert still is not None and still.status == "cancelled"
+            assert await store.cancel_execution("nope") is None
+            await store.start_execution("e2", graph=G, target=TG)
+            await store.finish_execution("e2", status="succeeded")
+            ended = await store.cancel_execution("e2")
+            assert ended is not None and ended.status == "succeeded"
+            assert (
+                await store.queue_execution("e1", graph=G, target=TG, inputs=order)
+            ).status == "queued"
+
+    run(body())
+
+
+def test_the_last_succeeded_execution_of_a_target(url: str) -> None:
+    async def body() -> None:
+        async with await opened(url) as store:
+            assert await store.last_succeeded_execution(graph=G, target=TG) is None
+            cases: list[tuple[str, int, ExecutionStatus]] = [
+                ("a", 1, "succeeded"),
+                ("cron@b", 3, "succeeded"),
+                ("cron@c", 2, "succeeded"),
+                ("cron@d", 9, "failed"),
+                ("e", 5, "succeeded"),
+            ]
+            for execution_id, seconds, status in cases:
+                await store.start_execution(execution_id, graph=G, target=TG, now=T0)
+                await store.finish_execution(
+                    execution_id, status=status, now=T0 + timedelta(seconds=seconds)
+                )
+            await store.start_execution("f", graph="shop.Orders", target="shop.Other", now=T0)
+            await store.finish_execution("f", status="succeeded", now=T0 + timedelta(hours=1))
+            last = await store.last_succeeded_execution(graph=G, target=TG)
+            assert last is not None and last.execution_id == "e"
+            last = await store.last_succeeded_execution(graph=G, target=TG, id_prefix="cron@")
+            assert last is not None and last.execution_id == "cron@b"
+            assert await store.last_succeeded_execution(graph=G, target=TG, id_prefix="x") is None
+            assert await store.last_succeeded_execution("shop.Other", "shop.Receipt") is None
 
     run(body())

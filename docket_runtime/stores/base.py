@@ -7,7 +7,9 @@ A store keeps three tables in the user's own database (the SQL is in
   SHA-256 hex digest (:func:`workflow_key`, :func:`global_key`); each row
   holds the output's message type, its proto bytes and a JSON rendering of the
   same message so that fields are queryable with plain SQL.
-- ``docket_executions``: one row per execution id (status, timings, error).
+- ``docket_executions``: one row per execution id (status, timings, error;
+  for executions run by a durable worker also their inputs and, while one
+  waits for a retry, when it is due).
 - ``docket_step_runs``: one row per (execution id, step): the latest run's
   status, attempt count, timings, error text and owner. An at-most-once step
   *claims* its row before running (:meth:`Store.claim_step`).
@@ -54,11 +56,13 @@ SCHEMA_VERSION = 1
 """The newest schema version this release knows (the highest migration number)."""
 
 Scope = Literal["workflow", "global"]
-ExecutionStatus = Literal["running", "succeeded", "failed", "cancelled"]
+ExecutionStatus = Literal["queued", "running", "waiting", "succeeded", "failed", "cancelled"]
 StepStatus = Literal["claimed", "running", "succeeded", "failed"]
 
 _SCOPES = frozenset({"workflow", "global"})
-_EXECUTION_STATUSES = frozenset({"running", "succeeded", "failed", "cancelled"})
+_EXECUTION_STATUSES = frozenset(
+    {"queued", "running", "waiting", "succeeded", "failed", "cancelled"}
+)
 _FINISHED_STEP_STATUSES = frozenset({"succeeded", "failed"})
 
 
@@ -118,7 +122,15 @@ class StoredResult:
 
 @dataclass(frozen=True, slots=True)
 class ExecutionRecord:
-    """One row of ``docket_executions``."""
+    """One row of ``docket_executions``.
+
+    ``status``: ``running``, then ``succeeded``, ``failed`` or ``cancelled``;
+    an execution run by a durable worker is first ``queued`` and may be
+    ``waiting`` for a retry job due at ``wake_at`` (``error`` then holds the
+    failure it retries). ``started_at`` is when the row was first written
+    (enqueued or started). ``inputs`` is the JSON text of the graph inputs of
+    an enqueued execution (``None`` for one run in process).
+    """
 
     execution_id: str
     graph: str
@@ -127,6 +139,8 @@ class ExecutionRecord:
     started_at: datetime
     finished_at: datetime | None
     error: str | None
+    inputs: str | None = None
+    wake_at: datetime | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -247,6 +261,64 @@ class Store(Protocol):
 
     async def get_execution(self, execution_id: str) -> ExecutionRecord | None:
         """The execution's row, or ``None``."""
+        ...
+
+    async def queue_execution(
+        self,
+        execution_id: str,
+        *,
+        graph: str,
+        target: str,
+        inputs: str,
+        now: datetime | None = None,
+    ) -> ExecutionRecord:
+        """Record ``execution_id`` as ``queued`` for a durable worker, with its ``inputs``.
+
+        A new id is inserted. An execution that ``failed`` or was ``cancelled``
+        with the same graph, target and inputs goes back to ``queued`` (error,
+        finish time and wake time cleared; its checkpoints stay). Any other row
+        is left alone. Returns the row as it stands afterwards, so that the
+        caller can tell which of these happened. ``inputs`` is JSON text (a
+        JSON object), compared by value.
+        """
+        ...
+
+    async def suspend_execution(
+        self,
+        execution_id: str,
+        *,
+        status: Literal["queued", "waiting"],
+        wake_at: datetime | None = None,
+        error: str | None = None,
+        now: datetime | None = None,
+    ) -> None:
+        """Record that a durable run stopped to continue in a new job.
+
+        ``waiting``: a retry is due at ``wake_at`` (``error`` is the failure it
+        retries); ``queued``: it continues at once (a hand-off, a worker shutting
+        down). A ``cancelled`` execution stays cancelled.
+        """
+        ...
+
+    async def cancel_execution(
+        self, execution_id: str, *, now: datetime | None = None
+    ) -> ExecutionRecord | None:
+        """Mark ``execution_id`` ``cancelled`` unless it already ended.
+
+        ``queued``, ``running`` and ``waiting`` executions become ``cancelled``
+        (finish time ``now``); ``succeeded`` and ``failed`` ones are left alone.
+        Returns the row as it stands afterwards, or ``None`` if there is none.
+        """
+        ...
+
+    async def last_succeeded_execution(
+        self, graph: str, target: str, *, id_prefix: str | None = None
+    ) -> ExecutionRecord | None:
+        """The ``succeeded`` execution of ``target`` in ``graph`` that finished last.
+
+        With ``id_prefix``, only among execution ids that start with it (the
+        runs of one schedule, say). ``None`` when there is none.
+        """
         ...
 
     async def get_step_runs(self, execution_id: str) -> list[StepRunRecord]:

@@ -8,6 +8,7 @@ survives the process.
 from __future__ import annotations
 
 import dataclasses
+import json
 from collections.abc import Collection
 from datetime import datetime
 from typing import Literal
@@ -100,6 +101,7 @@ class MemoryStore(StoreBase):
             started_at=old.started_at if old else utc(now),
             finished_at=None,
             error=None,
+            inputs=old.inputs if old else None,
         )
 
     async def finish_execution(
@@ -115,12 +117,97 @@ class MemoryStore(StoreBase):
         old = self._executions.get(execution_id)
         if old is not None:
             self._executions[execution_id] = dataclasses.replace(
-                old, status=status, finished_at=utc(now), error=error
+                old, status=status, finished_at=utc(now), error=error, wake_at=None
             )
 
     async def get_execution(self, execution_id: str) -> ExecutionRecord | None:
         """The execution's row, or ``None``."""
         return self._executions.get(execution_id)
+
+    async def queue_execution(
+        self,
+        execution_id: str,
+        *,
+        graph: str,
+        target: str,
+        inputs: str,
+        now: datetime | None = None,
+    ) -> ExecutionRecord:
+        """Record ``execution_id`` as queued (see the Store protocol)."""
+        old = self._executions.get(execution_id)
+        if old is None:
+            new = ExecutionRecord(
+                execution_id=execution_id,
+                graph=graph,
+                target=target,
+                status="queued",
+                started_at=utc(now),
+                finished_at=None,
+                error=None,
+                inputs=inputs,
+            )
+        elif (
+            old.status in ("failed", "cancelled")
+            and (old.graph, old.target) == (graph, target)
+            and old.inputs is not None
+            and json.loads(old.inputs) == json.loads(inputs)
+        ):
+            new = dataclasses.replace(
+                old, status="queued", finished_at=None, error=None, wake_at=None
+            )
+        else:
+            return old
+        self._executions[execution_id] = new
+        return new
+
+    async def suspend_execution(
+        self,
+        execution_id: str,
+        *,
+        status: Literal["queued", "waiting"],
+        wake_at: datetime | None = None,
+        error: str | None = None,
+        now: datetime | None = None,
+    ) -> None:
+        """Record a durable run continuing in a new job (a cancelled one stays cancelled)."""
+        if status not in ("queued", "waiting"):
+            raise ValueError(f"a suspended execution is 'queued' or 'waiting', not {status!r}")
+        old = self._executions.get(execution_id)
+        if old is not None and old.status != "cancelled":
+            self._executions[execution_id] = dataclasses.replace(
+                old,
+                status=status,
+                wake_at=None if wake_at is None else utc(wake_at),
+                error=error,
+                finished_at=None,
+            )
+
+    async def cancel_execution(
+        self, execution_id: str, *, now: datetime | None = None
+    ) -> ExecutionRecord | None:
+        """Mark ``execution_id`` cancelled unless it ended; return the row as it stands."""
+        old = self._executions.get(execution_id)
+        if old is None or old.status not in ("queued", "running", "waiting"):
+            return old
+        new = self._executions[execution_id] = dataclasses.replace(
+            old, status="cancelled", finished_at=utc(now), wake_at=None
+        )
+        return new
+
+    async def last_succeeded_execution(
+        self, graph: str, target: str, *, id_prefix: str | None = None
+    ) -> ExecutionRecord | None:
+        """The succeeded execution of ``target`` in ``graph`` that finished last."""
+        found = [
+            e
+            for e in self._executions.values()
+            if (e.graph, e.target, e.status) == (graph, target, "succeeded")
+            and e.finished_at is not None
+            and (id_prefix is None or e.execution_id.startswith(id_prefix))
+        ]
+        if not found:
+            return None
+        return max(found, key=lambda e: (e.finished_at, e.started_at))
 
     async def get_step_runs(self, execution_id: str) -> list[StepRunRecord]:
         """The execution's step runs, oldest start first."""

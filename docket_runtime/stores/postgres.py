@@ -24,7 +24,7 @@ from typing import Any, Final, Literal, TypeVar
 
 import psycopg
 from psycopg.conninfo import conninfo_to_dict, make_conninfo
-from psycopg.rows import TupleRow
+from psycopg.rows import TupleRow, tuple_row
 from psycopg_pool import AsyncConnectionPool, PoolTimeout
 
 from . import _migrations
@@ -58,6 +58,28 @@ _RESULT_COLUMNS: Final = (
 )
 _RUN_COLUMNS: Final = (
     "execution_id, step, status, attempts, started_at, finished_at, duration_ms, error, owner"
+)
+_EXECUTION_COLUMNS: Final = (
+    "execution_id, graph, target, status, started_at, finished_at, error, inputs::text, wake_at"
+)
+# Insert a queued execution, or send a failed/cancelled one with the same graph, target
+# and inputs back to the queue; either way report the row as it stands. As in _CLAIM, a
+# row committed by another transaction after this statement's snapshot yields nothing:
+# the row is then read again.
+_QUEUE: Final = (
+    "WITH queued AS ("
+    " INSERT INTO docket_executions (execution_id, graph, target, status, started_at, inputs)"
+    " VALUES (%(execution_id)s, %(graph)s, %(target)s, 'queued', %(now)s, %(inputs)s::jsonb)"
+    " ON CONFLICT (execution_id) DO UPDATE SET status = 'queued', finished_at = NULL,"
+    " error = NULL, wake_at = NULL"
+    " WHERE docket_executions.status IN ('failed', 'cancelled')"
+    " AND docket_executions.graph = EXCLUDED.graph"
+    " AND docket_executions.target = EXCLUDED.target"
+    " AND docket_executions.inputs = EXCLUDED.inputs"
+    f" RETURNING {_EXECUTION_COLUMNS})"
+    f" SELECT {_EXECUTION_COLUMNS} FROM queued"
+    f" UNION ALL SELECT {_EXECUTION_COLUMNS} FROM docket_executions"
+    " WHERE execution_id = %(execution_id)s AND NOT EXISTS (SELECT FROM queued)"
 )
 _UPSERT_RESULT: Final = (
     "INSERT INTO docket_results (key, scope, execution_id, step, version, output_type, "
@@ -119,6 +141,20 @@ def _run(row: Sequence[Any]) -> StepRunRecord:
         duration_ms=row[6],
         error=row[7],
         owner=row[8],
+    )
+
+
+def _execution(row: Sequence[Any]) -> ExecutionRecord:
+    return ExecutionRecord(
+        execution_id=row[0],
+        graph=row[1],
+        target=row[2],
+        status=row[3],
+        started_at=utc(row[4]),
+        finished_at=None if row[5] is None else utc(row[5]),
+        error=row[6],
+        inputs=row[7],
+        wake_at=None if row[8] is None else utc(row[8]),
     )
 
 
@@ -323,7 +359,8 @@ class PostgresStore(StoreBase):
                 "INSERT INTO docket_executions (execution_id, graph, target, status, started_at) "
                 "VALUES (%s, %s, %s, 'running', %s) "
                 "ON CONFLICT (execution_id) DO UPDATE SET graph = EXCLUDED.graph, "
-                "target = EXCLUDED.target, status = 'running', finished_at = NULL, error = NULL",
+                "target = EXCLUDED.target, status = 'running', finished_at = NULL, error = NULL, "
+                "wake_at = NULL",
                 params,
             )
 
@@ -343,8 +380,8 @@ class PostgresStore(StoreBase):
 
         async def finish(conn: Conn) -> None:
             await conn.execute(
-                "UPDATE docket_executions SET status = %s, finished_at = %s, error = %s "
-                "WHERE execution_id = %s",
+                "UPDATE docket_executions SET status = %s, finished_at = %s, error = %s, "
+                "wake_at = NULL WHERE execution_id = %s",
                 params,
             )
 
@@ -355,24 +392,124 @@ class PostgresStore(StoreBase):
 
         async def get(conn: Conn) -> ExecutionRecord | None:
             cur = await conn.execute(
-                "SELECT execution_id, graph, target, status, started_at, finished_at, error "
-                "FROM docket_executions WHERE execution_id = %s",
+                f"SELECT {_EXECUTION_COLUMNS} FROM docket_executions WHERE execution_id = %s",
                 (execution_id,),
             )
             row = await cur.fetchone()
-            if row is None:
-                return None
-            return ExecutionRecord(
-                execution_id=row[0],
-                graph=row[1],
-                target=row[2],
-                status=row[3],
-                started_at=utc(row[4]),
-                finished_at=None if row[5] is None else utc(row[5]),
-                error=row[6],
-            )
+            return None if row is None else _execution(row)
 
         return await self._run(get, read=True)
+
+    async def queue_execution(
+        self,
+        execution_id: str,
+        *,
+        graph: str,
+        target: str,
+        inputs: str,
+        now: datetime | None = None,
+        connection: psycopg.AsyncConnection[Any] | None = None,
+    ) -> ExecutionRecord:
+        """Record ``execution_id`` as queued (see the Store protocol), in one statement.
+
+        With ``connection`` (an open psycopg async connection to the same
+        database) the statement runs there, inside whatever transaction the
+        caller has open, and the caller commits: recording the execution and
+        deferring its job can then be one transaction.
+        """
+        params = {
+            "execution_id": execution_id,
+            "graph": graph,
+            "target": target,
+            "inputs": inputs,
+            "now": utc(now),
+        }
+
+        async def queue(conn: psycopg.AsyncConnection[Any]) -> ExecutionRecord:
+            # A tuple cursor: a caller's connection may have another row factory.
+            async with conn.cursor(row_factory=tuple_row) as cur:
+                await cur.execute(_QUEUE, params)
+                row = await cur.fetchone()
+                if row is None:  # the race described at _QUEUE
+                    await cur.execute(
+                        f"SELECT {_EXECUTION_COLUMNS} FROM docket_executions "
+                        "WHERE execution_id = %(execution_id)s",
+                        params,
+                    )
+                    row = await cur.fetchone()
+            if row is None:
+                raise StoreError(f"execution {execution_id!r} vanished while queued; retry")
+            return _execution(row)
+
+        if connection is not None:
+            try:
+                return await queue(connection)
+            except psycopg.Error as err:
+                raise StoreError(f"Postgres at {self.url}: {err}") from err
+        return await self._run(queue)
+
+    async def suspend_execution(
+        self,
+        execution_id: str,
+        *,
+        status: Literal["queued", "waiting"],
+        wake_at: datetime | None = None,
+        error: str | None = None,
+        now: datetime | None = None,
+    ) -> None:
+        """Record a durable run continuing in a new job (a cancelled one stays cancelled)."""
+        if status not in ("queued", "waiting"):
+            raise ValueError(f"a suspended execution is 'queued' or 'waiting', not {status!r}")
+        params = (status, None if wake_at is None else utc(wake_at), error, execution_id)
+
+        async def suspend(conn: Conn) -> None:
+            await conn.execute(
+                "UPDATE docket_executions SET status = %s, wake_at = %s, error = %s, "
+                "finished_at = NULL WHERE execution_id = %s AND status <> 'cancelled'",
+                params,
+            )
+
+        await self._run(suspend)
+
+    async def cancel_execution(
+        self, execution_id: str, *, now: datetime | None = None
+    ) -> ExecutionRecord | None:
+        """Mark ``execution_id`` cancelled unless it ended; return the row as it stands."""
+        params = {"execution_id": execution_id, "now": utc(now)}
+
+        async def cancel(conn: Conn) -> ExecutionRecord | None:
+            cur = await conn.execute(
+                "WITH cancelled AS (UPDATE docket_executions SET status = 'cancelled', "
+                "finished_at = %(now)s, wake_at = NULL WHERE execution_id = %(execution_id)s "
+                f"AND status IN ('queued', 'running', 'waiting') RETURNING {_EXECUTION_COLUMNS}) "
+                f"SELECT {_EXECUTION_COLUMNS} FROM cancelled UNION ALL "
+                f"SELECT {_EXECUTION_COLUMNS} FROM docket_executions "
+                "WHERE execution_id = %(execution_id)s AND NOT EXISTS (SELECT FROM cancelled)",
+                params,
+            )
+            row = await cur.fetchone()
+            return None if row is None else _execution(row)
+
+        return await self._run(cancel)
+
+    async def last_succeeded_execution(
+        self, graph: str, target: str, *, id_prefix: str | None = None
+    ) -> ExecutionRecord | None:
+        """The succeeded execution of ``target`` in ``graph`` that finished last."""
+        params = (graph, target, id_prefix, id_prefix)
+
+        async def last(conn: Conn) -> ExecutionRecord | None:
+            cur = await conn.execute(
+                f"SELECT {_EXECUTION_COLUMNS} FROM docket_executions "
+                "WHERE graph = %s AND target = %s AND status = 'succeeded' "
+                "AND (%s::text IS NULL OR starts_with(execution_id, %s::text)) "
+                "ORDER BY finished_at DESC, started_at DESC LIMIT 1",
+                params,
+            )
+            row = await cur.fetchone()
+            return None if row is None else _execution(row)
+
+        return await self._run(last, read=True)
 
     async def get_step_runs(self, execution_id: str) -> list[StepRunRecord]:
         """The execution's step runs, oldest start first."""

@@ -30,6 +30,7 @@ losing every later write. Each operation therefore checks, with one ``stat``
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import sqlite3
 from collections.abc import Callable, Collection, Sequence
@@ -85,6 +86,9 @@ _RESULT_COLUMNS: Final = (
 _RUN_COLUMNS: Final = (
     "execution_id, step, status, attempts, started_at, finished_at, duration_ms, error, owner"
 )
+_EXECUTION_COLUMNS: Final = (
+    "execution_id, graph, target, status, started_at, finished_at, error, inputs, wake_at"
+)
 
 
 def _ts(dt: datetime) -> str:
@@ -134,6 +138,30 @@ def _run(row: Sequence[Any]) -> StepRunRecord:
         error=row[7],
         owner=row[8],
     )
+
+
+def _execution(row: Sequence[Any]) -> ExecutionRecord:
+    return ExecutionRecord(
+        execution_id=row[0],
+        graph=row[1],
+        target=row[2],
+        status=row[3],
+        started_at=_dt(row[4]),
+        finished_at=_opt_dt(row[5]),
+        error=row[6],
+        inputs=row[7],
+        wake_at=_opt_dt(row[8]),
+    )
+
+
+def _same_json(a: str | None, b: str | None) -> bool:
+    """Whether two JSON texts hold the same value (Postgres compares jsonb the same way)."""
+    if a is None or b is None:
+        return a is b
+    try:
+        return bool(json.loads(a) == json.loads(b))
+    except ValueError:
+        return a == b
 
 
 def _upsert_result(conn: sqlite3.Connection, r: StoredResult) -> None:
@@ -401,7 +429,8 @@ class SqliteStore(StoreBase):
                 "INSERT INTO docket_executions (execution_id, graph, target, status, started_at) "
                 "VALUES (?, ?, ?, 'running', ?) "
                 "ON CONFLICT (execution_id) DO UPDATE SET graph = excluded.graph, "
-                "target = excluded.target, status = 'running', finished_at = NULL, error = NULL",
+                "target = excluded.target, status = 'running', finished_at = NULL, error = NULL, "
+                "wake_at = NULL",
                 args,
             )
         )
@@ -419,8 +448,8 @@ class SqliteStore(StoreBase):
         args = (status, _ts(utc(now)), error, execution_id)
         await self._write(
             lambda conn: conn.execute(
-                "UPDATE docket_executions SET status = ?, finished_at = ?, error = ? "
-                "WHERE execution_id = ?",
+                "UPDATE docket_executions SET status = ?, finished_at = ?, error = ?, "
+                "wake_at = NULL WHERE execution_id = ?",
                 args,
             )
         )
@@ -429,22 +458,106 @@ class SqliteStore(StoreBase):
         """The execution's row, or ``None``."""
         row = await self._read(
             lambda conn: conn.execute(
-                "SELECT execution_id, graph, target, status, started_at, finished_at, error "
-                "FROM docket_executions WHERE execution_id = ?",
+                f"SELECT {_EXECUTION_COLUMNS} FROM docket_executions WHERE execution_id = ?",
                 (execution_id,),
             ).fetchone()
         )
-        if row is None:
-            return None
-        return ExecutionRecord(
-            execution_id=row[0],
-            graph=row[1],
-            target=row[2],
-            status=row[3],
-            started_at=_dt(row[4]),
-            finished_at=_opt_dt(row[5]),
-            error=row[6],
+        return None if row is None else _execution(row)
+
+    async def queue_execution(
+        self,
+        execution_id: str,
+        *,
+        graph: str,
+        target: str,
+        inputs: str,
+        now: datetime | None = None,
+    ) -> ExecutionRecord:
+        """Record ``execution_id`` as queued (see the Store protocol), under the write lock."""
+        when = _ts(utc(now))
+
+        def queue(conn: sqlite3.Connection) -> ExecutionRecord:
+            select = f"SELECT {_EXECUTION_COLUMNS} FROM docket_executions WHERE execution_id = ?"
+            row = conn.execute(select, (execution_id,)).fetchone()
+            if row is None:
+                conn.execute(
+                    "INSERT INTO docket_executions "
+                    "(execution_id, graph, target, status, started_at, inputs) "
+                    "VALUES (?, ?, ?, 'queued', ?, ?)",
+                    (execution_id, graph, target, when, inputs),
+                )
+            elif (
+                row[3] in ("failed", "cancelled")
+                and (row[1], row[2]) == (graph, target)
+                and _same_json(row[7], inputs)
+            ):
+                conn.execute(
+                    "UPDATE docket_executions SET status = 'queued', finished_at = NULL, "
+                    "error = NULL, wake_at = NULL WHERE execution_id = ?",
+                    (execution_id,),
+                )
+            else:
+                return _execution(row)
+            return _execution(conn.execute(select, (execution_id,)).fetchone())
+
+        return await self._write(queue, transaction=True)
+
+    async def suspend_execution(
+        self,
+        execution_id: str,
+        *,
+        status: Literal["queued", "waiting"],
+        wake_at: datetime | None = None,
+        error: str | None = None,
+        now: datetime | None = None,
+    ) -> None:
+        """Record a durable run continuing in a new job (a cancelled one stays cancelled)."""
+        if status not in ("queued", "waiting"):
+            raise ValueError(f"a suspended execution is 'queued' or 'waiting', not {status!r}")
+        args = (status, None if wake_at is None else _ts(wake_at), error, execution_id)
+        await self._write(
+            lambda conn: conn.execute(
+                "UPDATE docket_executions SET status = ?, wake_at = ?, error = ?, "
+                "finished_at = NULL WHERE execution_id = ? AND status <> 'cancelled'",
+                args,
+            )
         )
+
+    async def cancel_execution(
+        self, execution_id: str, *, now: datetime | None = None
+    ) -> ExecutionRecord | None:
+        """Mark ``execution_id`` cancelled unless it ended; return the row as it stands."""
+        when = _ts(utc(now))
+
+        def cancel(conn: sqlite3.Connection) -> ExecutionRecord | None:
+            conn.execute(
+                "UPDATE docket_executions SET status = 'cancelled', finished_at = ?, "
+                "wake_at = NULL WHERE execution_id = ? "
+                "AND status IN ('queued', 'running', 'waiting')",
+                (when, execution_id),
+            )
+            row = conn.execute(
+                f"SELECT {_EXECUTION_COLUMNS} FROM docket_executions WHERE execution_id = ?",
+                (execution_id,),
+            ).fetchone()
+            return None if row is None else _execution(row)
+
+        return await self._write(cancel, transaction=True)
+
+    async def last_succeeded_execution(
+        self, graph: str, target: str, *, id_prefix: str | None = None
+    ) -> ExecutionRecord | None:
+        """The succeeded execution of ``target`` in ``graph`` that finished last."""
+        row = await self._read(
+            lambda conn: conn.execute(
+                f"SELECT {_EXECUTION_COLUMNS} FROM docket_executions "
+                "WHERE graph = ? AND target = ? AND status = 'succeeded' "
+                "AND (? IS NULL OR substr(execution_id, 1, length(?)) = ?) "
+                "ORDER BY finished_at DESC, started_at DESC LIMIT 1",
+                (graph, target, id_prefix, id_prefix, id_prefix),
+            ).fetchone()
+        )
+        return None if row is None else _execution(row)
 
     async def get_step_runs(self, execution_id: str) -> list[StepRunRecord]:
         """The execution's step runs, oldest start first."""

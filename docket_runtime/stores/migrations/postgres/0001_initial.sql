@@ -40,18 +40,28 @@ CREATE INDEX docket_results_expires ON docket_results (expires_at)
 -- "Today's results of step X".
 CREATE INDEX docket_results_step ON docket_results (step, created_at);
 
--- One row per execution id.
+-- One row per execution id. An execution run by a durable worker
+-- (docket_runtime.procrastinate) is 'queued' first, and 'waiting' while a
+-- retry job is scheduled for wake_at.
 CREATE TABLE docket_executions (
     execution_id text PRIMARY KEY,
     graph        text NOT NULL,              -- the graph's full name, e.g. shop.OrderGraph
     target       text NOT NULL,              -- the requested message type
     status       text NOT NULL
-                 CHECK (status IN ('running', 'succeeded', 'failed', 'cancelled')),
-    started_at   timestamptz NOT NULL DEFAULT now(),  -- the first start; a resume keeps it
+                 CHECK (status IN ('queued', 'running', 'waiting',
+                                   'succeeded', 'failed', 'cancelled')),
+    started_at   timestamptz NOT NULL DEFAULT now(),  -- first recorded (queued or started)
     finished_at  timestamptz,
-    error        text
+    error        text,                       -- why it failed; while waiting, what it retries
+    -- Enqueued executions: the graph inputs by keyword,
+    -- {"order": {"type": "shop.Order", "proto": "<base64 bytes>", "json": {...}}}.
+    inputs       jsonb,
+    wake_at      timestamptz                 -- while waiting: when the retry job is due
 );
 CREATE INDEX docket_executions_status ON docket_executions (status, started_at);
+-- The last succeeded run of a target (a schedule reads its previous output).
+CREATE INDEX docket_executions_succeeded ON docket_executions (graph, target, finished_at)
+    WHERE status = 'succeeded';
 
 -- The latest run of each step of each execution. An at-most-once step inserts
 -- its row ('claimed') before it runs; the primary key makes that claim
