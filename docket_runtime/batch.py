@@ -283,6 +283,8 @@ async def run_batch(
     if not values:
         return []
     run = _Run(graph, table, values, shared, limit, on_error == "collect")
+    # Checkpoints can exist only under an id the caller chose (a rerun of the batch).
+    run.resume = execution_id is not None and any(graph._kept)
     if run.events is None and deadline is None:
         return await run.run()
     started = time.perf_counter()
@@ -375,6 +377,8 @@ class _Run:
         self.limit = limit
         self.collect = collect
         self.events: Dispatch | None = graph._events
+        self.graph = graph
+        self.resume = False
         runners = graph._runners
         if table.limits:
             patched = list(runners)
@@ -424,6 +428,8 @@ class _Run:
         for slot in stage.gather:
             values[slot] = self._column(slot)
         try:
+            if self.resume:
+                once = await self.graph._resume(once, self.shared)
             await execute(once, self.runners, self.shared)
         finally:
             for slot in stage.gather:
@@ -441,7 +447,7 @@ class _Run:
         results = self.results if last and self.table.per_item else None
         result_slot = self.table.slot
         runners, name, shared, collect = self.runners, self.name, self.shared, self.collect
-        events = self.events
+        events, resume, graph = self.events, self.resume, self.graph
         done = 0
         indices: Iterator[int] = iter(range(n))
 
@@ -454,8 +460,10 @@ class _Run:
                 values[item_slot] = items[index]
                 for slot, column in seeds:
                     values[slot] = column[index]
+                execution = _ItemExecution(name, values, shared, index)
                 try:
-                    await execute(each, runners, _ItemExecution(name, values, shared, index))
+                    table = await graph._resume(each, execution) if resume else each
+                    await execute(table, runners, execution)
                 except StepFailed as exc:
                     if not collect:
                         raise ItemFailed(index, exc) from exc

@@ -119,9 +119,10 @@ def prune(target: TargetTable, known: set[int]) -> TargetTable:
     for pos, users in enumerate(target.dependents):
         for user in users:
             producers[user].append(pos)
-    last = len(target.steps) - 1
+    # The sinks: the target itself, or every step a batch stage keeps for later.
+    sinks = [pos for pos, users in enumerate(target.dependents) if not users]
     needed: set[int] = set()
-    stack = [] if last in known else [last]
+    stack = [pos for pos in sinks if pos not in known]
     while stack:
         pos = stack.pop()
         if pos not in needed:
