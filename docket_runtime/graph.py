@@ -41,13 +41,12 @@ _log = logging.getLogger("docket.graph")
 S = TypeVar("S")
 M = TypeVar("M", bound=Message)
 
-_tables_cache: dict[int, PlanTables] = {}
-
-
-def _tables(plan: GraphPlan) -> PlanTables:
-    tables = _tables_cache.get(id(plan))
-    if tables is None or tables.plan is not plan:
-        tables = _tables_cache[id(plan)] = build_tables(plan)
+def _tables(cls: type[Graph[Any]]) -> PlanTables:
+    """The index tables of a graph class's plan, built when it is first bound."""
+    tables = cls.__dict__.get("_docket_tables")
+    if not isinstance(tables, PlanTables) or tables.plan is not cls.plan:
+        tables = build_tables(cls.plan)
+        cls._docket_tables = tables  # type: ignore[attr-defined]
     return tables
 
 
@@ -93,7 +92,7 @@ class Graph(Generic[S]):
         self.deadline = deadline
         self.record = record
         self.subgraphs: Mapping[str, Graph[Any]] = dict(subgraphs or {})
-        self._tables = _tables(self.plan)
+        self._tables = _tables(type(self))
         self._events = Dispatch(events) if events else None
         kept = [persisted_scope(t.step) is not None for t in self._tables.steps]
         self.store: Store | None = store or (MemoryStore() if any(kept) or record else None)
