@@ -41,6 +41,7 @@ _log = logging.getLogger("docket.graph")
 S = TypeVar("S")
 M = TypeVar("M", bound=Message)
 
+
 def _tables(cls: type[Graph[Any]]) -> PlanTables:
     """The index tables of a graph class's plan, built when it is first bound."""
     tables = cls.__dict__.get("_docket_tables")
