@@ -24,11 +24,11 @@ import hashlib
 import os
 import socket
 import uuid
-from collections.abc import Collection, Sequence
+from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from types import TracebackType
-from typing import Literal, Protocol, Self, runtime_checkable
+from typing import Any, Literal, Protocol, Self, runtime_checkable
 from urllib.parse import urlsplit, urlunsplit
 
 from ..errors import DocketError
@@ -411,6 +411,60 @@ def check_finish_status(status: str) -> None:
     """Reject a step finish status other than ``succeeded`` / ``failed``."""
     if status not in _FINISHED_STEP_STATUSES:
         raise ValueError(f"a step finishes 'succeeded' or 'failed', not {status!r}")
+
+
+Time = Callable[[Any], datetime]
+"""Turns a backend's timestamp value into an aware UTC datetime."""
+
+
+def _maybe(when: Time, value: Any) -> datetime | None:
+    return None if value is None else when(value)
+
+
+def result_from_row(row: Sequence[Any], when: Time) -> StoredResult:
+    """A ``docket_results`` row, columns in the migrations' order."""
+    return StoredResult(
+        key=row[0],
+        scope=row[1],
+        execution_id=row[2],
+        step=row[3],
+        version=row[4],
+        output_type=row[5],
+        output=bytes(row[6]),
+        output_json=row[7],
+        created_at=when(row[8]),
+        expires_at=_maybe(when, row[9]),
+    )
+
+
+def step_run_from_row(row: Sequence[Any], when: Time) -> StepRunRecord:
+    """A ``docket_step_runs`` row, columns in the migrations' order."""
+    return StepRunRecord(
+        execution_id=row[0],
+        step=row[1],
+        status=row[2],
+        attempts=row[3],
+        started_at=when(row[4]),
+        finished_at=_maybe(when, row[5]),
+        duration_ms=row[6],
+        error=row[7],
+        owner=row[8],
+    )
+
+
+def execution_from_row(row: Sequence[Any], when: Time) -> ExecutionRecord:
+    """A ``docket_executions`` row, columns in the migrations' order."""
+    return ExecutionRecord(
+        execution_id=row[0],
+        graph=row[1],
+        target=row[2],
+        status=row[3],
+        started_at=when(row[4]),
+        finished_at=_maybe(when, row[5]),
+        error=row[6],
+        inputs=row[7],
+        wake_at=_maybe(when, row[8]),
+    )
 
 
 def _digest(*parts: bytes) -> str:

@@ -18,7 +18,7 @@ since whether they happened is unknown.
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Awaitable, Callable, Collection, Sequence
+from collections.abc import Awaitable, Callable, Collection
 from datetime import datetime
 from typing import Any, Final, Literal, TypeVar
 
@@ -40,7 +40,10 @@ from .base import (
     StoreUrlError,
     check_execution_status,
     check_finish_status,
+    execution_from_row,
     redact_url,
+    result_from_row,
+    step_run_from_row,
     utc,
 )
 
@@ -113,49 +116,6 @@ _CLAIM: Final = (
     f" UNION ALL SELECT false, {_RUN_COLUMNS} FROM docket_step_runs"
     " WHERE execution_id = %(execution_id)s AND step = %(step)s"
 )
-
-
-def _result(row: Sequence[Any]) -> StoredResult:
-    return StoredResult(
-        key=row[0],
-        scope=row[1],
-        execution_id=row[2],
-        step=row[3],
-        version=row[4],
-        output_type=row[5],
-        output=bytes(row[6]),
-        output_json=row[7],
-        created_at=utc(row[8]),
-        expires_at=None if row[9] is None else utc(row[9]),
-    )
-
-
-def _run(row: Sequence[Any]) -> StepRunRecord:
-    return StepRunRecord(
-        execution_id=row[0],
-        step=row[1],
-        status=row[2],
-        attempts=row[3],
-        started_at=utc(row[4]),
-        finished_at=None if row[5] is None else utc(row[5]),
-        duration_ms=row[6],
-        error=row[7],
-        owner=row[8],
-    )
-
-
-def _execution(row: Sequence[Any]) -> ExecutionRecord:
-    return ExecutionRecord(
-        execution_id=row[0],
-        graph=row[1],
-        target=row[2],
-        status=row[3],
-        started_at=utc(row[4]),
-        finished_at=None if row[5] is None else utc(row[5]),
-        error=row[6],
-        inputs=row[7],
-        wake_at=None if row[8] is None else utc(row[8]),
-    )
 
 
 def _result_params(r: StoredResult) -> dict[str, Any]:
@@ -308,7 +268,7 @@ class PostgresStore(StoreBase):
                     "AND (expires_at IS NULL OR expires_at > %s)",
                     params,
                 )
-                return {row[0]: _result(row) for row in await cur.fetchall()}
+                return {row[0]: result_from_row(row, utc) for row in await cur.fetchall()}
 
         return await self._run(query, read=True)
 
@@ -400,7 +360,7 @@ class PostgresStore(StoreBase):
                 (execution_id,),
             )
             row = await cur.fetchone()
-            return None if row is None else _execution(row)
+            return None if row is None else execution_from_row(row, utc)
 
         return await self._run(get, read=True)
 
@@ -443,7 +403,7 @@ class PostgresStore(StoreBase):
                     row = await cur.fetchone()
             if row is None:
                 raise StoreError(f"execution {execution_id!r} vanished while queued; retry")
-            return _execution(row)
+            return execution_from_row(row, utc)
 
         if connection is not None:
             try:
@@ -492,7 +452,7 @@ class PostgresStore(StoreBase):
                 params,
             )
             row = await cur.fetchone()
-            return None if row is None else _execution(row)
+            return None if row is None else execution_from_row(row, utc)
 
         return await self._run(cancel)
 
@@ -511,7 +471,7 @@ class PostgresStore(StoreBase):
                 params,
             )
             row = await cur.fetchone()
-            return None if row is None else _execution(row)
+            return None if row is None else execution_from_row(row, utc)
 
         return await self._run(last, read=True)
 
@@ -524,7 +484,7 @@ class PostgresStore(StoreBase):
                 "ORDER BY started_at, step",
                 (execution_id,),
             )
-            return [_run(row) for row in await cur.fetchall()]
+            return [step_run_from_row(row, utc) for row in await cur.fetchall()]
 
         return await self._run(get, read=True)
 
@@ -549,7 +509,7 @@ class PostgresStore(StoreBase):
                 row = await cur.fetchone()
                 if row is None:  # deleted again in between: a rerun reset it
                     raise StoreError(f"claim of {step!r} in {execution_id!r} vanished; retry")
-            return Claim(won=bool(row[0]), run=_run(row[1:]))
+            return Claim(won=bool(row[0]), run=step_run_from_row(row[1:], utc))
 
         return await self._run(claim)
 

@@ -33,11 +33,11 @@ import asyncio
 import json
 import os
 import sqlite3
-from collections.abc import Callable, Collection, Sequence
+from collections.abc import Callable, Collection
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, Final, Literal, TypeVar
+from typing import Final, Literal, TypeVar
 
 from . import _migrations
 from .base import (
@@ -51,6 +51,9 @@ from .base import (
     StoreUnavailable,
     check_execution_status,
     check_finish_status,
+    execution_from_row,
+    result_from_row,
+    step_run_from_row,
     utc,
 )
 
@@ -100,58 +103,11 @@ def _dt(text: str) -> datetime:
     return datetime.fromisoformat(text).replace(tzinfo=UTC)
 
 
-def _opt_dt(text: str | None) -> datetime | None:
-    return None if text is None else _dt(text)
-
-
 def _ms_between(start: str | None, end: str | None) -> float | None:
     # Registered as an SQL function: julianday() only keeps milliseconds.
     if start is None or end is None:
         return None
     return (_dt(end) - _dt(start)).total_seconds() * 1000.0
-
-
-def _result(row: Sequence[Any]) -> StoredResult:
-    return StoredResult(
-        key=row[0],
-        scope=row[1],
-        execution_id=row[2],
-        step=row[3],
-        version=row[4],
-        output_type=row[5],
-        output=bytes(row[6]),
-        output_json=row[7],
-        created_at=_dt(row[8]),
-        expires_at=_opt_dt(row[9]),
-    )
-
-
-def _run(row: Sequence[Any]) -> StepRunRecord:
-    return StepRunRecord(
-        execution_id=row[0],
-        step=row[1],
-        status=row[2],
-        attempts=row[3],
-        started_at=_dt(row[4]),
-        finished_at=_opt_dt(row[5]),
-        duration_ms=row[6],
-        error=row[7],
-        owner=row[8],
-    )
-
-
-def _execution(row: Sequence[Any]) -> ExecutionRecord:
-    return ExecutionRecord(
-        execution_id=row[0],
-        graph=row[1],
-        target=row[2],
-        status=row[3],
-        started_at=_dt(row[4]),
-        finished_at=_opt_dt(row[5]),
-        error=row[6],
-        inputs=row[7],
-        wake_at=_opt_dt(row[8]),
-    )
 
 
 def _same_json(a: str | None, b: str | None) -> bool:
@@ -372,7 +328,7 @@ class SqliteStore(StoreBase):
                     "AND (expires_at IS NULL OR expires_at > ?)",
                     (*chunk, when),
                 ):
-                    found[row[0]] = _result(row)
+                    found[row[0]] = result_from_row(row, _dt)
             return found
 
         return await self._read(query)
@@ -462,7 +418,7 @@ class SqliteStore(StoreBase):
                 (execution_id,),
             ).fetchone()
         )
-        return None if row is None else _execution(row)
+        return None if row is None else execution_from_row(row, _dt)
 
     async def queue_execution(
         self,
@@ -497,8 +453,8 @@ class SqliteStore(StoreBase):
                     (execution_id,),
                 )
             else:
-                return _execution(row)
-            return _execution(conn.execute(select, (execution_id,)).fetchone())
+                return execution_from_row(row, _dt)
+            return execution_from_row(conn.execute(select, (execution_id,)).fetchone(), _dt)
 
         return await self._write(queue, transaction=True)
 
@@ -540,7 +496,7 @@ class SqliteStore(StoreBase):
                 f"SELECT {_EXECUTION_COLUMNS} FROM docket_executions WHERE execution_id = ?",
                 (execution_id,),
             ).fetchone()
-            return None if row is None else _execution(row)
+            return None if row is None else execution_from_row(row, _dt)
 
         return await self._write(cancel, transaction=True)
 
@@ -557,7 +513,7 @@ class SqliteStore(StoreBase):
                 (graph, target, id_prefix, id_prefix, id_prefix),
             ).fetchone()
         )
-        return None if row is None else _execution(row)
+        return None if row is None else execution_from_row(row, _dt)
 
     async def get_step_runs(self, execution_id: str) -> list[StepRunRecord]:
         """The execution's step runs, oldest start first."""
@@ -568,7 +524,7 @@ class SqliteStore(StoreBase):
                 (execution_id,),
             ).fetchall()
         )
-        return [_run(row) for row in rows]
+        return [step_run_from_row(row, _dt) for row in rows]
 
     # -- step runs ------------------------------------------------------------
 
@@ -592,7 +548,7 @@ class SqliteStore(StoreBase):
                 f"SELECT {_RUN_COLUMNS} FROM docket_step_runs WHERE execution_id = ? AND step = ?",
                 (execution_id, step),
             ).fetchone()
-            return Claim(won=won, run=_run(row))
+            return Claim(won=won, run=step_run_from_row(row, _dt))
 
         return await self._write(claim, transaction=True)
 
