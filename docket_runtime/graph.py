@@ -99,6 +99,10 @@ class Graph(Generic[S]):
         self.store: Store | None = store or (MemoryStore() if any(kept) or record else None)
         owner = owner or default_owner()
         self._kept = tuple(kept)
+        # Targets with a kept step: only their runs under a caller's id look up checkpoints.
+        self._resumable = frozenset(
+            cls for cls, t in self._tables.targets.items() if any(kept[i] for i in t.steps)
+        )
         self._runners: tuple[Runner, ...] = tuple(
             make_runner(
                 table,
@@ -147,7 +151,7 @@ class Graph(Generic[S]):
         _fill_inputs(table, inputs, execution.values, self.plan.name)
         deadline = self.deadline if deadline is None else deadline
         # Checkpoints can exist only for an id the caller chose (a rerun or a resume).
-        resume = execution_id is not None and any(self._kept[i] for i in table.steps)
+        resume = execution_id is not None and target in self._resumable
         if self._events is None and deadline is None and not resume and not self.record:
             await execute(table, self._runners, execution)
         else:
