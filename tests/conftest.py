@@ -29,6 +29,7 @@ import psycopg
 import pytest
 from google.protobuf import descriptor_pb2
 from google.protobuf.compiler import plugin_pb2
+from typing_support import TypingEnv
 
 from docket_gen.protoc import collect_protos
 from docket_gen.resources import options_include_dir
@@ -240,3 +241,13 @@ def proxied(url: str, proxy: Proxy) -> str:
     user = parts.netloc.rpartition("@")[0]
     netloc = f"{user}@127.0.0.1:{proxy.port}" if user else f"127.0.0.1:{proxy.port}"
     return urlunsplit(parts._replace(netloc=netloc))
+
+
+@pytest.fixture(scope="session")
+def typing_env(gen_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> TypingEnv:
+    """A work folder, a mypy cache and an empty mypy config for typing tests."""
+    work = tmp_path_factory.mktemp("typing")
+    # An explicit, empty config so no mypy config of the repository or of a parent applies.
+    config = work / "mypy.ini"
+    config.write_text("[mypy]\n")
+    return TypingEnv(gen_dir, work, tmp_path_factory.mktemp("mypy-cache"), config)

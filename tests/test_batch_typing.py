@@ -1,19 +1,12 @@
 """Typing of the generated ``run_batch`` entry points, checked by the real mypy (``--strict``).
 
-Same conventions as test_typing.py (whose mypy helpers this reuses): a line that
+Same conventions as test_typing.py (see typing_support.py): a line that
 must fail ends in ``# E: <codes> <text>``, a ``reveal_type`` line in ``# R: <type>``.
 """
 
 from __future__ import annotations
 
-import os
-import re
-import subprocess
-import sys
-from pathlib import Path
-
-import pytest
-from test_typing import TypingEnv, _markers, _mypy, _write_case
+from typing_support import TypingEnv, check_rejected, check_revealed, check_runs
 
 ACCEPTED = """\
 import asyncio
@@ -148,60 +141,15 @@ async def batches(
 """  # noqa: E501
 
 
-@pytest.fixture(scope="module")
-def batch_env(gen_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> TypingEnv:
-    work = tmp_path_factory.mktemp("batch-typing")
-    config = work / "mypy.ini"
-    config.write_text("[mypy]\n")
-    return TypingEnv(gen_dir, work, tmp_path_factory.mktemp("batch-mypy-cache"), config)
+def test_run_batch_returns_lists_of_the_target_type(typing_env: TypingEnv) -> None:
+    revealed = check_revealed(typing_env, "batch_accepted.py", ACCEPTED)
+    assert len(revealed) == 8
 
 
-def test_run_batch_returns_lists_of_the_target_type(batch_env: TypingEnv) -> None:
-    name = _write_case(batch_env, "batch_accepted.py", ACCEPTED)
-    run = _mypy(batch_env, name)
-    assert [r for r in run.reports if r.severity == "error"] == [], run.stdout
-    revealed = {}
-    for report in run.reports:
-        match = re.fullmatch(r'Revealed type is "(.*)"', report.message)
-        assert report.path == name and match is not None, run.stdout
-        revealed[report.line] = match[1]
-    expected = _markers(ACCEPTED, "R")
-    assert len(expected) == 8
-    assert revealed == expected
+def test_the_accepted_batches_run(typing_env: TypingEnv) -> None:
+    check_runs(typing_env, "batch_accepted_run.py", ACCEPTED)
 
 
-def test_the_accepted_batches_run(batch_env: TypingEnv) -> None:
-    name = _write_case(batch_env, "batch_accepted_run.py", ACCEPTED)
-    done = subprocess.run(
-        [sys.executable, name],
-        cwd=batch_env.work,
-        env={**os.environ, "PYTHONPATH": str(batch_env.gen_dir)},
-        capture_output=True,
-        text=True,
-        check=False,
-    )
-    assert done.returncode == 0, done.stderr
-    assert done.stdout == "ran\n"
-
-
-def test_wrong_batch_calls_are_rejected(batch_env: TypingEnv) -> None:
-    name = _write_case(batch_env, "batch_rejected.py", REJECTED)
-    run = _mypy(batch_env, name)
-    assert run.returncode == 1, run.stdout
-    said: dict[int, list[str]] = {}
-    codes: dict[int, set[str]] = {}
-    for report in run.reports:
-        assert report.path == name, run.stdout
-        said.setdefault(report.line, []).append(report.message)
-        if report.severity == "error":
-            codes.setdefault(report.line, set()).add(report.code or "<no code>")
-    expected: dict[int, set[str]] = {}
-    fragments: dict[int, str] = {}
-    for line, body in _markers(REJECTED, "E").items():
-        marked, _, fragment = body.partition(" ")
-        expected[line] = set(marked.split(","))
-        fragments[line] = fragment.strip()
-    assert len(expected) == 12
-    assert codes == expected, run.stdout
-    unsaid = [n for n in expected if fragments[n] not in "\n".join(said[n])]
-    assert unsaid == [], run.stdout
+def test_wrong_batch_calls_are_rejected(typing_env: TypingEnv) -> None:
+    rejected = check_rejected(typing_env, "batch_rejected.py", REJECTED)
+    assert len(rejected) == 12

@@ -14,15 +14,11 @@ rejected cases another, and every run shares one ``--cache-dir``.
 
 from __future__ import annotations
 
-import os
-import re
 import subprocess
 import sys
-from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 
-import pytest
+from typing_support import TypingEnv, check_rejected, check_revealed, check_runs, run_mypy
 
 # Everything here must type-check and run: implementations of the Diamond,
 # Fan and Chain steps (explicit subclasses of the generated protocols, and
@@ -369,110 +365,13 @@ async def runs(
 """  # noqa: E501
 
 
-@dataclass(frozen=True)
-class Report:
-    """One line of mypy output."""
-
-    path: str
-    line: int
-    severity: str
-    message: str
-    code: str | None
-
-
-@dataclass(frozen=True)
-class MypyRun:
-    returncode: int
-    reports: list[Report]
-    stdout: str
-
-
-@dataclass(frozen=True)
-class TypingEnv:
-    gen_dir: Path
-    work: Path
-    cache: Path
-    config: Path
-
-
-_REPORT = re.compile(
-    r"(?P<path>[^:\n]+):(?P<line>\d+): (?P<severity>error|note): (?P<message>.*?)"
-    r"(?:  \[(?P<code>[a-z0-9-]+)\])?"
-)
-_MARKER = re.compile(r"#\s*(?P<tag>[ER]):\s*(?P<body>.+?)\s*$")
-
-
-@pytest.fixture(scope="session")
-def typing_env(gen_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[TypingEnv]:
-    work = tmp_path_factory.mktemp("typing")
-    # An explicit, empty config so no mypy config of the repository or of a parent applies.
-    config = work / "mypy.ini"
-    config.write_text("[mypy]\n")
-    yield TypingEnv(gen_dir, work, tmp_path_factory.mktemp("mypy-cache"), config)
-
-
-def _mypy(env: TypingEnv, *args: str) -> MypyRun:
-    done = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "mypy",
-            "--config-file",
-            str(env.config),
-            "--strict",
-            "--show-error-codes",
-            "--no-error-summary",
-            "--no-color-output",
-            "--cache-dir",
-            str(env.cache),
-            *args,
-        ],
-        cwd=env.work,
-        env={**os.environ, "MYPYPATH": str(env.gen_dir)},
-        capture_output=True,
-        text=True,
-        check=False,
-    )
-    assert done.stderr == "", done.stderr
-    assert done.returncode in (0, 1), done.stdout
-    reports = []
-    for text in done.stdout.splitlines():
-        match = _REPORT.fullmatch(text)
-        assert match is not None, f"unexpected mypy output: {text!r}\n{done.stdout}"
-        reports.append(
-            Report(
-                path=match["path"],
-                line=int(match["line"]),
-                severity=match["severity"],
-                message=match["message"],
-                code=match["code"],
-            )
-        )
-    return MypyRun(done.returncode, reports, done.stdout)
-
-
-def _markers(source: str, tag: str) -> dict[int, str]:
-    """``{line number: marker body}`` of the ``# <tag>: ...`` comments in ``source``."""
-    found = {}
-    for number, text in enumerate(source.splitlines(), start=1):
-        match = _MARKER.search(text)
-        if match is not None and match["tag"] == tag:
-            found[number] = match["body"]
-    return found
-
-
-def _write_case(env: TypingEnv, name: str, source: str) -> str:
-    (env.work / name).write_text(source)
-    return name
-
-
 def _docket_files(gen_dir: Path) -> list[Path]:
     """What docket-gen itself writes: everything but protoc's and mypy-protobuf's output."""
     return sorted(p for p in gen_dir.rglob("*.py") if not p.name.endswith("_pb2.py"))
 
 
 def test_generated_package_passes_mypy_strict(typing_env: TypingEnv) -> None:
-    run = _mypy(typing_env, "-p", "testgraphs")
+    run = run_mypy(typing_env, "-p", "testgraphs")
     assert run.returncode == 0, run.stdout
     assert run.reports == []
 
@@ -513,69 +412,14 @@ def test_generated_modules_are_ruff_clean(gen_dir: Path) -> None:
 def test_correct_implementations_type_check_and_run_reveals_target_types(
     typing_env: TypingEnv,
 ) -> None:
-    name = _write_case(typing_env, "accepted.py", ACCEPTED)
-    run = _mypy(typing_env, name)
-    errors = [r for r in run.reports if r.severity == "error"]
-    assert errors == [], run.stdout
-    assert run.returncode == 0, run.stdout
-    revealed = {}
-    for report in run.reports:
-        assert report.path == name, run.stdout
-        match = re.fullmatch(r'Revealed type is "(.*)"', report.message)
-        assert match is not None, run.stdout
-        revealed[report.line] = match[1]
-    expected = _markers(ACCEPTED, "R")
-    assert len(expected) == 13
-    assert revealed == expected
+    revealed = check_revealed(typing_env, "accepted.py", ACCEPTED)
+    assert len(revealed) == 13
 
 
 def test_correct_implementations_bind_and_run(typing_env: TypingEnv) -> None:
-    # What mypy accepts must also pass the runtime's bind checks (async vs blocking).
-    name = _write_case(typing_env, "accepted_run.py", ACCEPTED)
-    done = subprocess.run(
-        [sys.executable, name],
-        cwd=typing_env.work,
-        env={**os.environ, "PYTHONPATH": str(typing_env.gen_dir)},
-        capture_output=True,
-        text=True,
-        check=False,
-    )
-    assert done.returncode == 0, done.stderr
-    assert done.stdout == "ran\n"
+    check_runs(typing_env, "accepted_run.py", ACCEPTED)
 
 
 def test_incorrect_implementations_and_runs_are_rejected(typing_env: TypingEnv) -> None:
-    name = _write_case(typing_env, "rejected.py", REJECTED)
-    run = _mypy(typing_env, name)
-    assert run.returncode == 1, run.stdout
-    said: dict[int, list[str]] = {}
-    codes: dict[int, set[str]] = {}
-    for report in run.reports:
-        assert report.path == name, run.stdout
-        said.setdefault(report.line, []).append(report.message)
-        if report.severity == "error":
-            codes.setdefault(report.line, set()).add(report.code or "<no code>")
-
-    expected: dict[int, set[str]] = {}
-    fragments: dict[int, str] = {}
-    for line, body in _markers(REJECTED, "E").items():
-        marked, _, fragment = body.partition(" ")
-        expected[line] = set(marked.split(","))
-        fragments[line] = fragment.strip()
-    assert len(expected) == 27
-
-    lines = REJECTED.splitlines()
-
-    def where(line: int) -> str:
-        return f"line {line}: {lines[line - 1].strip()}"
-
-    unexpected = [where(n) for n in sorted(set(codes) - set(expected))]
-    missed = [where(n) for n in sorted(set(expected) - set(codes))]
-    assert not unexpected and not missed, (
-        f"mypy errors on unmarked lines: {unexpected}\n"
-        f"marked lines mypy accepts: {missed}\n{run.stdout}"
-    )
-    wrong_codes = {where(n): (codes[n], expected[n]) for n in expected if codes[n] != expected[n]}
-    assert wrong_codes == {}, run.stdout
-    unsaid = [where(n) for n in expected if fragments[n] not in "\n".join(said[n])]
-    assert unsaid == [], run.stdout
+    rejected = check_rejected(typing_env, "rejected.py", REJECTED)
+    assert len(rejected) == 27
