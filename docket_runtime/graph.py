@@ -26,7 +26,7 @@ from .errors import BindError, DeadlineExceeded, RetryLater, Suspended
 from .events import Dispatch, Events, ExecutionFinished, outcome_of
 from .inputs import fill_inputs
 from .persistence import decode, input_key, persisted_scope, prune
-from .plan import Delivery, GraphPlan, RetryPolicy
+from .plan import Delivery, GraphPlan, RetryPolicy, Step
 from .retry import Classifier
 from .runner import Persistence, Runner, make_runner
 from .scheduler import execute
@@ -141,12 +141,7 @@ class Graph(Generic[S]):
         ``execution_id`` names the execution (a random one otherwise);
         ``deadline`` bounds it, in seconds (default: the graph's).
         """
-        table = self._tables.targets.get(target)
-        if table is None:
-            raise TypeError(
-                f"graph {self.plan.name} cannot produce {_type_name(target)}; "
-                f"it produces {', '.join(t.type for t in self.plan.targets)}"
-            )
+        table = self._target_table(target)
         execution = Execution(self.plan.name, len(self._tables.slots), execution_id)
         _fill_inputs(table, inputs, execution.values, self.plan.name)
         deadline = self.deadline if deadline is None else deadline
@@ -260,6 +255,26 @@ class Graph(Generic[S]):
         downstream = _downstream(self.plan, step)
         await self.store.delete_results(execution_id, downstream)
         return downstream
+
+    # -- the interface the batch runner and the durable adapter use -------------------------
+
+    def check_inputs(self, target: type[Message], inputs: Mapping[str, Message | None]) -> None:
+        """Raise TypeError unless ``inputs`` are valid graph inputs for running ``target``."""
+        table = self._target_table(target)
+        _fill_inputs(table, inputs, [None] * len(self._tables.slots), self.plan.name)
+
+    def producer(self, target: type[Message]) -> Step:
+        """The plan step producing ``target`` (TypeError if the graph has none)."""
+        return self._step_producing(target).step
+
+    def _target_table(self, target: type[Message]) -> TargetTable:
+        table = self._tables.targets.get(target)
+        if table is None:
+            raise TypeError(
+                f"graph {self.plan.name} cannot produce {_type_name(target)}; "
+                f"it produces {', '.join(t.type for t in self.plan.targets)}"
+            )
+        return table
 
     def _step_producing(self, target: type[Message]) -> StepTable:
         name = _type_name(target)

@@ -80,7 +80,6 @@ from typing_extensions import Unpack
 from .context import _durable
 from .errors import RetryLater, Suspended
 from .graph import Graph
-from .inputs import fill_inputs
 from .plan import CacheScope, Delivery
 from .stores.base import ExecutionRecord, Store, StoreError
 from .stores.postgres import PostgresStore
@@ -503,21 +502,7 @@ def encode_inputs(
     One entry per input given: ``{"type": full name, "proto": base64 of the
     deterministic proto bytes, "json": the message as JSON (for SQL)}``.
     """
-    table = graph._tables.targets.get(target)
-    if table is None:
-        raise TypeError(
-            f"graph {graph.plan.name} cannot produce {target.DESCRIPTOR.full_name}; "
-            f"it produces {', '.join(t.type for t in graph.plan.targets)}"
-        )
-    where = f"{graph.plan.name}: target {table.type_name}"
-    unknown = fill_inputs(
-        table.inputs, table.keywords, inputs, [None] * len(graph.plan.types), where
-    )
-    if unknown:
-        raise TypeError(
-            f"{where} takes no input {', '.join(unknown)}; "
-            f"it takes {', '.join(sorted(table.keywords)) or 'none'}"
-        )
+    graph.check_inputs(target, inputs)
     encoded = {
         keyword: {
             "type": value.DESCRIPTOR.full_name,
@@ -588,7 +573,7 @@ def schedule(
     label = name or f"{graph.plan.name}:{target.DESCRIPTOR.full_name}"
     if label in registry._schedules:
         raise ValueError(f"a schedule named {label!r} exists already")
-    producer = graph._step_producing(target).step
+    producer = graph.producer(target)
     keeps = producer.cache.scope is CacheScope.WORKFLOW or (
         producer.delivery is Delivery.AT_MOST_ONCE and producer.cache.scope is CacheScope.NONE
     )
