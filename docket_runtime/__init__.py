@@ -7,7 +7,7 @@ A generated ``<file>_docket.py`` module holds, per proto service, a
     enriched = await graph.run(users_pb2.EnrichedUser, user_id=users_pb2.UserId(id="u1"))
 """
 
-from .batch import ItemError, ItemFailed
+from .batch import ItemError
 from .context import StepContext, context, shielded
 from .errors import (
     Abort,
@@ -16,6 +16,7 @@ from .errors import (
     DocketError,
     ExecutionAborted,
     HandOff,
+    ItemFailed,
     RetryLater,
     StepClaimed,
     StepFailed,

@@ -26,25 +26,26 @@ semaphore per batch run around each run of the step (its retries included).
 from __future__ import annotations
 
 import asyncio
-import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Literal
 
 from google.protobuf.message import Message
 
+from ._lifecycle import Exiting, Lifecycle
 from .context import Execution
-from .errors import DeadlineExceeded, DocketError, StepFailed
-from .events import BatchProgress, Dispatch, ExecutionFinished, outcome_of
+from .errors import ItemFailed, StepClaimed, StepFailed
+from .events import BatchProgress, Dispatch
 from .inputs import fill_inputs
+from .plan import GraphPlan
 from .runner import Runner
 from .scheduler import execute
 from .tables import GraphInput, PlanTables, TargetTable
 
 if TYPE_CHECKING:
-    from .graph import Graph
+    from ._engine import Engine
 
-__all__ = ["DEFAULT_CONCURRENCY", "ItemError", "ItemFailed", "run_batch"]
+__all__ = ["DEFAULT_CONCURRENCY", "ItemError", "run_batch"]
 
 DEFAULT_CONCURRENCY = 100
 """Items in flight at once when ``run_batch`` is given no ``max_concurrency``."""
@@ -56,27 +57,15 @@ OnError = Literal["raise", "collect"]
 class ItemError:
     """The result of an item that failed in ``run_batch(..., on_error="collect")``.
 
-    ``index`` is the item's position in ``items``; ``error`` the step failure
-    (the step's name, attempts, and the original exception as ``__cause__``).
+    ``index`` is the item's position in ``items``; ``error`` why it failed:
+    usually a :class:`~docket_runtime.errors.StepFailed` (the step's name,
+    attempts, and the original exception as ``__cause__``), or a
+    :class:`~docket_runtime.errors.StepClaimed` for an ``AT_MOST_ONCE`` step
+    claimed by an earlier run.
     """
 
     index: int
-    error: StepFailed
-
-
-class ItemFailed(DocketError):
-    """An item of a batch failed; the items still in flight were cancelled.
-
-    Raised by ``run_batch`` with ``on_error="raise"`` (the default) at the first
-    failed item, and in any mode when a step aborts (``Abort``). ``index`` is
-    the item's position in ``items``; ``error`` (also ``__cause__``) is the
-    :class:`StepFailed` or :class:`ExecutionAborted` that says why.
-    """
-
-    def __init__(self, index: int, error: BaseException) -> None:
-        self.index = index
-        self.error = error
-        super().__init__(f"item {index} of the batch failed: {error}")
+    error: StepFailed | StepClaimed
 
 
 # Tables, built once per plan ----------------------------------------------------------------
@@ -250,7 +239,7 @@ class _ItemExecution(Execution):
 
 
 async def run_batch(
-    graph: Graph[Any],
+    engine: Engine,
     target: type[Message],
     items: Sequence[Message],
     inputs: Mapping[str, Message | None],
@@ -260,17 +249,17 @@ async def run_batch(
     execution_id: str | None = None,
     deadline: float | None = None,
 ) -> list[Any]:
-    """Run ``target`` over ``items`` on ``graph``: the untyped form of ``run_batch``."""
-    plan = graph.plan
-    table = _batch_tables(graph._tables).get(target)
+    """Run ``target`` over ``items`` on a bound graph: the untyped form of ``run_batch``."""
+    plan = engine.plan
+    table = _batch_tables(engine.tables).get(target)
     if table is None:
-        raise TypeError(_no_batch(graph, target))
+        raise TypeError(_no_batch(plan, target))
     if on_error not in ("raise", "collect"):
         raise ValueError(f"on_error must be 'raise' or 'collect', not {on_error!r}")
     limit = DEFAULT_CONCURRENCY if max_concurrency is None else max_concurrency
     if type(limit) is not int or limit < 1:
         raise ValueError(f"max_concurrency must be a positive int, not {max_concurrency!r}")
-    shared = Execution(plan.name, len(graph._tables.slots), execution_id)
+    shared = Execution(plan.name, len(engine.tables.slots), execution_id)
     _fill_shared(table, inputs, shared.values, plan.name)
     values = list(items)
     item_cls = table.item_cls
@@ -282,42 +271,19 @@ async def run_batch(
             )
     if not values:
         return []
-    run = _Run(graph, table, values, shared, limit, on_error == "collect")
+    run = _Run(engine, table, values, shared, limit, on_error == "collect")
     # Checkpoints can exist only under an id the caller chose (a rerun of the batch).
-    run.resume = execution_id is not None and any(graph._kept)
-    if run.events is None and deadline is None:
-        return await run.run()
-    started = time.perf_counter()
-    outcome, error = "succeeded", None
-    try:
-        if deadline is None:
-            return await run.run()
+    run.resume = execution_id is not None and any(engine.kept)
+    if run.events is None and deadline is None and not engine.record:
         try:
-            async with asyncio.timeout(deadline) as scope:
-                return await run.run()
-        except TimeoutError as exc:
-            if not scope.expired():
-                raise
-            raise DeadlineExceeded(plan.name, table.type_name, deadline) from exc
-    except BaseException as exc:
-        outcome, error = outcome_of(exc.error if isinstance(exc, ItemFailed) else exc), exc
-        raise
-    finally:
-        if run.events is not None:
-            run.events.execution_finished(
-                ExecutionFinished(
-                    plan.name,
-                    shared.id,
-                    table.type_name,
-                    outcome,
-                    time.perf_counter() - started,
-                    error,
-                )
-            )
+            return await run.run()
+        except Exiting as exc:
+            raise exc.exc from None
+    lifecycle = engine.lifecycle(shared.id, table.type_name, deadline)
+    return await lifecycle.run(run.run)
 
 
-def _no_batch(graph: Graph[Any], target: type[Message]) -> str:
-    plan = graph.plan
+def _no_batch(plan: GraphPlan, target: type[Message]) -> str:
     name = getattr(getattr(target, "DESCRIPTOR", None), "full_name", target.__qualname__)
     if plan.items is None:
         return (
@@ -359,27 +325,33 @@ def _limited(runner: Runner, semaphore: asyncio.Semaphore) -> Runner:
 
 
 class _Run:
-    """The state of one batch run."""
+    """The state of one batch run.
+
+    When the graph records, each item is an execution of its own: recorded
+    when it first runs, ended when it fails or has run its last stage; items
+    still open when the batch stops end as the batch did (``cancelled``, or
+    the failure of the item that stopped it).
+    """
 
     def __init__(
         self,
-        graph: Graph[Any],
+        engine: Engine,
         table: BatchTable,
         items: list[Message],
         shared: Execution,
         limit: int,
         collect: bool,
     ) -> None:
-        self.name = graph.plan.name
+        self.name = engine.plan.name
         self.table = table
         self.items = items
         self.shared = shared
         self.limit = limit
         self.collect = collect
-        self.events: Dispatch | None = graph._events
-        self.graph = graph
+        self.events: Dispatch | None = engine.events
+        self.engine = engine
         self.resume = False
-        runners = graph._runners
+        runners = engine.runners
         if table.limits:
             patched = list(runners)
             for index, bound in table.limits:
@@ -387,10 +359,24 @@ class _Run:
             runners = tuple(patched)
         self.runners = runners
         self.columns: dict[int, list[Any]] = {}
-        self.errors: dict[int, StepFailed] = {}
+        self.errors: dict[int, StepFailed | StepClaimed] = {}
         self.results: list[Any] = []
+        self.open: dict[int, Lifecycle] = {}
+        self.failures: dict[int, BaseException] = {}
+        self.last_each = max(
+            (number for number, stage in enumerate(table.stages) if stage.each is not None),
+            default=-1,
+        )
 
     async def run(self) -> list[Any]:
+        try:
+            return await self._stages()
+        except BaseException as exc:
+            if self.open:
+                await self._close_open(exc)
+            raise
+
+    async def _stages(self) -> list[Any]:
         table, n = self.table, len(self.items)
         last = len(table.stages) - 1
         if table.per_item:
@@ -414,6 +400,12 @@ class _Run:
             self.results[index] = ItemError(index, error)
         return self.results
 
+    async def _close_open(self, batch_error: BaseException) -> None:
+        """End the items still open when the batch stopped."""
+        for index, lifecycle in list(self.open.items()):
+            await lifecycle.end(self.failures.get(index) or asyncio.CancelledError())
+        self.open.clear()
+
     def _column(self, slot: int) -> list[Any]:
         """Every surviving item's value of ``slot``, in input order: a new list, so that an
         aggregate that changes it (it is typed ``Sequence``, but) cannot disturb the batch."""
@@ -429,7 +421,7 @@ class _Run:
             values[slot] = self._column(slot)
         try:
             if self.resume:
-                once = await self.graph._resume(once, self.shared)
+                once = await self.engine.resume(once, self.shared)
             await execute(once, self.runners, self.shared)
         finally:
             for slot in stage.gather:
@@ -447,7 +439,10 @@ class _Run:
         results = self.results if last and self.table.per_item else None
         result_slot = self.table.slot
         runners, name, shared, collect = self.runners, self.name, self.shared, self.collect
-        events, resume, graph = self.events, self.resume, self.graph
+        events, resume, engine = self.events, self.resume, self.engine
+        recording, opened = engine.record, self.open
+        closes = number == self.last_each
+        target = self.table.type_name
         done = 0
         indices: Iterator[int] = iter(range(n))
 
@@ -461,14 +456,29 @@ class _Run:
                 for slot, column in seeds:
                     values[slot] = column[index]
                 execution = _ItemExecution(name, values, shared, index)
+                lifecycle = None
+                if recording:
+                    lifecycle = opened.get(index)
+                    if lifecycle is None:
+                        lifecycle = engine.lifecycle(execution.id, target, None, report=False)
+                        opened[index] = lifecycle
+                        await lifecycle.start()
                 try:
-                    table = await graph._resume(each, execution) if resume else each
+                    table = await engine.resume(each, execution) if resume else each
                     await execute(table, runners, execution)
-                except StepFailed as exc:
+                except (StepFailed, StepClaimed) as exc:
                     if not collect:
+                        self.failures[index] = exc
                         raise ItemFailed(index, exc) from exc
                     errors[index] = exc
+                    if lifecycle is not None:
+                        del opened[index]
+                        await lifecycle.end(exc)
                 except Exception as exc:
+                    # An abort, a store that went away, a step's SystemExit: the batch stops.
+                    self.failures[index] = exc
+                    if isinstance(exc, Exiting):
+                        raise
                     raise ItemFailed(index, exc) from exc
                 else:
                     for slot, column in kept:
@@ -476,6 +486,9 @@ class _Run:
                     if results is not None:
                         results[index] = values[result_slot]
                     done += 1
+                    if closes and lifecycle is not None:
+                        del opened[index]
+                        await lifecycle.end(None)
                 if events is not None:
                     self._progress(number, done)
 

@@ -31,6 +31,7 @@ __all__ = [
     "DocketError",
     "ExecutionAborted",
     "HandOff",
+    "ItemFailed",
     "RetryLater",
     "StepClaimed",
     "StepFailed",
@@ -96,6 +97,21 @@ class DeadlineExceeded(DocketError, TimeoutError):
         self.target = target
         self.deadline = deadline
         super().__init__(f"{graph}: {target} not produced within the deadline of {deadline:g}s")
+
+
+class ItemFailed(DocketError):
+    """An item of a batch failed; the items still in flight were cancelled.
+
+    Raised by ``run_batch`` with ``on_error="raise"`` (the default) at the first
+    failed item, and in any mode when a step aborts (``Abort``). ``index`` is
+    the item's position in ``items``; ``error`` (also ``__cause__``) says why:
+    a :class:`StepFailed`, :class:`ExecutionAborted` or :class:`StepClaimed`.
+    """
+
+    def __init__(self, index: int, error: BaseException) -> None:
+        self.index = index
+        self.error = error
+        super().__init__(f"item {index} of the batch failed: {error}")
 
 
 class StepClaimed(DocketError):

@@ -15,7 +15,7 @@ import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from .errors import DeadlineExceeded, ExecutionAborted, StepTimedOut, Suspended
+from .errors import DeadlineExceeded, ExecutionAborted, ItemFailed, StepTimedOut, Suspended
 
 __all__ = ["BatchProgress", "Events", "ExecutionFinished", "StepEvent", "StepRetrying"]
 
@@ -90,6 +90,8 @@ class BatchProgress:
 
 def outcome_of(error: BaseException) -> str:
     """The :class:`ExecutionFinished` ``outcome`` of an execution that raised ``error``."""
+    if isinstance(error, ItemFailed):
+        error = error.error  # a batch ends as its failed item did
     if isinstance(error, asyncio.CancelledError):
         return "cancelled"
     if isinstance(error, ExecutionAborted):

@@ -13,24 +13,25 @@ import contextvars
 import functools
 import inspect
 import logging
-import time
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from concurrent.futures import Executor
 from typing import Any, ClassVar, Generic, Literal, TypeVar, cast
 
 from google.protobuf.message import Message
 
+from ._engine import Engine
+from ._lifecycle import Exiting
 from .batch import run_batch
 from .context import Execution, context
-from .errors import BindError, DeadlineExceeded, RetryLater, Suspended
-from .events import Dispatch, Events, ExecutionFinished, outcome_of
+from .errors import BindError
+from .events import Dispatch, Events
 from .inputs import fill_inputs
-from .persistence import decode, input_key, persisted_scope, prune
+from .persistence import decode, input_key, persisted_scope
 from .plan import Delivery, GraphPlan, RetryPolicy, Step
 from .retry import Classifier
 from .runner import Persistence, Runner, make_runner
 from .scheduler import execute
-from .stores.base import Store, StoreError, default_owner, workflow_key
+from .stores.base import Store, default_owner, workflow_key
 from .stores.memory import MemoryStore
 from .tables import PlanTables, StepTable, TargetTable, build_tables
 
@@ -127,6 +128,15 @@ class Graph(Generic[S]):
             )
             for index, table in enumerate(self._tables.steps)
         )
+        self._engine = Engine(
+            plan=self.plan,
+            tables=self._tables,
+            runners=self._runners,
+            events=self._events,
+            store=self.store,
+            record=record,
+            kept=self._kept,
+        )
 
     async def run_target(
         self,
@@ -148,11 +158,18 @@ class Graph(Generic[S]):
         # Checkpoints can exist only for an id the caller chose (a rerun or a resume).
         resume = execution_id is not None and target in self._resumable
         if self._events is None and deadline is None and not resume and not self.record:
-            await execute(table, self._runners, execution)
+            try:
+                await execute(table, self._runners, execution)
+            except Exiting as exc:
+                raise exc.exc from None
         else:
-            if resume:
-                table = await self._resume(table, execution)
-            await self._observed(table, execution, deadline)
+            lifecycle = self._engine.lifecycle(execution.id, table.type_name, deadline)
+
+            async def body() -> None:
+                pending = await self._engine.resume(table, execution) if resume else table
+                await execute(pending, self._runners, execution)
+
+            await lifecycle.run(body)
         result = execution.values[table.slot]
         assert isinstance(result, target)
         return result
@@ -177,7 +194,7 @@ class Graph(Generic[S]):
         ``deadline`` bounds the whole batch (the graph's own deadline does not apply).
         """
         return await run_batch(
-            self,
+            self._engine,
             target,
             items,
             inputs,
@@ -186,32 +203,6 @@ class Graph(Generic[S]):
             execution_id=execution_id,
             deadline=deadline,
         )
-
-    async def _record_finish(
-        self, execution: Execution, outcome: str, error: BaseException | None
-    ) -> None:
-        assert self.store is not None
-        try:
-            await self.store.finish_execution(
-                execution.id,
-                status=_status(outcome),
-                error=None if error is None else f"{type(error).__qualname__}: {error}",
-            )
-        except StoreError:
-            if error is None:
-                raise
-            # The execution already failed: its own error says more than this one.
-            _log.warning("could not record the end of execution %s", execution.id, exc_info=True)
-
-    async def _record_suspended(self, execution: Execution, signal: Suspended) -> None:
-        """A durable run stopped to go on in a new job: ``waiting`` for a retry, or ``queued``."""
-        assert self.store is not None
-        if isinstance(signal, RetryLater):
-            await self.store.suspend_execution(
-                execution.id, status="waiting", wake_at=signal.wake_at, error=str(signal)
-            )
-        else:
-            await self.store.suspend_execution(execution.id, status="queued")
 
     async def fetch(
         self,
@@ -282,72 +273,6 @@ class Graph(Generic[S]):
             if table.step.output == name:
                 return table
         raise TypeError(f"graph {self.plan.name} has no step producing {name}")
-
-    async def _resume(self, table: TargetTable, execution: Execution) -> TargetTable:
-        """Load the execution's checkpoints in one query; prune what they make unnecessary."""
-        assert self.store is not None
-        wanted: dict[str, tuple[int, StepTable]] = {}
-        for pos, index in enumerate(table.steps):
-            if self._kept[index]:
-                step = self._tables.steps[index]
-                if persisted_scope(step.step) == "workflow":
-                    key = workflow_key(execution.id, step.step.name, step.step.cache.version)
-                    wanted[key] = (pos, step)
-        if not wanted:
-            return table
-        known: set[int] = set()
-        for key, row in (await self.store.get_results(wanted)).items():
-            pos, step = wanted[key]
-            value = decode(row, step.out_cls)
-            if value is not None:
-                execution.values[step.out_slot] = value
-                known.add(pos)
-        return prune(table, known) if known else table
-
-    async def _observed(
-        self, table: TargetTable, execution: Execution, deadline: float | None
-    ) -> None:
-        """``execute`` under a deadline, recording the execution and reporting its outcome."""
-        started = time.perf_counter()
-        outcome, error = "succeeded", None
-        if self.record and self.store is not None:
-            await self.store.start_execution(
-                execution.id, graph=self.plan.name, target=table.type_name
-            )
-        try:
-            if deadline is None:
-                await execute(table, self._runners, execution)
-            else:
-                try:
-                    async with asyncio.timeout(deadline) as scope:
-                        await execute(table, self._runners, execution)
-                except TimeoutError as exc:
-                    if not scope.expired():
-                        raise
-                    raise DeadlineExceeded(self.plan.name, table.type_name, deadline) from exc
-        except BaseException as exc:
-            error = exc
-            outcome = outcome_of(exc)
-            raise
-        finally:
-            if self.record and self.store is not None:
-                if isinstance(error, Suspended):
-                    await self._record_suspended(execution, error)
-                else:
-                    await self._record_finish(execution, outcome, error)
-            if self._events is not None:
-                duration = time.perf_counter() - started
-                self._events.execution_finished(
-                    ExecutionFinished(
-                        self.plan.name, execution.id, table.type_name, outcome, duration, error
-                    )
-                )
-
-
-def _status(outcome: str) -> Literal["succeeded", "failed", "cancelled"]:
-    if outcome == "succeeded":
-        return "succeeded"
-    return "cancelled" if outcome == "cancelled" else "failed"
 
 
 def _downstream(plan: GraphPlan, step: str) -> list[str]:

@@ -84,7 +84,7 @@ async def main() -> None:
     reveal_type(collected)  # R: list[testgraphs.movies_pb2.EnrichedMovie | docket_runtime.batch.ItemError]
     for result in collected:
         if isinstance(result, ItemError):
-            reveal_type(result.error)  # R: docket_runtime.errors.StepFailed
+            reveal_type(result.error)  # R: docket_runtime.errors.StepFailed | docket_runtime.errors.StepClaimed
             assert (result.index, result.error.step) == (2, "EnrichMovie")
         else:
             reveal_type(result)  # R: testgraphs.movies_pb2.EnrichedMovie

@@ -1,0 +1,76 @@
+"""A bound graph as the engine's modules see it: tables, runners, store, lifecycle, resume.
+
+:class:`~docket_runtime.graph.Graph` is what users hold; it builds one
+:class:`Engine` when bound and passes it to the batch runner, so that no
+engine module reaches into the private attributes of another.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from ._lifecycle import Lifecycle
+from .context import Execution
+from .events import Dispatch
+from .persistence import decode, persisted_scope, prune
+from .plan import GraphPlan
+from .runner import Runner
+from .stores.base import Store, workflow_key
+from .tables import PlanTables, StepTable, TargetTable
+
+__all__ = ["Engine"]
+
+
+@dataclass(frozen=True, slots=True, eq=False)
+class Engine:
+    """The parts of a bound graph that run executions.
+
+    ``store`` is set when the graph keeps results or records; ``record`` when
+    executions and step runs are written to it; ``kept[i]`` is true when step
+    ``i`` keeps its result.
+    """
+
+    plan: GraphPlan
+    tables: PlanTables
+    runners: tuple[Runner, ...]
+    events: Dispatch | None
+    store: Store | None
+    record: bool
+    kept: tuple[bool, ...]
+
+    def lifecycle(
+        self, execution_id: str, target: str, deadline: float | None, *, report: bool = True
+    ) -> Lifecycle:
+        """The lifecycle of one execution of ``target``; ``report=False`` sends no event
+        (a batch item: its batch reports)."""
+        return Lifecycle(
+            graph=self.plan.name,
+            target=target,
+            execution_id=execution_id,
+            store=self.store if self.record else None,
+            events=self.events if report else None,
+            deadline=deadline,
+        )
+
+    async def resume(self, table: TargetTable, execution: Execution) -> TargetTable:
+        """Load the execution's checkpoints in one query; prune what they make unnecessary."""
+        store = self.store
+        if store is None:
+            return table
+        wanted: dict[str, tuple[int, StepTable]] = {}
+        for pos, index in enumerate(table.steps):
+            if self.kept[index]:
+                step = self.tables.steps[index]
+                if persisted_scope(step.step) == "workflow":
+                    key = workflow_key(execution.id, step.step.name, step.step.cache.version)
+                    wanted[key] = (pos, step)
+        if not wanted:
+            return table
+        known: set[int] = set()
+        for key, row in (await store.get_results(wanted)).items():
+            pos, step = wanted[key]
+            value = decode(row, step.out_cls)
+            if value is not None:
+                execution.values[step.out_slot] = value
+                known.add(pos)
+        return prune(table, known) if known else table

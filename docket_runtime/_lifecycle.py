@@ -1,0 +1,166 @@
+"""One execution's lifecycle: its record, its deadline, its end and its ``ExecutionFinished``.
+
+Every way an execution runs goes through :class:`Lifecycle`: ``run`` of a
+target, a batch run (one lifecycle for the batch, one per item), a child
+graph, a durable resume. It writes the ``docket_executions`` row when the
+graph records (``running`` at start; ``succeeded``, ``failed``, ``cancelled``
+at the end; ``waiting`` or ``queued`` when a durable run suspends), bounds the
+run by its deadline, and reports the outcome to the event hooks.
+
+A step that raised ``SystemExit`` or ``KeyboardInterrupt`` reaches here as
+:class:`Exiting`, so that the scheduler cancels the steps in flight like for
+any fatal error; the execution is recorded ``failed`` and the original
+exception is raised again, unwrapped, to the caller.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Awaitable, Callable
+from typing import Literal, TypeVar
+
+from .context import shielded
+from .errors import DeadlineExceeded, RetryLater, Suspended
+from .events import Dispatch, ExecutionFinished, outcome_of
+from .stores.base import Store, StoreError
+
+__all__ = ["Exiting", "Lifecycle", "error_text"]
+
+T = TypeVar("T")
+
+_log = logging.getLogger("docket.graph")
+
+
+class Exiting(Exception):
+    """Carries a step's ``SystemExit`` or ``KeyboardInterrupt`` out of the scheduler.
+
+    Those are not ``Exception``: raised in a task they would escape asyncio's
+    task machinery and stop the event loop, leaving the records ``running``.
+    """
+
+    def __init__(self, exc: BaseException) -> None:
+        self.exc = exc
+        super().__init__(f"{type(exc).__qualname__}: {exc}")
+
+
+def error_text(error: BaseException) -> str:
+    """The one-line form of an error kept in ``docket_executions.error``."""
+    if isinstance(error, Exiting):
+        error = error.exc
+    return f"{type(error).__qualname__}: {error}"
+
+
+class Lifecycle:
+    """The lifecycle of one execution (see the module docstring).
+
+    ``store`` is set when the execution is recorded; ``events`` when hooks
+    are bound and this execution reports to them (a batch's items do not:
+    their batch does). ``deadline`` is in seconds.
+    """
+
+    __slots__ = ("deadline", "events", "execution_id", "graph", "started", "store", "target")
+
+    def __init__(
+        self,
+        *,
+        graph: str,
+        target: str,
+        execution_id: str,
+        store: Store | None,
+        events: Dispatch | None,
+        deadline: float | None,
+    ) -> None:
+        self.graph = graph
+        self.target = target
+        self.execution_id = execution_id
+        self.store = store
+        self.events = events
+        self.deadline = deadline
+        self.started = 0.0
+
+    async def run(self, body: Callable[[], Awaitable[T]]) -> T:
+        """Start, run ``body`` under the deadline, and end with its outcome."""
+        await self.start()
+        try:
+            result = await self._bounded(body)
+        except BaseException as exc:
+            await self.end(exc)
+            if isinstance(exc, Exiting):
+                raise exc.exc from None
+            raise
+        await self.end(None)
+        return result
+
+    async def start(self) -> None:
+        """Record the execution ``running`` (when recorded) and start its clock."""
+        self.started = time.perf_counter()
+        if self.store is not None:
+            await self.store.start_execution(
+                self.execution_id, graph=self.graph, target=self.target
+            )
+
+    async def end(self, error: BaseException | None) -> None:
+        """Record how the execution ended and report it; ``error`` is what the caller gets.
+
+        A ``Suspended`` signal records the durable states (``waiting`` with its
+        wake time, or ``queued``). Runs to the end even when the caller is
+        being cancelled, so that no record stays ``running``.
+        """
+        if self.store is not None:
+            await shielded(self._record(error))
+        if self.events is not None:
+            outcome = "succeeded" if error is None else outcome_of(error)
+            self.events.execution_finished(
+                ExecutionFinished(
+                    self.graph,
+                    self.execution_id,
+                    self.target,
+                    outcome,
+                    time.perf_counter() - self.started,
+                    error.exc if isinstance(error, Exiting) else error,
+                )
+            )
+
+    async def _bounded(self, body: Callable[[], Awaitable[T]]) -> T:
+        if self.deadline is None:
+            return await body()
+        try:
+            async with asyncio.timeout(self.deadline) as scope:
+                return await body()
+        except TimeoutError as exc:
+            if not scope.expired():
+                raise
+            raise DeadlineExceeded(self.graph, self.target, self.deadline) from exc
+
+    async def _record(self, error: BaseException | None) -> None:
+        store = self.store
+        assert store is not None
+        if isinstance(error, RetryLater):
+            await store.suspend_execution(
+                self.execution_id, status="waiting", wake_at=error.wake_at, error=str(error)
+            )
+            return
+        if isinstance(error, Suspended):
+            await store.suspend_execution(self.execution_id, status="queued")
+            return
+        try:
+            await store.finish_execution(
+                self.execution_id,
+                status=_status(error),
+                error=None if error is None else error_text(error),
+            )
+        except StoreError:
+            if error is None:
+                raise
+            # The execution already failed: its own error says more than this one.
+            _log.warning(
+                "could not record the end of execution %s", self.execution_id, exc_info=True
+            )
+
+
+def _status(error: BaseException | None) -> Literal["succeeded", "failed", "cancelled"]:
+    if error is None:
+        return "succeeded"
+    return "cancelled" if isinstance(error, asyncio.CancelledError) else "failed"
