@@ -495,6 +495,7 @@ def test_retries_apply_per_item(pb: Any, dk: Any) -> None:
     # m2 failed twice then succeeded, m7 once; m4 used its three attempts; the rest ran once.
     assert impl.enrich_calls == Counter({f"m{i}": {2: 3, 4: 3, 7: 2}.get(i, 1) for i in range(10)})
     assert isinstance(results[4], ItemError)
+    assert isinstance(results[4].error, StepFailed)
     assert (results[4].error.attempts, type(results[4].error.__cause__)) == (3, ValueError)
     assert [r.title for i, r in enumerate(results) if i != 4] == [
         f"m{i}" for i in range(10) if i != 4
