@@ -228,7 +228,7 @@ class Graph(Generic[S]):
         else:
             if inputs is None:
                 raise TypeError(f"step {table.step.name!r} keeps results by its inputs")
-            key = input_key(table.step, inputs)
+            key = input_key(self.plan.name, table.step, inputs)
         row = (await self.store.get_results((key,))).get(key)
         found = None if row is None else decode(row, table.out_cls)
         assert found is None or isinstance(found, target)

@@ -32,8 +32,13 @@ def persisted_scope(step: Step) -> Scope | None:
     return None
 
 
-def input_key(step: Step, args: Sequence[Any]) -> str:
-    """The content address of a ``GLOBAL`` step's result: step, version and input bytes."""
+def input_key(namespace: str, step: Step, args: Sequence[Any]) -> str:
+    """The content address of a ``GLOBAL`` step's result.
+
+    A digest of ``namespace`` (the graph's full name, or a cache namespace
+    graphs share on purpose), the step's name and cache version, and its input
+    bytes.
+    """
     parts: list[bytes | None] = []
     for arg in args:
         if arg is None:
@@ -43,7 +48,7 @@ def input_key(step: Step, args: Sequence[Any]) -> str:
         else:  # a repeated input: a sequence of messages
             chunks = [m.SerializeToString(deterministic=True) for m in arg]
             parts.append(b"".join(len(c).to_bytes(8, "big") + c for c in chunks))
-    return global_key(step.name, step.cache.version, parts)
+    return global_key(namespace, step.name, step.cache.version, parts)
 
 
 def encode(

@@ -231,7 +231,7 @@ async def _kept(
     """The step's result key, and its kept result when there is one to use instead of running."""
     key: str | None = None
     if persist.scope == "global":
-        key = input_key(step, args)
+        key = input_key(execution.graph, step, args)
         kept = await _lookup(persist.store, key, cls)
         if kept is not None:
             return key, kept

@@ -294,7 +294,7 @@ def test_global_results_are_hits_for_the_same_inputs_in_any_execution(
             assert steps.calls == 2
 
             # The row keeps the ttl (1h) from the proto.
-            key = input_key(graph.plan.step("Score"), [review, model])
+            key = input_key(graph.plan.name, graph.plan.step("Score"), [review, model])
             row = (await store.get_results([key]))[key]
             assert row.scope == "global" and row.execution_id is None
             assert (row.step, row.version) == ("Score", "1")
@@ -318,7 +318,7 @@ def test_ttl_is_honoured_on_read_and_purge_deletes_expired_rows(
             steps = ScoreSteps(pb)
             graph = dk.Scoring(steps, store=store)
             first = await graph.run(pb.RiskScore, review=review, model=model)
-            key = input_key(graph.plan.step("Score"), [review, model])
+            key = input_key(graph.plan.name, graph.plan.step("Score"), [review, model])
             row = (await store.get_results([key]))[key]
 
             # The row as it will be once its hour is over (no clock to wait for).

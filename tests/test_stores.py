@@ -175,7 +175,7 @@ def test_delete_results_for_a_rerun(url: str) -> None:
                 (eid, step): stored(workflow_key(eid, step), execution_id=eid, step=step)
                 for eid, step in [("e1", "A"), ("e1", "B"), ("e1", "C"), ("e2", "A")]
             }
-            shared = stored(global_key("A", "v1", [b"x"]), step="A")
+            shared = stored(global_key("shop.Orders", "A", "v1", [b"x"]), step="A")
             for row in [*rows.values(), shared]:
                 await store.put_result(row)
             for step in ("A", "B"):
@@ -400,15 +400,15 @@ def test_migrate_is_idempotent_and_required(db_url: str) -> None:
             await open_store(db_url)
         async with await connect(db_url) as store:
             assert await store.schema_version() == 0
-            assert await store.migrate() == [SCHEMA_VERSION]
+            assert await store.migrate() == list(range(1, SCHEMA_VERSION + 1))
             assert await store.migrate() == []
             assert await store.schema_version() == SCHEMA_VERSION
         async with await open_store(db_url) as store:
             assert await store.get_results(["x"]) == {}
 
     run(body())
-    rows = raw_sql(db_url, "SELECT version, name FROM docket_schema_version")
-    assert rows == [(1, "0001_initial")]
+    rows = raw_sql(db_url, "SELECT version, name FROM docket_schema_version ORDER BY version")
+    assert rows == [(1, "0001_initial"), (2, "0002_step_attempts")]
 
 
 def test_concurrent_migrations_apply_once(db_url: str) -> None:
@@ -419,7 +419,7 @@ def test_concurrent_migrations_apply_once(db_url: str) -> None:
         finally:
             for s in stores:
                 await s.close()
-        assert sorted(applied) == [[], [], [SCHEMA_VERSION]]
+        assert sorted(applied) == [[], [], list(range(1, SCHEMA_VERSION + 1))]
 
     run(body())
 
@@ -516,10 +516,10 @@ def test_cli_migrate_and_purge(db_url: str) -> None:
 
     done = docket_cli("db", "migrate", "--url", db_url)
     assert done.returncode == 0, done.stderr
-    assert "applied migration(s) 0001" in done.stdout
+    assert "applied migration(s) 0001, 0002" in done.stdout
     done = docket_cli("db", "migrate", "--url", db_url)
     assert done.returncode == 0, done.stderr
-    assert "up to date (schema version 1)" in done.stdout
+    assert "up to date (schema version 2)" in done.stdout
 
     async def fill() -> None:
         async with await open_store(db_url) as store:
@@ -657,10 +657,13 @@ def test_keys() -> None:
     assert len(workflow_key("e", "s")) == 64
     assert workflow_key("e", "s") != workflow_key("e", "s", "2")
     assert workflow_key("ab", "c") != workflow_key("a", "bc")
-    assert global_key("S", "", [b""]) != global_key("S", "", [None])
-    assert global_key("S", "", [b"a", b"b"]) != global_key("S", "", [b"ab"])
-    assert global_key("S", "1", [b"a"]) != global_key("S", "2", [b"a"])
-    assert global_key("S", "1", [b"a"]) == global_key("S", "1", [b"a"])
+    assert global_key("g.G", "S", "", [b""]) != global_key("g.G", "S", "", [None])
+    assert global_key("g.G", "S", "", [b"a", b"b"]) != global_key("g.G", "S", "", [b"ab"])
+    assert global_key("g.G", "S", "1", [b"a"]) != global_key("g.G", "S", "2", [b"a"])
+    assert global_key("g.G", "S", "1", [b"a"]) == global_key("g.G", "S", "1", [b"a"])
+    # The same step in another graph (namespace) has keys of its own.
+    assert global_key("g.G", "S", "1", [b"a"]) != global_key("g.H", "S", "1", [b"a"])
+    assert global_key("g.GS", "", "1", [b"a"]) != global_key("g.G", "S", "1", [b"a"])
 
 
 def test_a_result_row_checks_its_scope() -> None:

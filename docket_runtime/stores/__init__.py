@@ -29,6 +29,8 @@ from urllib.parse import parse_qsl, urlsplit
 from . import _migrations
 from .base import (
     SCHEMA_VERSION,
+    AttemptRecord,
+    AttemptStatus,
     Claim,
     ExecutionRecord,
     ExecutionStatus,
@@ -50,6 +52,8 @@ from .memory import MemoryStore
 
 __all__ = [
     "SCHEMA_VERSION",
+    "AttemptRecord",
+    "AttemptStatus",
     "Claim",
     "ExecutionRecord",
     "ExecutionStatus",

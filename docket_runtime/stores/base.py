@@ -1,6 +1,6 @@
 """The store interface: rows, errors and the async :class:`Store` protocol.
 
-A store keeps three tables in the user's own database (the SQL is in
+A store keeps four tables in the user's own database (the SQL is in
 ``migrations/<backend>/``):
 
 - ``docket_results``: precious step outputs of both cache scopes. ``key`` is a
@@ -13,6 +13,9 @@ A store keeps three tables in the user's own database (the SQL is in
 - ``docket_step_runs``: one row per (execution id, step): the latest run's
   status, attempt count, timings, error text and owner. An at-most-once step
   *claims* its row before running (:meth:`Store.claim_step`).
+- ``docket_step_attempts``: one row per attempt of a step (status, timings,
+  error type, message and traceback, owner), for the history that
+  ``docket_step_runs`` overwrites.
 
 Every method that reads or writes a time takes ``now`` (an aware datetime;
 ``None`` means the current UTC time) so that tests control the clock.
@@ -35,6 +38,8 @@ from ..errors import DocketError
 
 __all__ = [
     "SCHEMA_VERSION",
+    "AttemptRecord",
+    "AttemptStatus",
     "Claim",
     "ExecutionRecord",
     "ExecutionStatus",
@@ -52,18 +57,20 @@ __all__ = [
     "workflow_key",
 ]
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 """The newest schema version this release knows (the highest migration number)."""
 
 Scope = Literal["workflow", "global"]
 ExecutionStatus = Literal["queued", "running", "waiting", "succeeded", "failed", "cancelled"]
-StepStatus = Literal["claimed", "running", "succeeded", "failed"]
+StepStatus = Literal["claimed", "running", "succeeded", "failed", "cancelled", "cached"]
+AttemptStatus = Literal["succeeded", "failed", "cancelled"]
 
 _SCOPES = frozenset({"workflow", "global"})
 _EXECUTION_STATUSES = frozenset(
     {"queued", "running", "waiting", "succeeded", "failed", "cancelled"}
 )
-_FINISHED_STEP_STATUSES = frozenset({"succeeded", "failed"})
+_FINISHED_STEP_STATUSES = frozenset({"succeeded", "failed", "cancelled", "cached"})
+_ATTEMPT_STATUSES = frozenset({"succeeded", "failed", "cancelled"})
 
 
 class StoreError(DocketError):
@@ -147,8 +154,11 @@ class ExecutionRecord:
 class StepRunRecord:
     """One row of ``docket_step_runs``: the latest run of a step in an execution.
 
-    ``attempts`` counts :meth:`Store.step_started` calls since the row was
-    created (a claim alone is 0 attempts), across processes and resumes.
+    ``status``: ``claimed`` (an at-most-once step, not started yet),
+    ``running``, then ``succeeded``, ``failed`` or ``cancelled``; ``cached``
+    when the step did not run because a kept result was used. ``attempts``
+    counts :meth:`Store.step_started` calls since the row was created (a claim
+    alone is 0 attempts), across processes and resumes.
     """
 
     execution_id: str
@@ -163,8 +173,42 @@ class StepRunRecord:
 
     @property
     def finished(self) -> bool:
-        """Whether the run ended (``succeeded`` or ``failed``)."""
+        """Whether the run ended (``succeeded``, ``failed``, ``cancelled`` or ``cached``)."""
         return self.status in _FINISHED_STEP_STATUSES
+
+
+@dataclass(frozen=True, slots=True)
+class AttemptRecord:
+    """One row of ``docket_step_attempts``: one attempt of a step in an execution.
+
+    ``attempt`` is the count :meth:`Store.step_started` returned for it (1 for
+    the first). ``error_type`` names the exception's class as
+    ``module.QualName`` (``builtins.ValueError``); ``error_message`` is its
+    text and ``traceback`` the formatted traceback; all three are ``None``
+    for an attempt that succeeded. ``owner`` is the process that ran it.
+    """
+
+    execution_id: str
+    step: str
+    attempt: int
+    status: AttemptStatus
+    started_at: datetime
+    finished_at: datetime
+    duration_ms: float
+    error_type: str | None
+    error_message: str | None
+    traceback: str | None
+    owner: str
+
+    def __post_init__(self) -> None:
+        # The database has the same CHECK; failing here names the culprit
+        # before anything is sent.
+        if self.status not in _ATTEMPT_STATUSES:
+            raise ValueError(
+                f"an attempt ends 'succeeded', 'failed' or 'cancelled', not {self.status!r}"
+            )
+        object.__setattr__(self, "started_at", utc(self.started_at))
+        object.__setattr__(self, "finished_at", utc(self.finished_at))
 
 
 @dataclass(frozen=True, slots=True)
@@ -227,8 +271,9 @@ class Store(Protocol):
     async def delete_results(self, execution_id: str, steps: Collection[str]) -> int:
         """Forget ``steps`` of ``execution_id`` so that a rerun computes them again.
 
-        Deletes their ``workflow``-scoped results and their step-run rows (which
-        releases at-most-once claims) in one transaction; returns how many
+        Deletes their ``workflow``-scoped results, their step-run rows (which
+        releases at-most-once claims) and their attempt rows (attempt numbers
+        start again with the step run) in one transaction; returns how many
         results were deleted. ``global`` results are content-addressed and
         shared by executions, so they are left alone.
         """
@@ -337,9 +382,23 @@ class Store(Protocol):
         ...
 
     async def step_started(
-        self, execution_id: str, step: str, *, owner: str, now: datetime | None = None
+        self,
+        execution_id: str,
+        step: str,
+        *,
+        owner: str,
+        claimed: bool = False,
+        now: datetime | None = None,
     ) -> int:
-        """Record an attempt of a step starting; return the attempt count now recorded."""
+        """Record an attempt of a step starting; return the attempt count now recorded.
+
+        The row becomes ``running`` with one more attempt, started at ``now``,
+        owned by ``owner``, its finish time, duration and error cleared; a
+        missing row is inserted. With ``claimed=True`` (an at-most-once step
+        starting under its claim) that happens only if the row is ``claimed``
+        by ``owner``; otherwise nothing changes and the answer is 0: the claim
+        was taken over or released meanwhile, and the step must not run.
+        """
         ...
 
     async def step_finished(
@@ -347,16 +406,89 @@ class Store(Protocol):
         execution_id: str,
         step: str,
         *,
-        status: Literal["succeeded", "failed"],
+        status: AttemptStatus,
         error: str | None = None,
         result: StoredResult | None = None,
+        attempt: AttemptRecord | None = None,
+        owner: str | None = None,
+        now: datetime | None = None,
+    ) -> bool:
+        """Record a step's end, with its ``result`` and ``attempt`` row, in one transaction.
+
+        Writing them at once means a step is never recorded ``succeeded``
+        without its checkpoint, nor checkpointed while its run still reads
+        ``running``. ``duration_ms`` is computed from the recorded start. An
+        ``attempt`` replaces the row with its number, if there is one.
+
+        With ``owner``, all of it is written only if the step-run row is owned
+        by ``owner``; otherwise nothing is, and the answer is ``False`` (another
+        process took the step over: its outcome is the one that counts).
+        Without ``owner`` the answer is always ``True``, and ``result`` and
+        ``attempt`` are written even when there is no step-run row.
+        """
+        ...
+
+    async def record_cache_hit(
+        self, execution_id: str, step: str, *, owner: str, now: datetime | None = None
+    ) -> None:
+        """Record that a step did not run because a kept result was used.
+
+        The step-run row becomes ``cached``, started and finished at ``now``,
+        0 ms, no error, owned by ``owner``; its attempt count is kept (0 for a
+        new row).
+        """
+        ...
+
+    async def release_claim(self, execution_id: str, step: str, *, owner: str) -> bool:
+        """Give up a claim whose step never started: delete its row.
+
+        Only a ``claimed`` row owned by ``owner`` is deleted, so a step that
+        started (or a claim taken over) is never released. Returns whether a
+        row was deleted.
+        """
+        ...
+
+    async def take_over_claim(
+        self,
+        execution_id: str,
+        step: str,
+        *,
+        old_owner: str,
+        owner: str,
+        now: datetime | None = None,
+    ) -> bool:
+        """Atomically move a ``claimed`` row from ``old_owner`` to ``owner``.
+
+        Its start time becomes ``now``. Of several callers racing to take over
+        the same claim exactly one gets ``True``; the others, and any caller
+        once the step started or the claim changed hands, get ``False``.
+        """
+        ...
+
+    async def settle_step(
+        self,
+        execution_id: str,
+        step: str,
+        *,
+        result: StoredResult,
+        owner: str,
         now: datetime | None = None,
     ) -> None:
-        """Record a step's end; with ``result``, store it in the same transaction.
+        """Store ``result`` and record the step ``succeeded``, in one transaction.
 
-        Writing both at once means a step is never recorded ``succeeded``
-        without its checkpoint, nor checkpointed while its run still reads
-        ``running``. ``duration_ms`` is computed from the recorded start.
+        For a step whose result is known without running it here (its claim's
+        holder recorded one): the step-run row becomes ``succeeded``, finished
+        at ``now``, no error, owned by ``owner``, its attempt count, start time
+        and duration kept. A new row gets 0 attempts, starts at ``now`` and has
+        no duration.
+        """
+        ...
+
+    async def get_attempts(self, execution_id: str, step: str | None = None) -> list[AttemptRecord]:
+        """The execution's attempt rows (only ``step``'s, when given).
+
+        Grouped by step, the step whose first attempt started first first,
+        each step's attempts in order.
         """
         ...
 
@@ -408,9 +540,18 @@ def check_execution_status(status: str) -> None:
 
 
 def check_finish_status(status: str) -> None:
-    """Reject a step finish status other than ``succeeded`` / ``failed``."""
-    if status not in _FINISHED_STEP_STATUSES:
-        raise ValueError(f"a step finishes 'succeeded' or 'failed', not {status!r}")
+    """Reject a step finish status other than ``succeeded`` / ``failed`` / ``cancelled``."""
+    if status not in _ATTEMPT_STATUSES:
+        raise ValueError(f"a step finishes 'succeeded', 'failed' or 'cancelled', not {status!r}")
+
+
+def check_attempt(attempt: AttemptRecord | None, execution_id: str, step: str) -> None:
+    """Reject an attempt row that belongs to another step than the one finishing."""
+    if attempt is not None and (attempt.execution_id, attempt.step) != (execution_id, step):
+        raise ValueError(
+            f"attempt of {attempt.step!r} in {attempt.execution_id!r} "
+            f"given when finishing {step!r} in {execution_id!r}"
+        )
 
 
 Time = Callable[[Any], datetime]
@@ -452,6 +593,23 @@ def step_run_from_row(row: Sequence[Any], when: Time) -> StepRunRecord:
     )
 
 
+def attempt_from_row(row: Sequence[Any], when: Time) -> AttemptRecord:
+    """A ``docket_step_attempts`` row, columns in the migrations' order."""
+    return AttemptRecord(
+        execution_id=row[0],
+        step=row[1],
+        attempt=row[2],
+        status=row[3],
+        started_at=when(row[4]),
+        finished_at=when(row[5]),
+        duration_ms=row[6],
+        error_type=row[7],
+        error_message=row[8],
+        traceback=row[9],
+        owner=row[10],
+    )
+
+
 def execution_from_row(row: Sequence[Any], when: Time) -> ExecutionRecord:
     """A ``docket_executions`` row, columns in the migrations' order."""
     return ExecutionRecord(
@@ -485,14 +643,17 @@ def workflow_key(execution_id: str, step: str, version: str = "") -> str:
     return _digest(b"workflow", execution_id.encode(), step.encode(), version.encode())
 
 
-def global_key(step: str, version: str, inputs: Sequence[bytes | None]) -> str:
+def global_key(namespace: str, step: str, version: str, inputs: Sequence[bytes | None]) -> str:
     """The ``docket_results`` key of a ``global`` (content-addressed) result.
 
-    ``inputs`` are the step's inputs in parameter order, each serialised with
-    ``SerializeToString(deterministic=True)``; ``None`` stands for an absent
-    optional input and differs from an empty message.
+    ``namespace`` is the graph's full name (``shop.OrderGraph``), or a cache
+    namespace that graphs share on purpose: two graphs with a step of the same
+    name and version, fed the same inputs, only share results within one
+    namespace. ``inputs`` are the step's inputs in parameter order, each
+    serialised with ``SerializeToString(deterministic=True)``; ``None`` stands
+    for an absent optional input and differs from an empty message.
     """
-    parts = [b"global", step.encode(), version.encode()]
+    parts = [b"global", namespace.encode(), step.encode(), version.encode()]
     for data in inputs:
         parts.append(b"\x00" if data is None else b"\x01" + data)
     return _digest(*parts)

@@ -15,12 +15,15 @@ from typing import Literal
 
 from .base import (
     SCHEMA_VERSION,
+    AttemptRecord,
+    AttemptStatus,
     Claim,
     ExecutionRecord,
     ExecutionStatus,
     StepRunRecord,
     StoreBase,
     StoredResult,
+    check_attempt,
     check_execution_status,
     check_finish_status,
     utc,
@@ -37,6 +40,7 @@ class MemoryStore(StoreBase):
         self._results: dict[str, StoredResult] = {}
         self._executions: dict[str, ExecutionRecord] = {}
         self._runs: dict[tuple[str, str], StepRunRecord] = {}
+        self._attempts: dict[tuple[str, str, int], AttemptRecord] = {}
 
     async def migrate(self) -> list[int]:
         """Nothing to migrate: the dicts are always at the current version."""
@@ -63,7 +67,7 @@ class MemoryStore(StoreBase):
         self._results[result.key] = result
 
     async def delete_results(self, execution_id: str, steps: Collection[str]) -> int:
-        """Forget ``steps`` of ``execution_id``: their workflow results and step runs."""
+        """Forget ``steps`` of ``execution_id``: workflow results, step runs and attempts."""
         wanted = set(steps)
         doomed = [
             key
@@ -74,6 +78,9 @@ class MemoryStore(StoreBase):
             del self._results[key]
         for step in wanted:
             self._runs.pop((execution_id, step), None)
+        for eid, step, number in list(self._attempts):
+            if eid == execution_id and step in wanted:
+                del self._attempts[eid, step, number]
         return len(doomed)
 
     async def purge_expired(self, *, now: datetime | None = None) -> int:
@@ -235,10 +242,18 @@ class MemoryStore(StoreBase):
         return Claim(won=True, run=run)
 
     async def step_started(
-        self, execution_id: str, step: str, *, owner: str, now: datetime | None = None
+        self,
+        execution_id: str,
+        step: str,
+        *,
+        owner: str,
+        claimed: bool = False,
+        now: datetime | None = None,
     ) -> int:
-        """Record an attempt starting; return the attempt count."""
+        """Record an attempt starting; return the attempt count (0: the claim is not ours)."""
         old = self._runs.get((execution_id, step))
+        if claimed and (old is None or old.status != "claimed" or old.owner != owner):
+            return 0
         attempts = (old.attempts if old else 0) + 1
         self._runs[(execution_id, step)] = StepRunRecord(
             execution_id=execution_id,
@@ -258,17 +273,24 @@ class MemoryStore(StoreBase):
         execution_id: str,
         step: str,
         *,
-        status: Literal["succeeded", "failed"],
+        status: AttemptStatus,
         error: str | None = None,
         result: StoredResult | None = None,
+        attempt: AttemptRecord | None = None,
+        owner: str | None = None,
         now: datetime | None = None,
-    ) -> None:
-        """Record a step's end and, with ``result``, store it."""
+    ) -> bool:
+        """Record a step's end with its result and attempt (see the Store protocol)."""
         check_finish_status(status)
+        check_attempt(attempt, execution_id, step)
         now = utc(now)
+        old = self._runs.get((execution_id, step))
+        if owner is not None and (old is None or old.owner != owner):
+            return False
         if result is not None:
             self._results[result.key] = result
-        old = self._runs.get((execution_id, step))
+        if attempt is not None:
+            self._attempts[(execution_id, step, attempt.attempt)] = attempt
         if old is not None:
             self._runs[(execution_id, step)] = dataclasses.replace(
                 old,
@@ -277,6 +299,89 @@ class MemoryStore(StoreBase):
                 duration_ms=(now - old.started_at).total_seconds() * 1000.0,
                 error=error,
             )
+        return True
+
+    async def record_cache_hit(
+        self, execution_id: str, step: str, *, owner: str, now: datetime | None = None
+    ) -> None:
+        """Record the step ``cached``: it used a kept result instead of running."""
+        now = utc(now)
+        old = self._runs.get((execution_id, step))
+        self._runs[(execution_id, step)] = StepRunRecord(
+            execution_id=execution_id,
+            step=step,
+            status="cached",
+            attempts=old.attempts if old else 0,
+            started_at=now,
+            finished_at=now,
+            duration_ms=0.0,
+            error=None,
+            owner=owner,
+        )
+
+    async def release_claim(self, execution_id: str, step: str, *, owner: str) -> bool:
+        """Delete the step's row if it is still ``claimed`` by ``owner``."""
+        old = self._runs.get((execution_id, step))
+        if old is None or old.status != "claimed" or old.owner != owner:
+            return False
+        del self._runs[(execution_id, step)]
+        return True
+
+    async def take_over_claim(
+        self,
+        execution_id: str,
+        step: str,
+        *,
+        old_owner: str,
+        owner: str,
+        now: datetime | None = None,
+    ) -> bool:
+        """Move a ``claimed`` row from ``old_owner`` to ``owner``; whether it moved."""
+        old = self._runs.get((execution_id, step))
+        if old is None or old.status != "claimed" or old.owner != old_owner:
+            return False
+        self._runs[(execution_id, step)] = dataclasses.replace(
+            old, owner=owner, started_at=utc(now)
+        )
+        return True
+
+    async def settle_step(
+        self,
+        execution_id: str,
+        step: str,
+        *,
+        result: StoredResult,
+        owner: str,
+        now: datetime | None = None,
+    ) -> None:
+        """Store ``result`` and record the step ``succeeded`` without a run of its own."""
+        now = utc(now)
+        self._results[result.key] = result
+        old = self._runs.get((execution_id, step))
+        self._runs[(execution_id, step)] = StepRunRecord(
+            execution_id=execution_id,
+            step=step,
+            status="succeeded",
+            attempts=old.attempts if old else 0,
+            started_at=old.started_at if old else now,
+            finished_at=now,
+            duration_ms=old.duration_ms if old else None,
+            error=None,
+            owner=owner,
+        )
+
+    async def get_attempts(self, execution_id: str, step: str | None = None) -> list[AttemptRecord]:
+        """The execution's attempts, by step (first started first), then by number."""
+        found = [
+            row
+            for (eid, name, _), row in self._attempts.items()
+            if eid == execution_id and (step is None or name == step)
+        ]
+        first: dict[str, datetime] = {}
+        for row in found:
+            if row.step not in first or row.started_at < first[row.step]:
+                first[row.step] = row.started_at
+        return sorted(found, key=lambda row: (first[row.step], row.step, row.attempt))
 
     async def close(self) -> None:
         """Nothing to release."""

@@ -29,6 +29,8 @@ from psycopg_pool import AsyncConnectionPool, PoolTimeout
 
 from . import _migrations
 from .base import (
+    AttemptRecord,
+    AttemptStatus,
     Claim,
     ExecutionRecord,
     ExecutionStatus,
@@ -38,6 +40,8 @@ from .base import (
     StoreError,
     StoreUnavailable,
     StoreUrlError,
+    attempt_from_row,
+    check_attempt,
     check_execution_status,
     check_finish_status,
     execution_from_row,
@@ -65,6 +69,10 @@ _RUN_COLUMNS: Final = (
 _EXECUTION_COLUMNS: Final = (
     "execution_id, graph, target, status, started_at, finished_at, error, inputs::text, wake_at"
 )
+_ATTEMPT_COLUMNS: Final = (
+    "execution_id, step, attempt, status, started_at, finished_at, duration_ms, "
+    "error_type, error_message, traceback, owner"
+)
 # Insert a queued execution, or send a failed/cancelled one with the same graph, target
 # and inputs back to the queue; either way report the row as it stands. As in _CLAIM, a
 # row committed by another transaction after this statement's snapshot yields nothing:
@@ -84,22 +92,55 @@ _QUEUE: Final = (
     f" UNION ALL SELECT {_EXECUTION_COLUMNS} FROM docket_executions"
     " WHERE execution_id = %(execution_id)s AND NOT EXISTS (SELECT FROM queued)"
 )
-_UPSERT_RESULT: Final = (
+_RESULT_INSERT: Final = (
     "INSERT INTO docket_results (key, scope, execution_id, step, version, output_type, "
     "output, output_json, created_at, expires_at) "
-    "VALUES (%(r_key)s, %(r_scope)s, %(r_execution_id)s, %(r_step)s, %(r_version)s, "
-    "%(r_output_type)s, %(r_output)s, %(r_output_json)s::jsonb, %(r_created_at)s, "
-    "%(r_expires_at)s) "
-    "ON CONFLICT (key) DO UPDATE SET scope = EXCLUDED.scope, "
+)
+# Typed, so that the same values also work as a SELECT list (where an untyped
+# NULL would be text).
+_RESULT_VALUES: Final = (
+    "%(r_key)s::text, %(r_scope)s::text, %(r_execution_id)s::text, %(r_step)s::text, "
+    "%(r_version)s::text, %(r_output_type)s::text, %(r_output)s::bytea, "
+    "%(r_output_json)s::jsonb, %(r_created_at)s::timestamptz, %(r_expires_at)s::timestamptz"
+)
+_RESULT_CONFLICT: Final = (
+    " ON CONFLICT (key) DO UPDATE SET scope = EXCLUDED.scope, "
     "execution_id = EXCLUDED.execution_id, step = EXCLUDED.step, version = EXCLUDED.version, "
     "output_type = EXCLUDED.output_type, output = EXCLUDED.output, "
     "output_json = EXCLUDED.output_json, created_at = EXCLUDED.created_at, "
     "expires_at = EXCLUDED.expires_at"
 )
+_UPSERT_RESULT: Final = f"{_RESULT_INSERT}VALUES ({_RESULT_VALUES}){_RESULT_CONFLICT}"
+_ATTEMPT_VALUES: Final = (
+    "%(a_execution_id)s::text, %(a_step)s::text, %(a_attempt)s::integer, %(a_status)s::text, "
+    "%(a_started_at)s::timestamptz, %(a_finished_at)s::timestamptz, "
+    "%(a_duration_ms)s::double precision, %(a_error_type)s::text, %(a_error_message)s::text, "
+    "%(a_traceback)s::text, %(a_owner)s::text"
+)
+_ATTEMPT_CONFLICT: Final = (
+    " ON CONFLICT (execution_id, step, attempt) DO UPDATE SET status = EXCLUDED.status, "
+    "started_at = EXCLUDED.started_at, finished_at = EXCLUDED.finished_at, "
+    "duration_ms = EXCLUDED.duration_ms, error_type = EXCLUDED.error_type, "
+    "error_message = EXCLUDED.error_message, traceback = EXCLUDED.traceback, "
+    "owner = EXCLUDED.owner"
+)
+# A step's end: the step-run row, and with it (CTEs appended by step_finished)
+# the result and the attempt row, in one statement. With an owner, the run's
+# UPDATE matches only that owner's row, and the inserts read its RETURNING
+# (the only way one CTE sees another's effect) to write nothing without it.
 _FINISH_RUN: Final = (
-    "UPDATE docket_step_runs SET status = %(status)s, finished_at = %(now)s, "
+    "WITH run AS (UPDATE docket_step_runs SET status = %(status)s, finished_at = %(now)s, "
     "duration_ms = extract(epoch FROM %(now)s - started_at) * 1000, error = %(error)s "
-    "WHERE execution_id = %(execution_id)s AND step = %(step)s"
+    "WHERE execution_id = %(execution_id)s AND step = %(step)s "
+    "AND (%(owner)s::text IS NULL OR owner = %(owner)s) RETURNING 1)"
+)
+_OWNED: Final = "(%(owner)s::text IS NULL OR EXISTS (SELECT FROM run))"
+_FINISH_RESULT: Final = (
+    f", result AS ({_RESULT_INSERT}SELECT {_RESULT_VALUES} WHERE {_OWNED}{_RESULT_CONFLICT})"
+)
+_FINISH_ATTEMPT: Final = (
+    ", attempt AS (INSERT INTO docket_step_attempts "
+    f"({_ATTEMPT_COLUMNS}) SELECT {_ATTEMPT_VALUES} WHERE {_OWNED}{_ATTEMPT_CONFLICT})"
 )
 # Insert the claim, or report the row that is there. Inside one statement the
 # CTE's insert is invisible to the outer SELECT, so exactly one branch yields a
@@ -116,6 +157,23 @@ _CLAIM: Final = (
     f" UNION ALL SELECT false, {_RUN_COLUMNS} FROM docket_step_runs"
     " WHERE execution_id = %(execution_id)s AND step = %(step)s"
 )
+
+
+def _attempt_params(a: AttemptRecord) -> dict[str, Any]:
+    # Prefixed so that they can share a statement with _FINISH_RUN's parameters.
+    return {
+        "a_execution_id": a.execution_id,
+        "a_step": a.step,
+        "a_attempt": a.attempt,
+        "a_status": a.status,
+        "a_started_at": a.started_at,
+        "a_finished_at": a.finished_at,
+        "a_duration_ms": a.duration_ms,
+        "a_error_type": a.error_type,
+        "a_error_message": a.error_message,
+        "a_traceback": a.traceback,
+        "a_owner": a.owner,
+    }
 
 
 def _result_params(r: StoredResult) -> dict[str, Any]:
@@ -282,7 +340,7 @@ class PostgresStore(StoreBase):
         await self._run(put)
 
     async def delete_results(self, execution_id: str, steps: Collection[str]) -> int:
-        """Forget ``steps`` of ``execution_id``: workflow results and step runs, atomically."""
+        """Forget ``steps`` of ``execution_id``: results, step runs and attempts, atomically."""
         names = list(dict.fromkeys(steps))
         if not names:
             return 0
@@ -291,6 +349,8 @@ class PostgresStore(StoreBase):
         async def delete(conn: Conn) -> int:
             cur = await conn.execute(
                 "WITH runs AS (DELETE FROM docket_step_runs"
+                " WHERE execution_id = %(execution_id)s AND step = ANY(%(steps)s)),"
+                " attempts AS (DELETE FROM docket_step_attempts"
                 " WHERE execution_id = %(execution_id)s AND step = ANY(%(steps)s))"
                 " DELETE FROM docket_results WHERE scope = 'workflow'"
                 " AND execution_id = %(execution_id)s AND step = ANY(%(steps)s)",
@@ -514,24 +574,39 @@ class PostgresStore(StoreBase):
         return await self._run(claim)
 
     async def step_started(
-        self, execution_id: str, step: str, *, owner: str, now: datetime | None = None
+        self,
+        execution_id: str,
+        step: str,
+        *,
+        owner: str,
+        claimed: bool = False,
+        now: datetime | None = None,
     ) -> int:
-        """Record an attempt starting; return the attempt count."""
-        params = (execution_id, step, utc(now), owner)
-
-        async def start(conn: Conn) -> int:
-            cur = await conn.execute(
+        """Record an attempt starting; return the attempt count (0: the claim is not ours)."""
+        params = {"execution_id": execution_id, "step": step, "now": utc(now), "owner": owner}
+        if claimed:
+            query = (
+                "UPDATE docket_step_runs SET status = 'running', attempts = attempts + 1, "
+                "started_at = %(now)s, finished_at = NULL, duration_ms = NULL, error = NULL "
+                "WHERE execution_id = %(execution_id)s AND step = %(step)s "
+                "AND status = 'claimed' AND owner = %(owner)s RETURNING attempts"
+            )
+        else:
+            query = (
                 f"INSERT INTO docket_step_runs ({_RUN_COLUMNS}) "
-                "VALUES (%s, %s, 'running', 1, %s, NULL, NULL, NULL, %s) "
+                "VALUES (%(execution_id)s, %(step)s, 'running', 1, %(now)s, NULL, NULL, NULL, "
+                "%(owner)s) "
                 "ON CONFLICT (execution_id, step) DO UPDATE SET status = 'running', "
                 "attempts = docket_step_runs.attempts + 1, started_at = EXCLUDED.started_at, "
                 "finished_at = NULL, duration_ms = NULL, error = NULL, owner = EXCLUDED.owner "
-                "RETURNING attempts",
-                params,
+                "RETURNING attempts"
             )
+
+        async def start(conn: Conn) -> int:
+            cur = await conn.execute(query, params)
             row = await cur.fetchone()
-            assert row is not None  # an upsert with RETURNING always returns its row
-            return int(row[0])
+            # An upsert always returns its row; the claimed UPDATE none when not ours.
+            return 0 if row is None else int(row[0])
 
         return await self._run(start)
 
@@ -540,29 +615,148 @@ class PostgresStore(StoreBase):
         execution_id: str,
         step: str,
         *,
-        status: Literal["succeeded", "failed"],
+        status: AttemptStatus,
         error: str | None = None,
         result: StoredResult | None = None,
+        attempt: AttemptRecord | None = None,
+        owner: str | None = None,
         now: datetime | None = None,
-    ) -> None:
-        """Record a step's end and, with ``result``, store it in the same statement."""
+    ) -> bool:
+        """Record a step's end with its result and attempt, in the same statement."""
         check_finish_status(status)
+        check_attempt(attempt, execution_id, step)
         params: dict[str, Any] = {
             "status": status,
             "now": utc(now),
             "error": error,
             "execution_id": execution_id,
             "step": step,
+            "owner": owner,
         }
         query = _FINISH_RUN
         if result is not None:
             params.update(_result_params(result))
-            query = f"WITH result AS ({_UPSERT_RESULT}) {_FINISH_RUN}"
+            query += _FINISH_RESULT
+        if attempt is not None:
+            params.update(_attempt_params(attempt))
+            query += _FINISH_ATTEMPT
+        query += f" SELECT {_OWNED}"
 
-        async def finish(conn: Conn) -> None:
-            await conn.execute(query, params)
+        async def finish(conn: Conn) -> bool:
+            cur = await conn.execute(query, params)
+            row = await cur.fetchone()
+            return row is not None and bool(row[0])
 
-        await self._run(finish)
+        return await self._run(finish)
+
+    async def record_cache_hit(
+        self, execution_id: str, step: str, *, owner: str, now: datetime | None = None
+    ) -> None:
+        """Record the step ``cached``: it used a kept result instead of running."""
+        params = {"execution_id": execution_id, "step": step, "now": utc(now), "owner": owner}
+
+        async def record(conn: Conn) -> None:
+            await conn.execute(
+                f"INSERT INTO docket_step_runs ({_RUN_COLUMNS}) "
+                "VALUES (%(execution_id)s, %(step)s, 'cached', 0, %(now)s, %(now)s, 0, NULL, "
+                "%(owner)s) "
+                "ON CONFLICT (execution_id, step) DO UPDATE SET status = 'cached', "
+                "started_at = EXCLUDED.started_at, finished_at = EXCLUDED.finished_at, "
+                "duration_ms = 0, error = NULL, owner = EXCLUDED.owner",
+                params,
+            )
+
+        await self._run(record)
+
+    async def release_claim(self, execution_id: str, step: str, *, owner: str) -> bool:
+        """Delete the step's row if it is still ``claimed`` by ``owner``."""
+        params = (execution_id, step, owner)
+
+        async def release(conn: Conn) -> bool:
+            cur = await conn.execute(
+                "DELETE FROM docket_step_runs WHERE execution_id = %s AND step = %s "
+                "AND status = 'claimed' AND owner = %s",
+                params,
+            )
+            return cur.rowcount == 1
+
+        return await self._run(release)
+
+    async def take_over_claim(
+        self,
+        execution_id: str,
+        step: str,
+        *,
+        old_owner: str,
+        owner: str,
+        now: datetime | None = None,
+    ) -> bool:
+        """Move a ``claimed`` row from ``old_owner`` to ``owner`` in one UPDATE.
+
+        A racing UPDATE waits for the first one's row lock, then finds the
+        owner changed and matches nothing.
+        """
+        params = (owner, utc(now), execution_id, step, old_owner)
+
+        async def take_over(conn: Conn) -> bool:
+            cur = await conn.execute(
+                "UPDATE docket_step_runs SET owner = %s, started_at = %s "
+                "WHERE execution_id = %s AND step = %s AND status = 'claimed' AND owner = %s",
+                params,
+            )
+            return cur.rowcount == 1
+
+        return await self._run(take_over)
+
+    async def settle_step(
+        self,
+        execution_id: str,
+        step: str,
+        *,
+        result: StoredResult,
+        owner: str,
+        now: datetime | None = None,
+    ) -> None:
+        """Store ``result`` and record the step ``succeeded``, in one statement."""
+        params = {
+            "execution_id": execution_id,
+            "step": step,
+            "now": utc(now),
+            "owner": owner,
+            **_result_params(result),
+        }
+
+        async def settle(conn: Conn) -> None:
+            await conn.execute(
+                f"WITH result AS ({_UPSERT_RESULT}) "
+                f"INSERT INTO docket_step_runs ({_RUN_COLUMNS}) "
+                "VALUES (%(execution_id)s, %(step)s, 'succeeded', 0, %(now)s, %(now)s, NULL, "
+                "NULL, %(owner)s) "
+                "ON CONFLICT (execution_id, step) DO UPDATE SET status = 'succeeded', "
+                "finished_at = EXCLUDED.finished_at, error = NULL, owner = EXCLUDED.owner",
+                params,
+            )
+
+        await self._run(settle)
+
+    async def get_attempts(self, execution_id: str, step: str | None = None) -> list[AttemptRecord]:
+        """The execution's attempts, by step (first started first), then by number."""
+        columns = ", ".join(f"a.{c}" for c in _ATTEMPT_COLUMNS.split(", "))
+        params = {"execution_id": execution_id, "step": step}
+
+        async def get(conn: Conn) -> list[AttemptRecord]:
+            cur = await conn.execute(
+                f"SELECT {columns} FROM docket_step_attempts a JOIN "
+                "(SELECT step, min(started_at) AS first FROM docket_step_attempts "
+                "WHERE execution_id = %(execution_id)s GROUP BY step) f ON f.step = a.step "
+                "WHERE a.execution_id = %(execution_id)s "
+                "AND (%(step)s::text IS NULL OR a.step = %(step)s) "
+                "ORDER BY f.first, a.step, a.attempt",
+                params,
+            )
+            return [attempt_from_row(row, utc) for row in await cur.fetchall()]
+
+        return await self._run(get, read=True)
 
     async def close(self) -> None:
         """Close the pool."""

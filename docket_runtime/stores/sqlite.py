@@ -41,6 +41,8 @@ from typing import Final, Literal, TypeVar
 
 from . import _migrations
 from .base import (
+    AttemptRecord,
+    AttemptStatus,
     Claim,
     ExecutionRecord,
     ExecutionStatus,
@@ -49,6 +51,8 @@ from .base import (
     StoredResult,
     StoreError,
     StoreUnavailable,
+    attempt_from_row,
+    check_attempt,
     check_execution_status,
     check_finish_status,
     execution_from_row,
@@ -91,6 +95,10 @@ _RUN_COLUMNS: Final = (
 )
 _EXECUTION_COLUMNS: Final = (
     "execution_id, graph, target, status, started_at, finished_at, error, inputs, wake_at"
+)
+_ATTEMPT_COLUMNS: Final = (
+    "execution_id, step, attempt, status, started_at, finished_at, duration_ms, "
+    "error_type, error_message, traceback, owner"
 )
 
 
@@ -139,6 +147,31 @@ def _upsert_result(conn: sqlite3.Connection, r: StoredResult) -> None:
             r.output_json,
             _ts(r.created_at),
             None if r.expires_at is None else _ts(r.expires_at),
+        ),
+    )
+
+
+def _upsert_attempt(conn: sqlite3.Connection, a: AttemptRecord) -> None:
+    conn.execute(
+        f"INSERT INTO docket_step_attempts ({_ATTEMPT_COLUMNS}) "
+        "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) "
+        "ON CONFLICT (execution_id, step, attempt) DO UPDATE SET status = excluded.status, "
+        "started_at = excluded.started_at, finished_at = excluded.finished_at, "
+        "duration_ms = excluded.duration_ms, error_type = excluded.error_type, "
+        "error_message = excluded.error_message, traceback = excluded.traceback, "
+        "owner = excluded.owner",
+        (
+            a.execution_id,
+            a.step,
+            a.attempt,
+            a.status,
+            _ts(a.started_at),
+            _ts(a.finished_at),
+            a.duration_ms,
+            a.error_type,
+            a.error_message,
+            a.traceback,
+            a.owner,
         ),
     )
 
@@ -338,7 +371,7 @@ class SqliteStore(StoreBase):
         await self._write(lambda conn: _upsert_result(conn, result))
 
     async def delete_results(self, execution_id: str, steps: Collection[str]) -> int:
-        """Forget ``steps`` of ``execution_id``: workflow results and step runs, atomically."""
+        """Forget ``steps`` of ``execution_id``: results, step runs and attempts, atomically."""
         names = list(dict.fromkeys(steps))
         if not names:
             return 0
@@ -353,10 +386,11 @@ class SqliteStore(StoreBase):
                     f"AND execution_id = ? AND step IN ({marks})",
                     (execution_id, *chunk),
                 ).rowcount
-                conn.execute(
-                    f"DELETE FROM docket_step_runs WHERE execution_id = ? AND step IN ({marks})",
-                    (execution_id, *chunk),
-                )
+                for table in ("docket_step_runs", "docket_step_attempts"):
+                    conn.execute(
+                        f"DELETE FROM {table} WHERE execution_id = ? AND step IN ({marks})",
+                        (execution_id, *chunk),
+                    )
             return deleted
 
         return await self._write(delete, transaction=True)
@@ -553,20 +587,37 @@ class SqliteStore(StoreBase):
         return await self._write(claim, transaction=True)
 
     async def step_started(
-        self, execution_id: str, step: str, *, owner: str, now: datetime | None = None
+        self,
+        execution_id: str,
+        step: str,
+        *,
+        owner: str,
+        claimed: bool = False,
+        now: datetime | None = None,
     ) -> int:
-        """Record an attempt starting; return the attempt count."""
+        """Record an attempt starting; return the attempt count (0: the claim is not ours)."""
         args = (execution_id, step, _ts(utc(now)), owner)
 
         def start(conn: sqlite3.Connection) -> int:
-            conn.execute(
-                f"INSERT INTO docket_step_runs ({_RUN_COLUMNS}) "
-                "VALUES (?, ?, 'running', 1, ?, NULL, NULL, NULL, ?) "
-                "ON CONFLICT (execution_id, step) DO UPDATE SET status = 'running', "
-                "attempts = docket_step_runs.attempts + 1, started_at = excluded.started_at, "
-                "finished_at = NULL, duration_ms = NULL, error = NULL, owner = excluded.owner",
-                args,
-            )
+            if claimed:
+                changed = conn.execute(
+                    "UPDATE docket_step_runs SET status = 'running', attempts = attempts + 1, "
+                    "started_at = ?, finished_at = NULL, duration_ms = NULL, error = NULL "
+                    "WHERE execution_id = ? AND step = ? AND status = 'claimed' AND owner = ?",
+                    (args[2], execution_id, step, owner),
+                ).rowcount
+                if changed == 0:
+                    return 0
+            else:
+                conn.execute(
+                    f"INSERT INTO docket_step_runs ({_RUN_COLUMNS}) "
+                    "VALUES (?, ?, 'running', 1, ?, NULL, NULL, NULL, ?) "
+                    "ON CONFLICT (execution_id, step) DO UPDATE SET status = 'running', "
+                    "attempts = docket_step_runs.attempts + 1, "
+                    "started_at = excluded.started_at, finished_at = NULL, duration_ms = NULL, "
+                    "error = NULL, owner = excluded.owner",
+                    args,
+                )
             # No RETURNING: it needs SQLite 3.35, and some supported systems ship older.
             row = conn.execute(
                 "SELECT attempts FROM docket_step_runs WHERE execution_id = ? AND step = ?",
@@ -581,26 +632,125 @@ class SqliteStore(StoreBase):
         execution_id: str,
         step: str,
         *,
-        status: Literal["succeeded", "failed"],
+        status: AttemptStatus,
         error: str | None = None,
         result: StoredResult | None = None,
+        attempt: AttemptRecord | None = None,
+        owner: str | None = None,
         now: datetime | None = None,
-    ) -> None:
-        """Record a step's end and, with ``result``, store it in the same transaction."""
+    ) -> bool:
+        """Record a step's end with its result and attempt, in one transaction."""
         check_finish_status(status)
+        check_attempt(attempt, execution_id, step)
         when = _ts(utc(now))
 
-        def finish(conn: sqlite3.Connection) -> None:
-            if result is not None:
-                _upsert_result(conn, result)
-            conn.execute(
+        def finish(conn: sqlite3.Connection) -> bool:
+            changed = conn.execute(
                 "UPDATE docket_step_runs SET status = ?, finished_at = ?, "
                 "duration_ms = docket_ms_between(started_at, ?), error = ? "
-                "WHERE execution_id = ? AND step = ?",
-                (status, when, when, error, execution_id, step),
+                "WHERE execution_id = ? AND step = ? AND (? IS NULL OR owner = ?)",
+                (status, when, when, error, execution_id, step, owner, owner),
+            ).rowcount
+            if owner is not None and changed == 0:
+                return False  # nothing was written: the transaction commits nothing
+            if result is not None:
+                _upsert_result(conn, result)
+            if attempt is not None:
+                _upsert_attempt(conn, attempt)
+            return True
+
+        single = result is None and attempt is None
+        return await self._write(finish, transaction=not single)
+
+    async def record_cache_hit(
+        self, execution_id: str, step: str, *, owner: str, now: datetime | None = None
+    ) -> None:
+        """Record the step ``cached``: it used a kept result instead of running."""
+        when = _ts(utc(now))
+        await self._write(
+            lambda conn: conn.execute(
+                f"INSERT INTO docket_step_runs ({_RUN_COLUMNS}) "
+                "VALUES (?, ?, 'cached', 0, ?, ?, 0, NULL, ?) "
+                "ON CONFLICT (execution_id, step) DO UPDATE SET status = 'cached', "
+                "started_at = excluded.started_at, finished_at = excluded.finished_at, "
+                "duration_ms = 0, error = NULL, owner = excluded.owner",
+                (execution_id, step, when, when, owner),
+            )
+        )
+
+    async def release_claim(self, execution_id: str, step: str, *, owner: str) -> bool:
+        """Delete the step's row if it is still ``claimed`` by ``owner``."""
+        deleted = await self._write(
+            lambda conn: (
+                conn.execute(
+                    "DELETE FROM docket_step_runs WHERE execution_id = ? AND step = ? "
+                    "AND status = 'claimed' AND owner = ?",
+                    (execution_id, step, owner),
+                ).rowcount
+            )
+        )
+        return deleted == 1
+
+    async def take_over_claim(
+        self,
+        execution_id: str,
+        step: str,
+        *,
+        old_owner: str,
+        owner: str,
+        now: datetime | None = None,
+    ) -> bool:
+        """Move a ``claimed`` row from ``old_owner`` to ``owner`` in one UPDATE."""
+        args = (owner, _ts(utc(now)), execution_id, step, old_owner)
+        changed = await self._write(
+            lambda conn: (
+                conn.execute(
+                    "UPDATE docket_step_runs SET owner = ?, started_at = ? "
+                    "WHERE execution_id = ? AND step = ? AND status = 'claimed' AND owner = ?",
+                    args,
+                ).rowcount
+            )
+        )
+        return changed == 1
+
+    async def settle_step(
+        self,
+        execution_id: str,
+        step: str,
+        *,
+        result: StoredResult,
+        owner: str,
+        now: datetime | None = None,
+    ) -> None:
+        """Store ``result`` and record the step ``succeeded``, in one transaction."""
+        when = _ts(utc(now))
+
+        def settle(conn: sqlite3.Connection) -> None:
+            _upsert_result(conn, result)
+            conn.execute(
+                f"INSERT INTO docket_step_runs ({_RUN_COLUMNS}) "
+                "VALUES (?, ?, 'succeeded', 0, ?, ?, NULL, NULL, ?) "
+                "ON CONFLICT (execution_id, step) DO UPDATE SET status = 'succeeded', "
+                "finished_at = excluded.finished_at, error = NULL, owner = excluded.owner",
+                (execution_id, step, when, when, owner),
             )
 
-        await self._write(finish, transaction=result is not None)
+        await self._write(settle, transaction=True)
+
+    async def get_attempts(self, execution_id: str, step: str | None = None) -> list[AttemptRecord]:
+        """The execution's attempts, by step (first started first), then by number."""
+        columns = ", ".join(f"a.{c}" for c in _ATTEMPT_COLUMNS.split(", "))
+        rows = await self._read(
+            lambda conn: conn.execute(
+                f"SELECT {columns} FROM docket_step_attempts a JOIN "
+                "(SELECT step, min(started_at) AS first FROM docket_step_attempts "
+                "WHERE execution_id = ? GROUP BY step) f ON f.step = a.step "
+                "WHERE a.execution_id = ? AND (? IS NULL OR a.step = ?) "
+                "ORDER BY f.first, a.step, a.attempt",
+                (execution_id, execution_id, step, step),
+            ).fetchall()
+        )
+        return [attempt_from_row(row, _dt) for row in rows]
 
     async def close(self) -> None:
         """Close both connections and stop the writer thread (again: no-op)."""
