@@ -82,8 +82,8 @@ class Lifecycle:
 
     async def run(self, body: Callable[[], Awaitable[T]]) -> T:
         """Start, run ``body`` under the deadline, and end with its outcome."""
-        await self.start()
         try:
+            await self.start()
             result = await self._bounded(body)
         except BaseException as exc:
             await self.end(exc)

@@ -117,9 +117,13 @@ class ItemFailed(DocketError):
 class StepClaimed(DocketError):
     """An ``AT_MOST_ONCE`` step was already claimed in this execution and has no result.
 
-    Its run may have had its effect (it is still running elsewhere, its worker
-    died, or it failed), so Docket does not run it again on its own: check the
-    effect, then ``Graph.rerun_from(step, execution_id)`` to allow a new run.
+    Its step ran (it is still running elsewhere, its process died, it failed or
+    was cancelled), so its effect may have happened and Docket does not run it
+    again on its own: check the effect, then ``Graph.settle(step, execution_id,
+    result)`` if it happened, or ``Graph.settle(step, execution_id,
+    release=True)`` to let the next run run it. ``status`` is the claim's
+    (``running``, ``failed``, ``cancelled``; ``claimed`` while another owner
+    that is alive is about to start it).
     """
 
     def __init__(self, step: str, execution_id: str, status: str, owner: str) -> None:
@@ -130,7 +134,8 @@ class StepClaimed(DocketError):
         super().__init__(
             f"step {step!r} of execution {execution_id!r} is AT_MOST_ONCE and was already "
             f"claimed by {owner} (status {status}, no result recorded); it is not run again: "
-            f"check its effect, then call rerun_from({step!r}, {execution_id!r}) to allow a new run"
+            f"check its effect, then settle({step!r}, {execution_id!r}, <its result>) if it "
+            f"happened, or settle({step!r}, {execution_id!r}, release=True) to run it again"
         )
 
 

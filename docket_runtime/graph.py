@@ -26,7 +26,7 @@ from .context import Execution, context
 from .errors import BindError
 from .events import Dispatch, Events
 from .inputs import fill_inputs
-from .persistence import decode, input_key, persisted_scope
+from .persistence import decode, encode, input_key, persisted_scope
 from .plan import Delivery, GraphPlan, RetryPolicy, Step
 from .retry import Classifier
 from .runner import Persistence, Runner, make_runner
@@ -99,6 +99,7 @@ class Graph(Generic[S]):
         kept = [persisted_scope(t.step) is not None for t in self._tables.steps]
         self.store: Store | None = store or (MemoryStore() if any(kept) or record else None)
         owner = owner or default_owner()
+        self._owner = owner
         self._kept = tuple(kept)
         # Targets with a kept step: only their runs under a caller's id look up checkpoints.
         self._resumable = frozenset(
@@ -124,6 +125,7 @@ class Graph(Generic[S]):
                     claim=table.step.delivery is Delivery.AT_MOST_ONCE,
                     record=record,
                     owner=owner,
+                    namespace=getattr(table.step.cache, "namespace", "") or self.plan.name,
                 ),
             )
             for index, table in enumerate(self._tables.steps)
@@ -246,6 +248,60 @@ class Graph(Generic[S]):
         downstream = _downstream(self.plan, step)
         await self.store.delete_results(execution_id, downstream)
         return downstream
+
+    async def settle(
+        self,
+        step: str,
+        execution_id: str,
+        result: Message | None = None,
+        *,
+        release: bool = False,
+    ) -> None:
+        """Decide an ``AT_MOST_ONCE`` step whose claim has no result, after checking its effect.
+
+        With ``result`` (the step's output message, as the effect turned out),
+        it becomes the step's checkpoint and the next run with ``execution_id``
+        continues from it. With ``release=True`` the claim is dropped and the
+        next run runs the step again. Raises ``TypeError`` for a result of
+        another message type, ``ValueError`` when the step is not
+        ``AT_MOST_ONCE``, when there is no claim to settle, or when it already
+        succeeded (use :meth:`rerun_from` to run it again).
+        """
+        table = self._step_named(step)
+        plan_step = table.step
+        if plan_step.delivery is not Delivery.AT_MOST_ONCE:
+            raise ValueError(
+                f"step {step!r} of {self.plan.name} is not AT_MOST_ONCE: it has no claim to "
+                f"settle (rerun_from({step!r}, {execution_id!r}) runs it again)"
+            )
+        if (result is None) == (not release):
+            raise ValueError("settle takes a result message, or release=True, not both")
+        if result is not None and type(result) is not table.out_cls:
+            raise TypeError(
+                f"step {step!r} of {self.plan.name} returns "
+                f"{table.out_cls.DESCRIPTOR.full_name}, not {type(result).__qualname__}"
+            )
+        store = self.store
+        assert store is not None  # an AT_MOST_ONCE step keeps its result: the graph has a store
+        runs = {run.step: run for run in await store.get_step_runs(execution_id)}
+        run = runs.get(step)
+        if run is None:
+            raise ValueError(f"step {step!r} has no claim in execution {execution_id!r}")
+        if run.status == "succeeded":
+            raise ValueError(
+                f"step {step!r} of execution {execution_id!r} succeeded already; "
+                f"rerun_from({step!r}, {execution_id!r}) runs it again"
+            )
+        if result is None:
+            await store.delete_results(execution_id, [step])
+            return
+        key = workflow_key(execution_id, step, plan_step.cache.version)
+        row = encode(plan_step, key, "workflow", execution_id, result)
+        await store.settle_step(execution_id, step, result=row, owner=f"settled:{self._owner}")
+
+    def _step_named(self, step: str) -> StepTable:
+        self.plan.step(step)  # KeyError naming the graph if there is no such step
+        return next(t for t in self._tables.steps if t.step.name == step)
 
     # -- the interface the batch runner and the durable adapter use -------------------------
 

@@ -11,15 +11,19 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
+import socket
 import time
 import traceback
 from collections.abc import Awaitable, Callable, Coroutine, Sequence
 from dataclasses import dataclass
-from typing import Any
+from datetime import UTC, datetime
+from typing import Any, Literal
 
 from google.protobuf.message import Message
 
-from .context import Execution, StepContext, _current, _durable
+from ._lifecycle import Exiting
+from .context import Execution, StepContext, _current, _durable, shielded
 from .errors import (
     Abort,
     ExecutionAborted,
@@ -34,7 +38,14 @@ from .events import Dispatch, StepEvent, StepRetrying
 from .persistence import decode, encode, input_key
 from .plan import InputKind, RetryPolicy, Step
 from .retry import Classifier, retry_delay
-from .stores.base import Scope, Store, workflow_key
+from .stores.base import (
+    AttemptRecord,
+    Scope,
+    StepRunRecord,
+    Store,
+    StoredResult,
+    workflow_key,
+)
 from .tables import StepTable
 
 __all__ = ["Persistence", "Runner", "make_runner"]
@@ -50,13 +61,18 @@ _log = logging.getLogger("docket.runner")
 @dataclass(frozen=True, slots=True)
 class Persistence:
     """How one step uses the store: where its result is kept (``scope``), whether it
-    claims its run first (``AT_MOST_ONCE``), whether its runs are recorded."""
+    claims its run first (``AT_MOST_ONCE``), whether its runs are recorded.
+
+    Recorded runs write one ``docket_step_attempts`` row per attempt, and a
+    ``cached`` step run for a ``GLOBAL`` hit."""
 
     store: Store
     scope: Scope | None
     claim: bool
     record: bool
     owner: str
+    namespace: str
+    """What ``GLOBAL`` keys are made under: the cache namespace, or the graph's name."""
 
 
 def make_runner(
@@ -98,13 +114,16 @@ def make_runner(
                 return
         attempt = 1
         while True:
-            if persist is not None and persist.record:
-                recorded = await persist.store.step_started(execution.id, name, owner=persist.owner)
+            began: datetime | None = None
+            if persist is not None and (persist.record or persist.claim):
+                recorded = await _attempt_started(persist, execution, name)
                 if counted:
                     attempt = recorded
+                if persist.record:
+                    began = datetime.now(UTC)
             ctx = StepContext(execution, name, attempt)
             token = _current.set(ctx)
-            started = time.perf_counter() if events is not None else 0.0
+            started = time.perf_counter() if events is not None or began is not None else 0.0
             if events is not None:
                 events.step_started(StepEvent(graph, execution.id, name, attempt))
             timed_out = False
@@ -117,6 +136,9 @@ def make_runner(
             except asyncio.CancelledError as exc:
                 ctx._cancel()
                 if _cancel_requested():
+                    if persist is not None:
+                        attempt_end = _Attempt(attempt, began, started, exc)
+                        await shielded(_ended(persist, execution, step, "cancelled", attempt_end))
                     raise
                 error: BaseException = exc  # cancelled from inside the step: a failure like any
             except Suspended:
@@ -128,16 +150,30 @@ def make_runner(
                 timed_out = (
                     timeout is not None and isinstance(exc, TimeoutError) and scope.expired()
                 )
+            except (SystemExit, KeyboardInterrupt) as exc:
+                # The process is asked to stop: record the step's end, stop the execution.
+                ctx._cancel()
+                if events is not None:
+                    events.step_failed(_done(graph, execution, name, attempt, started, exc))
+                if persist is not None:
+                    attempt_end = _Attempt(attempt, began, started, exc)
+                    await shielded(_ended(persist, execution, step, "failed", attempt_end))
+                raise Exiting(exc) from exc
             else:
                 if type(result) is not out_cls:
                     error = _wrong_type(name, result, out_cls)
                     if events is not None:
                         events.step_failed(_done(graph, execution, name, attempt, started, error))
                     if persist is not None:
-                        await _failed(persist, execution, name, error)
+                        attempt_end = _Attempt(attempt, began, started, error)
+                        await shielded(_ended(persist, execution, step, "failed", attempt_end))
                     raise StepFailed(name, error, attempt) from error
                 if persist is not None:
-                    await _succeeded(persist, step, key, execution, result)
+                    row = None
+                    if persist.scope is not None and key is not None:
+                        row = encode(step, key, persist.scope, execution.id, result)
+                    attempt_end = _Attempt(attempt, began, started, None)
+                    await shielded(_ended(persist, execution, step, "succeeded", attempt_end, row))
                 execution.values[out_slot] = result
                 if events is not None:
                     events.step_succeeded(_done(graph, execution, name, attempt, started, None))
@@ -152,26 +188,27 @@ def make_runner(
                 return
             finally:
                 _current.reset(token)
+            attempt_end = _Attempt(attempt, began, started, error)
             # A subgraph step whose child execution aborted aborts this execution too.
             if isinstance(error, Abort | ExecutionAborted):
                 if events is not None:
                     events.step_failed(_done(graph, execution, name, attempt, started, error))
                 if persist is not None:
-                    await _failed(persist, execution, name, error)
+                    await shielded(_ended(persist, execution, step, "failed", attempt_end))
                 raise ExecutionAborted(name, error, attempt) from error
             delay = retry_delay(retry, name, error, attempt, classifier)
             if delay is None:
                 if events is not None:
                     events.step_failed(_done(graph, execution, name, attempt, started, error))
                 if persist is not None:
-                    await _failed(persist, execution, name, error)
+                    await shielded(_ended(persist, execution, step, "failed", attempt_end))
                 failure = StepTimedOut if timed_out else StepFailed
                 raise failure(name, error, attempt) from error
             if events is not None:
                 events.step_retrying(StepRetrying(graph, execution.id, name, attempt, delay, error))
+            if persist is not None and persist.record:
+                await shielded(_ended(persist, execution, step, "failed", attempt_end))
             if queued_retry:
-                assert persist is not None
-                await _failed(persist, execution, name, error)
                 raise RetryLater(name, attempt, delay, error) from error
             await sleep(delay)
             attempt += 1
@@ -208,6 +245,9 @@ def _plain_runner(
             if isinstance(exc, Abort | ExecutionAborted):
                 raise ExecutionAborted(name, exc, 1) from exc
             raise StepFailed(name, exc, 1) from exc
+        except (SystemExit, KeyboardInterrupt) as exc:
+            ctx._cancel()
+            raise Exiting(exc) from exc
         finally:
             _current.reset(token)
         if type(result) is not out_cls:
@@ -225,27 +265,117 @@ def _wrong_type(name: str, result: object, out_cls: type[Message]) -> TypeError:
     )
 
 
+CLAIM_STALE_AFTER = 60.0
+"""Seconds after which a claim still ``claimed`` (its step never started) is taken over,
+whoever holds it: a live owner marks its claim ``running`` within milliseconds."""
+
+
 async def _kept(
     persist: Persistence, step: Step, execution: Execution, args: Sequence[Any], cls: type[Message]
 ) -> tuple[str | None, Message | None]:
     """The step's result key, and its kept result when there is one to use instead of running."""
     key: str | None = None
+    store = persist.store
     if persist.scope == "global":
-        key = input_key(execution.graph, step, args)
-        kept = await _lookup(persist.store, key, cls)
+        key = input_key(persist.namespace, step, args)
+        kept = await _lookup(store, key, cls)
         if kept is not None:
+            if persist.record:
+                await store.record_cache_hit(execution.id, step.name, owner=persist.owner)
             return key, kept
     elif persist.scope == "workflow":
         key = workflow_key(execution.id, step.name, step.cache.version)
     if persist.claim:
-        claim = await persist.store.claim_step(execution.id, step.name, owner=persist.owner)
-        if not claim.won:
-            # Another executor got here first: use its result if it recorded one.
-            kept = await _lookup(persist.store, key, cls) if key is not None else None
-            if kept is None or claim.run.status != "succeeded":
-                raise StepClaimed(step.name, execution.id, claim.run.status, claim.run.owner)
-            return key, kept
+        try:
+            claim = await store.claim_step(execution.id, step.name, owner=persist.owner)
+        except asyncio.CancelledError:
+            # The claim may have been taken: the step never started, so give it back.
+            await shielded(store.release_claim(execution.id, step.name, owner=persist.owner))
+            raise
+        if claim.won:
+            return key, None
+        run = claim.run
+        # A claim whose step never started had no effect: take it over from a gone owner.
+        if (
+            run.status == "claimed"
+            and _abandoned(run)
+            and await store.take_over_claim(
+                execution.id, step.name, old_owner=run.owner, owner=persist.owner
+            )
+        ):
+            _log.info(
+                "step %r of %s: took over the claim of %s, which never started it",
+                step.name,
+                execution.id,
+                run.owner,
+            )
+            return key, None
+        # Another executor got here first: use its result if it recorded one.
+        kept = await _lookup(store, key, cls) if key is not None else None
+        if kept is None or run.status != "succeeded":
+            raise StepClaimed(step.name, execution.id, run.status, run.owner)
+        return key, kept
     return key, None
+
+
+def _abandoned(run: StepRunRecord) -> bool:
+    """Whether a ``claimed`` claim's owner is gone: a dead process on this host, or stale."""
+    if owner_dead(run.owner):
+        return True
+    return (datetime.now(UTC) - run.started_at).total_seconds() > CLAIM_STALE_AFTER
+
+
+def owner_dead(owner: str) -> bool:
+    """Whether ``owner`` (``host:pid:token``) names a process of this host that is gone.
+
+    ``False`` when it cannot be told: another host, this very process, or an
+    owner given by hand in another form.
+    """
+    host, _, rest = owner.partition(":")
+    pid_text = rest.partition(":")[0]
+    if host != socket.gethostname() or not pid_text.isdigit():
+        return False
+    pid = int(pid_text)
+    if pid == os.getpid():
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return True
+    except OSError:  # PermissionError: it exists, under another user
+        return False
+    return False
+
+
+async def _attempt_started(persist: Persistence, execution: Execution, step: str) -> int:
+    """Record an attempt's start; an ``AT_MOST_ONCE`` step marks its claim ``running``.
+
+    A claim is marked only if it is still this owner's; if it was taken over or
+    released meanwhile, the step does not run (``StepClaimed``). Cancelled
+    before the step's body starts, the claim is released, since nothing ran.
+    """
+    store = persist.store
+    try:
+        count = await store.step_started(
+            execution.id, step, owner=persist.owner, claimed=persist.claim
+        )
+    except asyncio.CancelledError:
+        # The write may have happened: say that the attempt never started its body.
+        if persist.claim:
+            await shielded(store.release_claim(execution.id, step, owner=persist.owner))
+        else:
+            await shielded(store.step_finished(execution.id, step, status="cancelled"))
+        raise
+    if persist.claim and count == 0:
+        runs = {run.step: run for run in await store.get_step_runs(execution.id)}
+        run = runs.get(step)
+        raise StepClaimed(
+            step,
+            execution.id,
+            "released" if run is None else run.status,
+            "nobody" if run is None else run.owner,
+        )
+    return count
 
 
 async def _lookup(store: Store, key: str, cls: type[Message]) -> Message | None:
@@ -253,24 +383,69 @@ async def _lookup(store: Store, key: str, cls: type[Message]) -> Message | None:
     return None if row is None else decode(row, cls)
 
 
-async def _succeeded(
-    persist: Persistence, step: Step, key: str | None, execution: Execution, result: Message
-) -> None:
-    row = None
-    if persist.scope is not None and key is not None:
-        row = encode(step, key, persist.scope, execution.id, result)
-    if persist.record or persist.claim:
-        await persist.store.step_finished(execution.id, step.name, status="succeeded", result=row)
-    elif row is not None:
-        await persist.store.put_result(row)
+@dataclass(frozen=True, slots=True)
+class _Attempt:
+    """How an attempt ended: its number, start (wall clock when recorded, and
+    ``perf_counter``) and error."""
+
+    number: int
+    began: datetime | None
+    started: float
+    error: BaseException | None
 
 
-async def _failed(
-    persist: Persistence, execution: Execution, step: str, error: BaseException
+async def _ended(
+    persist: Persistence,
+    execution: Execution,
+    step: Step,
+    status: Literal["succeeded", "failed", "cancelled"],
+    attempt: _Attempt,
+    row: StoredResult | None = None,
 ) -> None:
-    if persist.record or persist.claim:
-        text = "".join(traceback.format_exception(error))
-        await persist.store.step_finished(execution.id, step, status="failed", error=text)
+    """Record the end of an attempt: the step run, its result and the attempt's row."""
+    store = persist.store
+    if not (persist.record or persist.claim):
+        if row is not None:
+            await store.put_result(row)
+        return
+    error = attempt.error
+    text = None if error is None else "".join(traceback.format_exception(error))
+    record = None
+    if attempt.began is not None:
+        record = AttemptRecord(
+            execution_id=execution.id,
+            step=step.name,
+            attempt=attempt.number,
+            status=status,
+            started_at=attempt.began,
+            finished_at=datetime.now(UTC),
+            duration_ms=(time.perf_counter() - attempt.started) * 1000.0,
+            error_type=None if error is None else _qualified(type(error)),
+            error_message=None if error is None else str(error),
+            traceback=text,
+            owner=persist.owner,
+        )
+    written = await store.step_finished(
+        execution.id,
+        step.name,
+        status=status,
+        error=text,
+        result=row,
+        attempt=record,
+        owner=persist.owner if persist.claim else None,
+    )
+    if not written:
+        _log.warning(
+            "step %r of %s ended %s, but its claim is no longer this process's "
+            "(settled or released meanwhile); its end was not recorded",
+            step.name,
+            execution.id,
+            status,
+        )
+
+
+def _qualified(cls: type[BaseException]) -> str:
+    return f"{cls.__module__}.{cls.__qualname__}"
 
 
 def _done(

@@ -15,6 +15,14 @@ step appends ``start <Step>`` and ``done <Step>`` lines to
 ``block`` logs its start, then waits forever (the test kills the process).
 Prints one JSON line: ``{"confirmation": {...}}`` or ``{"claimed": {...}}``.
 
+``batch``: one batch ``b`` of Orders up to Charge over ``items`` orders
+(``o-0``...), ``concurrency`` at a time, recorded. ChargeCard's side effect is
+an INSERT into ``batch_effects`` (UNIQUE order id) in the store's database;
+the orders of ``hold_after_effect`` then wait forever (killed after the
+effect, before the result is saved), and from item ``hold_claims_from`` on,
+the claim is held between its INSERT and the step's start (killed with the
+claim ``claimed``). Prints nothing; the test kills it.
+
 ``race``: runs Orders up to Charge for every id of ``held``, ``racing`` and
 ``after`` at once, after a barrier (``workdir/ready-<owner>``, then wait for
 ``workdir/go``). ChargeCard's side effect is an INSERT into ``race_effects``.
@@ -29,6 +37,7 @@ from __future__ import annotations
 import asyncio
 import importlib
 import json
+import sqlite3
 import sys
 from pathlib import Path
 from typing import Any
@@ -186,12 +195,64 @@ async def run_race(config: dict[str, Any], pb: Any, dk: Any) -> None:
         await conn.close()
 
 
+class BatchEffectSteps(FileOrderSteps):
+    """The Orders steps of the ``batch`` mode: the charge is a row in ``batch_effects``."""
+
+    def __init__(self, pb: Any, config: dict[str, Any]) -> None:
+        super().__init__(pb, Path(config["workdir"]) / "effects.log", "batch", "")
+        self.url: str = config["url"]
+        self.hold = set(config["hold_after_effect"])
+
+    async def charge_card(self, order: Any, /) -> Any:
+        if self.url.startswith("sqlite:///"):
+            with sqlite3.connect(self.url.removeprefix("sqlite:///"), timeout=10) as conn:
+                conn.execute("INSERT INTO batch_effects (order_id) VALUES (?)", (order.order_id,))
+        else:
+            async with await psycopg.AsyncConnection.connect(self.url, autocommit=True) as conn:
+                await conn.execute(
+                    "INSERT INTO batch_effects (order_id) VALUES (%s)", (order.order_id,)
+                )
+        if order.order_id in self.hold:
+            await asyncio.Event().wait()  # until the test kills this process
+        return self.pb.Charge(charge_id=f"ch-{order.order_id}", amount_cents=order.amount_cents)
+
+
+class HeldClaims:
+    """A real store, except that the claims of items from ``first`` on are never started:
+    the process dies holding them ``claimed``."""
+
+    def __init__(self, store: Any, first: int) -> None:
+        self._store = store
+        self.first = first
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._store, name)
+
+    async def step_started(self, execution_id: str, step: str, **kwargs: Any) -> int:
+        if kwargs.get("claimed") and int(execution_id.rpartition("/")[2]) >= self.first:
+            await asyncio.Event().wait()
+        count: int = await self._store.step_started(execution_id, step, **kwargs)
+        return count
+
+
+async def run_batch(config: dict[str, Any], pb: Any, dk: Any) -> None:
+    orders = [
+        pb.Order(order_id=f"o-{i}", amount_cents=1250, card="4242") for i in range(config["items"])
+    ]
+    async with await open_store(config["url"]) as store:
+        held = HeldClaims(store, config["hold_claims_from"])
+        graph = dk.Orders(BatchEffectSteps(pb, config), store=held, record=True)
+        await graph.run_batch(
+            pb.Charge, orders, execution_id="b", max_concurrency=config["concurrency"]
+        )
+
+
 def main() -> None:
     mode, config = sys.argv[1], json.loads(sys.argv[2])
     sys.path.insert(0, config["gen_dir"])
     pb = importlib.import_module("testgraphs.orders_pb2")
     dk = importlib.import_module("testgraphs.orders_docket")
-    runner = run_order if mode == "order" else run_race
+    runner = {"order": run_order, "race": run_race, "batch": run_batch}[mode]
     asyncio.run(runner(config, pb, dk))
 
 

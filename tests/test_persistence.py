@@ -791,7 +791,7 @@ def test_a_second_executor_gets_the_result_or_a_claim_error_never_a_second_charg
             graph_a = dk.Orders(a, store=store_a, owner="worker-a")
             graph_b = dk.Orders(b, store=store_b, owner="worker-b")
 
-            # A is charging (claimed, not finished) when B gets there: B is told, not run.
+            # A is charging (running, not finished) when B gets there: B is told, not run.
             a.gates["ChargeCard"] = gate = asyncio.Event()
             running = asyncio.create_task(graph_a.run(pb.Charge, order=order, execution_id="o-1"))
             await a.entered["ChargeCard"].wait()
@@ -800,8 +800,9 @@ def test_a_second_executor_gets_the_result_or_a_claim_error_never_a_second_charg
             with pytest.raises(StepClaimed) as caught:
                 b_validate.set()
                 await late
-            assert (caught.value.owner, caught.value.status) == ("worker-a", "claimed")
-            assert "rerun_from('ChargeCard', 'o-1')" in str(caught.value)
+            assert (caught.value.owner, caught.value.status) == ("worker-a", "running")
+            assert "settle('ChargeCard', 'o-1', <its result>)" in str(caught.value)
+            assert "settle('ChargeCard', 'o-1', release=True)" in str(caught.value)
 
             # B started before A finished (no checkpoint yet), claims after: A's result.
             b.calls.clear()
