@@ -834,6 +834,96 @@ def test_migration_files_ship_for_every_version() -> None:
     assert sum("CREATE TABLE" in s for s in statements) == 4
 
 
+def schema_at_version_1(url: str) -> None:
+    """Create the version 1 schema only, as a release that shipped just 0001 would have."""
+    if url.startswith("sqlite:///"):
+        first = _migrations.load("sqlite")[0]
+        conn = sqlite3.connect(url.removeprefix("sqlite:///"), isolation_level=None)
+        try:
+            conn.execute("BEGIN IMMEDIATE")
+            for statement in _migrations.sqlite_statements(first.sql):
+                conn.execute(statement)
+            conn.execute(
+                "INSERT INTO docket_schema_version VALUES (1, ?, '2030-01-01 00:00:00.000000')",
+                (first.name,),
+            )
+            conn.execute("COMMIT")
+        finally:
+            conn.close()
+        return
+    first = _migrations.load("postgres")[0]
+    with psycopg.connect(url, autocommit=True) as pgconn, pgconn.transaction():
+        pgconn.execute(first.sql.encode())
+        pgconn.execute(
+            "INSERT INTO docket_schema_version (version, name) VALUES (1, %s)", (first.name,)
+        )
+
+
+def test_migrating_from_version_1(db_url: str) -> None:
+    schema_at_version_1(db_url)
+    sqlite = db_url.startswith("sqlite:")
+    if sqlite:
+        # A view of the user's over the table that version 2 rebuilds.
+        raw_sql(db_url, "CREATE VIEW steps AS SELECT step, status FROM docket_step_runs")
+    checkpoint = stored(workflow_key("order-1", "A"), execution_id="order-1", step="A")
+    shared = stored(global_key("shop.Orders", "B", "v1", [b"x"]), step="B")
+
+    async def body() -> None:
+        # connect(): the version 1 tables have the columns these writes use.
+        async with await connect(db_url) as store:
+            assert await store.schema_version() == 1
+            await store.put_result(shared)
+            await store.step_started("order-1", "A", owner="w1", now=T0)
+            await store.step_started("order-1", "A", owner="w1", now=T0)
+            await store.step_finished(
+                "order-1", "A", status="succeeded", result=checkpoint, now=T0 + timedelta(seconds=1)
+            )
+            await store.step_started("order-1", "C", owner="w1", now=T0)
+            before = await store.get_step_runs("order-1")
+
+            assert await store.migrate() == [2]
+            assert await store.schema_version() == SCHEMA_VERSION == 2
+            assert await store.get_step_runs("order-1") == before
+            kept = await store.get_results([checkpoint.key, shared.key])
+            assert list(kept) == [checkpoint.key]
+
+            # The new statuses and the attempts table work.
+            assert await store.step_finished("order-1", "C", status="cancelled", owner="w1")
+            await store.record_cache_hit("order-1", "B", owner="w1", now=T0)
+            statuses = {r.step: r.status for r in await store.get_step_runs("order-1")}
+            assert statuses == {"A": "succeeded", "B": "cached", "C": "cancelled"}
+            attempt = attempt_row("A", 2)
+            await store.step_finished("order-1", "A", status="failed", attempt=attempt)
+            assert await store.get_attempts("order-1") == [attempt]
+
+    run(body())
+    with pytest.raises((sqlite3.IntegrityError, psycopg.IntegrityError)):
+        raw_sql(
+            db_url,
+            "INSERT INTO docket_step_runs (execution_id, step, status, started_at, owner) "
+            "VALUES ('e', 's', 'bogus', '2030-01-01 00:00:00', 'w')",
+        )
+    if sqlite:
+        indexes = raw_sql(
+            db_url,
+            "SELECT name FROM sqlite_master WHERE type = 'index' AND sql IS NOT NULL "
+            "AND tbl_name = 'docket_step_runs'",
+        )
+        assert sorted(raw_sql(db_url, "SELECT step, status FROM steps")) == [
+            ("A", "failed"),
+            ("B", "cached"),
+            ("C", "cancelled"),
+        ]
+        assert raw_sql(db_url, "PRAGMA integrity_check") == [("ok",)]
+    else:
+        indexes = raw_sql(
+            db_url,
+            "SELECT indexname FROM pg_indexes WHERE schemaname = current_schema() "
+            "AND tablename = 'docket_step_runs' AND position('WHERE' IN indexdef) > 0",
+        )
+    assert indexes == [("docket_step_runs_unfinished",)]
+
+
 # -- URLs and the command line -------------------------------------------------
 
 
