@@ -27,9 +27,13 @@ from conftest import PG_URL, PgSession, Proxy, proxied, raw_sql
 
 from docket_runtime.stores import (
     SCHEMA_VERSION,
+    AttemptRecord,
+    AttemptStatus,
     ExecutionStatus,
     MemoryStore,
     SchemaVersionError,
+    StepRunRecord,
+    StepStatus,
     Store,
     StoredResult,
     StoreError,
@@ -391,6 +395,383 @@ async def _migrate_only(url: str) -> None:
         pass
 
 
+# -- claims, attempts and cache hits -------------------------------------------------
+
+
+def attempt_row(
+    step: str,
+    number: int,
+    *,
+    execution_id: str = "order-1",
+    status: AttemptStatus = "failed",
+    started_at: datetime = T0,
+    owner: str = "w1",
+) -> AttemptRecord:
+    """An attempt row; a failed one carries an error type, message and traceback."""
+    failed = status == "failed"
+    return AttemptRecord(
+        execution_id=execution_id,
+        step=step,
+        attempt=number,
+        status=status,
+        started_at=started_at,
+        finished_at=started_at + timedelta(milliseconds=1250),
+        duration_ms=1250.5,
+        error_type="builtins.ValueError" if failed else None,
+        error_message=f"bad card «{number}»" if failed else None,
+        traceback='Traceback (most recent call last):\n  File "x.py", line 1\nValueError\n'
+        if failed
+        else None,
+        owner=owner,
+    )
+
+
+async def run_of(store: Store, execution_id: str, step: str) -> StepRunRecord | None:
+    runs = {r.step: r for r in await store.get_step_runs(execution_id)}
+    return runs.get(step)
+
+
+def test_a_claimed_step_starts_only_under_its_own_claim(url: str) -> None:
+    async def body() -> None:
+        async with await opened(url) as store:
+            claim = await store.claim_step("order-1", "Charge", owner="w1", now=T0)
+            later = T0 + timedelta(seconds=1)
+            # Someone else's claim: nothing changes.
+            assert await store.step_started("order-1", "Charge", owner="w2", claimed=True) == 0
+            assert await run_of(store, "order-1", "Charge") == claim.run
+            assert (
+                await store.step_started("order-1", "Charge", owner="w1", claimed=True, now=later)
+                == 1
+            )
+            run_ = await run_of(store, "order-1", "Charge")
+            assert run_ is not None
+            assert (run_.status, run_.attempts, run_.owner, run_.started_at) == (
+                "running",
+                1,
+                "w1",
+                later,
+            )
+            # Started already: the claim is spent, even for its owner.
+            assert await store.step_started("order-1", "Charge", owner="w1", claimed=True) == 0
+            assert await run_of(store, "order-1", "Charge") == run_
+            # No claim at all: no row is made.
+            assert await store.step_started("order-1", "Other", owner="w1", claimed=True) == 0
+            assert await run_of(store, "order-1", "Other") is None
+            # Without claimed=True a start is recorded whatever the row says.
+            assert await store.step_started("order-1", "Charge", owner="w3") == 2
+
+    run(body())
+
+
+def test_a_step_ends_with_its_result_and_attempt_only_for_its_owner(url: str) -> None:
+    async def body() -> None:
+        async with await opened(url) as store:
+            row = stored(workflow_key("order-1", "Charge"), execution_id="order-1", step="Charge")
+            ok = attempt_row("Charge", 1, status="succeeded")
+            await store.step_started("order-1", "Charge", owner="w1", now=T0)
+            end = T0 + timedelta(milliseconds=1250)
+
+            # Taken over by w2: w1's end writes nothing at all.
+            assert not await store.step_finished(
+                "order-1", "Charge", status="succeeded", result=row, attempt=ok, owner="w2"
+            )
+            run_ = await run_of(store, "order-1", "Charge")
+            assert run_ is not None and (run_.status, run_.finished_at) == ("running", None)
+            assert await store.get_results([row.key]) == {}
+            assert await store.get_attempts("order-1") == []
+
+            assert await store.step_finished(
+                "order-1",
+                "Charge",
+                status="succeeded",
+                result=row,
+                attempt=ok,
+                owner="w1",
+                now=end,
+            )
+            run_ = await run_of(store, "order-1", "Charge")
+            assert run_ is not None
+            assert (run_.status, run_.finished, run_.finished_at, run_.error) == (
+                "succeeded",
+                True,
+                end,
+                None,
+            )
+            assert run_.duration_ms == pytest.approx(1250.0)
+            same((await store.get_results([row.key]))[row.key], row)
+            assert await store.get_attempts("order-1") == [ok]
+
+            # The same attempt number again replaces its row.
+            redo = dataclasses.replace(attempt_row("Charge", 1), owner="w9")
+            assert await store.step_finished(
+                "order-1", "Charge", status="failed", error="boom", attempt=redo
+            )
+            assert await store.get_attempts("order-1", "Charge") == [redo]
+
+            # An owner but no row: nothing written. No owner, no row: written (as before).
+            other = stored(workflow_key("order-1", "Ship"), execution_id="order-1", step="Ship")
+            lost = attempt_row("Ship", 1)
+            assert not await store.step_finished(
+                "order-1", "Ship", status="failed", result=other, attempt=lost, owner="w1"
+            )
+            assert await store.get_results([other.key]) == {}
+            assert await store.get_attempts("order-1", "Ship") == []
+            assert await store.step_finished(
+                "order-1", "Ship", status="failed", result=other, attempt=lost
+            )
+            assert other.key in await store.get_results([other.key])
+            assert await store.get_attempts("order-1", "Ship") == [lost]
+            assert await run_of(store, "order-1", "Ship") is None
+
+            # Cancelled is an end; other statuses, or another step's attempt, are refused.
+            await store.step_started("order-1", "Pack", owner="w1")
+            assert await store.step_finished("order-1", "Pack", status="cancelled", owner="w1")
+            pack = await run_of(store, "order-1", "Pack")
+            assert pack is not None and (pack.status, pack.finished) == ("cancelled", True)
+            with pytest.raises(ValueError):
+                await store.step_finished("order-1", "Pack", status="cached")  # type: ignore[arg-type]
+            with pytest.raises(ValueError, match="attempt of 'Charge'"):
+                await store.step_finished("order-1", "Pack", status="failed", attempt=ok)
+            assert await store.get_attempts("order-1", "Pack") == []
+
+    run(body())
+
+
+def test_attempts_round_trip_in_the_order_their_steps_started(url: str) -> None:
+    async def body() -> None:
+        async with await opened(url) as store:
+            at = [T0 + timedelta(seconds=s) for s in range(6)]
+            b1 = attempt_row("B", 1, started_at=at[0])
+            a1 = attempt_row("A", 1, started_at=at[1], owner="host:2:ab")
+            a2 = attempt_row("A", 2, started_at=at[3], status="succeeded")
+            b2 = attempt_row("B", 2, started_at=at[4], status="cancelled")
+            elsewhere = attempt_row("A", 1, execution_id="order-2", started_at=at[2])
+            # Written out of order, and through both ways an attempt is recorded.
+            for row in (a2, b2, elsewhere, b1, a1):
+                await store.step_finished(
+                    row.execution_id, row.step, status=row.status, attempt=row
+                )
+
+            found = await store.get_attempts("order-1")
+            assert found == [b1, b2, a1, a2]
+            one = found[2]
+            assert (one.error_type, one.error_message, one.owner) == (
+                "builtins.ValueError",
+                "bad card «1»",
+                "host:2:ab",
+            )
+            assert one.traceback is not None and one.traceback.endswith("ValueError\n")
+            assert one.started_at.tzinfo is not None and one.started_at == at[1]
+            assert isinstance(one.attempt, int) and one.duration_ms == 1250.5
+            assert (found[0].error_type, found[3].traceback) == ("builtins.ValueError", None)
+            assert await store.get_attempts("order-1", "A") == [a1, a2]
+            assert await store.get_attempts("order-2") == [elsewhere]
+            assert await store.get_attempts("order-1", "nope") == []
+            assert await store.get_attempts("nope") == []
+
+    run(body())
+
+
+def test_a_cache_hit_is_recorded_as_a_finished_run(url: str) -> None:
+    async def body() -> None:
+        async with await opened(url) as store:
+            await store.record_cache_hit("order-1", "Score", owner="w1", now=T0)
+            hit = await run_of(store, "order-1", "Score")
+            assert hit is not None
+            assert (hit.status, hit.attempts, hit.started_at, hit.finished_at) == (
+                "cached",
+                0,
+                T0,
+                T0,
+            )
+            assert (hit.duration_ms, hit.error, hit.owner, hit.finished) == (0, None, "w1", True)
+
+            # Over a failed run: its attempts stay, the rest is the hit's.
+            await store.step_started("order-1", "Rank", owner="w1", now=T0)
+            await store.step_finished("order-1", "Rank", status="failed", error="boom")
+            await store.step_started("order-1", "Rank", owner="w1", now=T0)
+            later = T0 + timedelta(minutes=1)
+            await store.record_cache_hit("order-1", "Rank", owner="w2", now=later)
+            rank = await run_of(store, "order-1", "Rank")
+            assert rank is not None
+            assert (rank.status, rank.attempts, rank.error, rank.owner) == (
+                "cached",
+                2,
+                None,
+                "w2",
+            )
+            assert (rank.started_at, rank.finished_at, rank.duration_ms) == (later, later, 0)
+            # A cached run is an ended one for a claimant too.
+            claim = await store.claim_step("order-1", "Score", owner="w3")
+            assert not claim.won and claim.run.status == "cached" and claim.run.finished
+
+    run(body())
+
+
+def test_only_an_unstarted_claim_is_released_and_only_by_its_owner(url: str) -> None:
+    async def body() -> None:
+        async with await opened(url) as store:
+            await store.claim_step("order-1", "Charge", owner="w1", now=T0)
+            assert not await store.release_claim("order-1", "Charge", owner="w2")
+            assert await run_of(store, "order-1", "Charge") is not None
+            assert await store.release_claim("order-1", "Charge", owner="w1")
+            assert await run_of(store, "order-1", "Charge") is None
+            assert not await store.release_claim("order-1", "Charge", owner="w1")
+            assert (await store.claim_step("order-1", "Charge", owner="w3")).won
+
+            # Once the body started the claim holds, for its owner too.
+            assert await store.step_started("order-1", "Charge", owner="w3", claimed=True) == 1
+            assert not await store.release_claim("order-1", "Charge", owner="w3")
+            run_ = await run_of(store, "order-1", "Charge")
+            assert run_ is not None and (run_.status, run_.owner) == ("running", "w3")
+
+    run(body())
+
+
+def test_a_claim_is_taken_over_once(url: str) -> None:
+    async def body() -> None:
+        async with await opened(url) as store:
+            first = await store.claim_step("order-1", "Charge", owner="w1", now=T0)
+            later = T0 + timedelta(minutes=5)
+            assert not await store.take_over_claim(
+                "order-1", "Charge", old_owner="w9", owner="w2", now=later
+            )
+            assert await run_of(store, "order-1", "Charge") == first.run
+            assert await store.take_over_claim(
+                "order-1", "Charge", old_owner="w1", owner="w2", now=later
+            )
+            run_ = await run_of(store, "order-1", "Charge")
+            assert run_ is not None
+            assert (run_.status, run_.owner, run_.started_at, run_.attempts) == (
+                "claimed",
+                "w2",
+                later,
+                0,
+            )
+            # The old owner learns it lost the claim: its start, end and release do nothing.
+            assert await store.step_started("order-1", "Charge", owner="w1", claimed=True) == 0
+            assert not await store.release_claim("order-1", "Charge", owner="w1")
+            assert await store.step_started("order-1", "Charge", owner="w2", claimed=True) == 1
+            assert not await store.step_finished(
+                "order-1", "Charge", status="succeeded", owner="w1"
+            )
+            # A started step's claim cannot be taken over.
+            assert not await store.take_over_claim("order-1", "Charge", old_owner="w2", owner="w3")
+            assert (
+                await store.take_over_claim("order-1", "Missing", old_owner="w2", owner="w3")
+                is False
+            )
+
+    run(body())
+
+
+def test_racing_take_overs_have_exactly_one_winner(url: str) -> None:
+    racers = 6
+
+    async def body() -> None:
+        async with await opened(url) as store:
+            # Separate stores are separate connections (and writer threads, and pools),
+            # except in memory, where a second store would hold other dicts.
+            others = [] if url == "memory://" else [await opened(url) for _ in range(racers - 1)]
+            stores = [store, *others] if others else [store] * racers
+            try:
+                for round_ in range(5):
+                    step = f"step{round_}"
+                    await store.claim_step("race", step, owner="dead")
+                    won = await asyncio.gather(
+                        *(
+                            s.take_over_claim("race", step, old_owner="dead", owner=f"r{i}")
+                            for i, s in enumerate(stores)
+                        )
+                    )
+                    assert won.count(True) == 1, won
+                    run_ = await run_of(store, "race", step)
+                    assert run_ is not None and run_.owner == f"r{won.index(True)}"
+            finally:
+                for other in others:
+                    await other.close()
+
+    run(body())
+
+
+def test_a_step_is_settled_with_a_result_it_did_not_compute(url: str) -> None:
+    async def body() -> None:
+        async with await opened(url) as store:
+            row = stored(workflow_key("order-1", "Charge"), execution_id="order-1", step="Charge")
+            later = T0 + timedelta(minutes=1)
+            await store.settle_step("order-1", "Charge", result=row, owner="w1", now=T0)
+            new = await run_of(store, "order-1", "Charge")
+            assert new is not None
+            assert (new.status, new.attempts, new.started_at, new.finished_at) == (
+                "succeeded",
+                0,
+                T0,
+                T0,
+            )
+            assert (new.duration_ms, new.error, new.owner) == (None, None, "w1")
+            same((await store.get_results([row.key]))[row.key], row)
+
+            # Over a run that failed: attempts, start and duration stay.
+            other = stored(workflow_key("order-1", "Ship"), execution_id="order-1", step="Ship")
+            await store.step_started("order-1", "Ship", owner="w1", now=T0)
+            await store.step_finished(
+                "order-1", "Ship", status="failed", error="boom", now=T0 + timedelta(seconds=2)
+            )
+            await store.settle_step("order-1", "Ship", result=other, owner="w2", now=later)
+            ship = await run_of(store, "order-1", "Ship")
+            assert ship is not None
+            assert (ship.status, ship.attempts, ship.started_at, ship.finished_at) == (
+                "succeeded",
+                1,
+                T0,
+                later,
+            )
+            assert ship.duration_ms == pytest.approx(2000.0)
+            assert (ship.error, ship.owner) == (None, "w2")
+            assert other.key in await store.get_results([other.key])
+
+    run(body())
+
+
+def test_rerun_deletes_the_attempts_of_the_steps_it_forgets(url: str) -> None:
+    async def body() -> None:
+        async with await opened(url) as store:
+            for eid, step in [("e1", "A"), ("e1", "B"), ("e2", "A")]:
+                for number in (1, 2):
+                    await store.step_started(eid, step, owner="w1")
+                    row = attempt_row(step, number, execution_id=eid)
+                    await store.step_finished(eid, step, status="failed", attempt=row)
+            assert await store.delete_results("e1", ["A"]) == 0
+            assert [(a.step, a.attempt) for a in await store.get_attempts("e1")] == [
+                ("B", 1),
+                ("B", 2),
+            ]
+            assert len(await store.get_attempts("e2")) == 2
+            # The step's attempt count starts again with its run.
+            assert await store.step_started("e1", "A", owner="w1") == 1
+
+    run(body())
+
+
+def test_step_run_and_attempt_rows() -> None:
+    statuses: tuple[StepStatus, ...] = (
+        "claimed",
+        "running",
+        "succeeded",
+        "failed",
+        "cancelled",
+        "cached",
+    )
+    ended = {
+        s for s in statuses if StepRunRecord("e", "s", s, 1, T0, None, None, None, "w").finished
+    }
+    assert ended == {"succeeded", "failed", "cancelled", "cached"}
+    with pytest.raises(ValueError):
+        dataclasses.replace(attempt_row("s", 1), status="cached")  # type: ignore[arg-type]
+    naive = dataclasses.replace(attempt_row("s", 1), started_at=T0.replace(tzinfo=None))
+    assert naive.started_at == T0 and naive.started_at.tzinfo is not None
+
+
 # -- schema and migrations -------------------------------------------------
 
 
@@ -451,6 +832,96 @@ def test_migration_files_ship_for_every_version() -> None:
         assert "CREATE TABLE docket_schema_version" in migrations[0].sql
     statements = _migrations.sqlite_statements(_migrations.load("sqlite")[0].sql)
     assert sum("CREATE TABLE" in s for s in statements) == 4
+
+
+def schema_at_version_1(url: str) -> None:
+    """Create the version 1 schema only, as a release that shipped just 0001 would have."""
+    if url.startswith("sqlite:///"):
+        first = _migrations.load("sqlite")[0]
+        conn = sqlite3.connect(url.removeprefix("sqlite:///"), isolation_level=None)
+        try:
+            conn.execute("BEGIN IMMEDIATE")
+            for statement in _migrations.sqlite_statements(first.sql):
+                conn.execute(statement)
+            conn.execute(
+                "INSERT INTO docket_schema_version VALUES (1, ?, '2030-01-01 00:00:00.000000')",
+                (first.name,),
+            )
+            conn.execute("COMMIT")
+        finally:
+            conn.close()
+        return
+    first = _migrations.load("postgres")[0]
+    with psycopg.connect(url, autocommit=True) as pgconn, pgconn.transaction():
+        pgconn.execute(first.sql.encode())
+        pgconn.execute(
+            "INSERT INTO docket_schema_version (version, name) VALUES (1, %s)", (first.name,)
+        )
+
+
+def test_migrating_from_version_1(db_url: str) -> None:
+    schema_at_version_1(db_url)
+    sqlite = db_url.startswith("sqlite:")
+    if sqlite:
+        # A view of the user's over the table that version 2 rebuilds.
+        raw_sql(db_url, "CREATE VIEW steps AS SELECT step, status FROM docket_step_runs")
+    checkpoint = stored(workflow_key("order-1", "A"), execution_id="order-1", step="A")
+    shared = stored(global_key("shop.Orders", "B", "v1", [b"x"]), step="B")
+
+    async def body() -> None:
+        # connect(): the version 1 tables have the columns these writes use.
+        async with await connect(db_url) as store:
+            assert await store.schema_version() == 1
+            await store.put_result(shared)
+            await store.step_started("order-1", "A", owner="w1", now=T0)
+            await store.step_started("order-1", "A", owner="w1", now=T0)
+            await store.step_finished(
+                "order-1", "A", status="succeeded", result=checkpoint, now=T0 + timedelta(seconds=1)
+            )
+            await store.step_started("order-1", "C", owner="w1", now=T0)
+            before = await store.get_step_runs("order-1")
+
+            assert await store.migrate() == [2]
+            assert await store.schema_version() == SCHEMA_VERSION == 2
+            assert await store.get_step_runs("order-1") == before
+            kept = await store.get_results([checkpoint.key, shared.key])
+            assert list(kept) == [checkpoint.key]
+
+            # The new statuses and the attempts table work.
+            assert await store.step_finished("order-1", "C", status="cancelled", owner="w1")
+            await store.record_cache_hit("order-1", "B", owner="w1", now=T0)
+            statuses = {r.step: r.status for r in await store.get_step_runs("order-1")}
+            assert statuses == {"A": "succeeded", "B": "cached", "C": "cancelled"}
+            attempt = attempt_row("A", 2)
+            await store.step_finished("order-1", "A", status="failed", attempt=attempt)
+            assert await store.get_attempts("order-1") == [attempt]
+
+    run(body())
+    with pytest.raises((sqlite3.IntegrityError, psycopg.IntegrityError)):
+        raw_sql(
+            db_url,
+            "INSERT INTO docket_step_runs (execution_id, step, status, started_at, owner) "
+            "VALUES ('e', 's', 'bogus', '2030-01-01 00:00:00', 'w')",
+        )
+    if sqlite:
+        indexes = raw_sql(
+            db_url,
+            "SELECT name FROM sqlite_master WHERE type = 'index' AND sql IS NOT NULL "
+            "AND tbl_name = 'docket_step_runs'",
+        )
+        assert sorted(raw_sql(db_url, "SELECT step, status FROM steps")) == [
+            ("A", "failed"),
+            ("B", "cached"),
+            ("C", "cancelled"),
+        ]
+        assert raw_sql(db_url, "PRAGMA integrity_check") == [("ok",)]
+    else:
+        indexes = raw_sql(
+            db_url,
+            "SELECT indexname FROM pg_indexes WHERE schemaname = current_schema() "
+            "AND tablename = 'docket_step_runs' AND position('WHERE' IN indexdef) > 0",
+        )
+    assert indexes == [("docket_step_runs_unfinished",)]
 
 
 # -- URLs and the command line -------------------------------------------------
