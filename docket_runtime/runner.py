@@ -362,7 +362,8 @@ async def _attempt_started(persist: Persistence, execution: Execution, step: str
     except asyncio.CancelledError:
         # The write may have happened: say that the attempt never started its body.
         if persist.claim:
-            await shielded(store.release_claim(execution.id, step, owner=persist.owner))
+            release = store.release_claim(execution.id, step, owner=persist.owner, running=True)
+            await shielded(release)
         else:
             await shielded(store.step_finished(execution.id, step, status="cancelled"))
         raise

@@ -624,6 +624,13 @@ def test_only_an_unstarted_claim_is_released_and_only_by_its_owner(url: str) -> 
             assert not await store.release_claim("order-1", "Charge", owner="w3")
             run_ = await run_of(store, "order-1", "Charge")
             assert run_ is not None and (run_.status, run_.owner) == ("running", "w3")
+            # Unless its owner knows that the body never started (its start was cancelled).
+            assert not await store.release_claim("order-1", "Charge", owner="w1", running=True)
+            assert await store.release_claim("order-1", "Charge", owner="w3", running=True)
+            assert await run_of(store, "order-1", "Charge") is None
+            await store.step_started("order-1", "Ship", owner="w3")
+            await store.step_finished("order-1", "Ship", status="succeeded")
+            assert not await store.release_claim("order-1", "Ship", owner="w3", running=True)
 
     run(body())
 

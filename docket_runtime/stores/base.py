@@ -439,12 +439,16 @@ class Store(Protocol):
         """
         ...
 
-    async def release_claim(self, execution_id: str, step: str, *, owner: str) -> bool:
+    async def release_claim(
+        self, execution_id: str, step: str, *, owner: str, running: bool = False
+    ) -> bool:
         """Give up a claim whose step never started: delete its row.
 
         Only a ``claimed`` row owned by ``owner`` is deleted, so a step that
-        started (or a claim taken over) is never released. Returns whether a
-        row was deleted.
+        started (or a claim taken over) is never released. With ``running``,
+        a ``running`` row of ``owner`` is deleted too: the caller knows that
+        the step's body never started (its start was cancelled after the row
+        was marked). Returns whether a row was deleted.
         """
         ...
 

@@ -319,10 +319,13 @@ class MemoryStore(StoreBase):
             owner=owner,
         )
 
-    async def release_claim(self, execution_id: str, step: str, *, owner: str) -> bool:
-        """Delete the step's row if it is still ``claimed`` by ``owner``."""
+    async def release_claim(
+        self, execution_id: str, step: str, *, owner: str, running: bool = False
+    ) -> bool:
+        """Delete the step's row if it is still ``claimed`` (or ``running``) by ``owner``."""
         old = self._runs.get((execution_id, step))
-        if old is None or old.status != "claimed" or old.owner != owner:
+        statuses = ("claimed", "running") if running else ("claimed",)
+        if old is None or old.status not in statuses or old.owner != owner:
             return False
         del self._runs[(execution_id, step)]
         return True

@@ -668,15 +668,16 @@ class PostgresStore(StoreBase):
 
         await self._run(record)
 
-    async def release_claim(self, execution_id: str, step: str, *, owner: str) -> bool:
-        """Delete the step's row if it is still ``claimed`` by ``owner``."""
-        params = (execution_id, step, owner)
+    async def release_claim(
+        self, execution_id: str, step: str, *, owner: str, running: bool = False
+    ) -> bool:
+        """Delete the step's row if it is still ``claimed`` (or ``running``) by ``owner``."""
 
         async def release(conn: Conn) -> bool:
             cur = await conn.execute(
                 "DELETE FROM docket_step_runs WHERE execution_id = %s AND step = %s "
-                "AND status = 'claimed' AND owner = %s",
-                params,
+                "AND (status = 'claimed' OR (status = 'running' AND %s)) AND owner = %s",
+                (execution_id, step, running, owner),
             )
             return cur.rowcount == 1
 

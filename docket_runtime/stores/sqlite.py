@@ -678,13 +678,16 @@ class SqliteStore(StoreBase):
             )
         )
 
-    async def release_claim(self, execution_id: str, step: str, *, owner: str) -> bool:
-        """Delete the step's row if it is still ``claimed`` by ``owner``."""
+    async def release_claim(
+        self, execution_id: str, step: str, *, owner: str, running: bool = False
+    ) -> bool:
+        """Delete the step's row if it is still ``claimed`` (or ``running``) by ``owner``."""
+        statuses = "('claimed', 'running')" if running else "('claimed')"
         deleted = await self._write(
             lambda conn: (
                 conn.execute(
                     "DELETE FROM docket_step_runs WHERE execution_id = ? AND step = ? "
-                    "AND status = 'claimed' AND owner = ?",
+                    f"AND status IN {statuses} AND owner = ?",
                     (execution_id, step, owner),
                 ).rowcount
             )
