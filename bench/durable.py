@@ -13,7 +13,7 @@ Each system runs it two ways, in a process of its own, one after the other:
 - **queued**: one worker process takes executions from a Postgres queue.
   The executions are enqueued one by one while the worker runs, and the
   clock runs from the first enqueue to the last execution done (Docket:
-  :func:`docket_runtime.procrastinate.enqueue` and ``run_worker``; DBOS: a
+  :func:`docket_runtime.durable.enqueue` and ``run_worker``; DBOS: a
   database-backed queue and ``DBOS.enqueue_workflow_async``, its polling
   interval lowered to 0.05 s: its default, 1 s, would cap it at
   ``concurrency`` executions per second). Both workers run ``--concurrency``
@@ -101,7 +101,7 @@ async def docket_part(url: str, n: int, concurrency: int) -> dict[str, float]:
     import procrastinate
     from generated import generate
 
-    from docket_runtime.procrastinate import (
+    from docket_runtime.durable import (
         Registry,
         apply_queue_schema,
         enqueue,

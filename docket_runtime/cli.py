@@ -58,7 +58,7 @@ async def _migrate(url: str, with_queue: bool = False) -> str:
                 "--with-queue needs a postgresql:// URL: Procrastinate runs on Postgres"
             )
         try:
-            from .procrastinate import apply_queue_schema
+            from .durable import apply_queue_schema
         except ImportError as err:
             raise StoreError(str(err)) from err
     store = await connect(url)

@@ -108,7 +108,7 @@ class StepContext:
         """Continue the execution in a new job once this step's result is checkpointed.
 
         For long or heavy executions run by a durable worker
-        (:mod:`docket_runtime.procrastinate`): when the step returns, its result
+        (:mod:`docket_runtime.durable`): when the step returns, its result
         is written, the current job ends and a new job resumes the execution
         from the checkpoints. Only a step whose result is kept (a cache scope,
         or ``AT_MOST_ONCE``) can hand off; elsewhere (no durable worker, or

@@ -10,7 +10,7 @@ What a caller of ``run`` can get, and what each means:
 - :class:`DeadlineExceeded`: the execution's overall deadline passed.
 - ``asyncio.CancelledError``: the caller itself was cancelled.
 
-Only under a durable queue (:mod:`docket_runtime.procrastinate`) can a run also
+Only under a durable queue (:mod:`docket_runtime.durable`) can a run also
 end with a :class:`Suspended` signal: :class:`RetryLater` (a durable step's
 retry is due later) or :class:`HandOff` (a step asked to continue in a new
 job). The queue adapter catches them; a plain ``run`` never sees them.
@@ -142,7 +142,7 @@ class StepClaimed(DocketError):
 class Suspended(DocketError):
     """The run stopped on purpose and continues in a new job of the durable queue.
 
-    Raised only in durable mode (set by :mod:`docket_runtime.procrastinate`):
+    Raised only in durable mode (set by :mod:`docket_runtime.durable`):
     what is checkpointed stays, the execution is recorded ``waiting`` or
     ``queued``, and the adapter defers the job that resumes it. ``step`` is the
     step that asked for it.

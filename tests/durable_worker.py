@@ -81,7 +81,7 @@ def build(
     dk = importlib.import_module("durabletest.orders_docket")
     pb = importlib.import_module("durabletest.orders_pb2")
 
-    from docket_runtime.procrastinate import Registry
+    from docket_runtime.durable import Registry
 
     blocked = frozenset(block)
 
@@ -198,7 +198,7 @@ async def main(config: dict[str, Any]) -> None:
     import procrastinate
     from psycopg_pool import AsyncConnectionPool
 
-    from docket_runtime.procrastinate import install, run_worker
+    from docket_runtime.durable import install, run_worker
     from docket_runtime.stores import open_store
 
     url = config["url"]

@@ -44,7 +44,7 @@ from durable_support import ROOT, WORKER, generated, pb, wait_for
 from durable_worker import EFFECTS_TABLE, MemoryEffects, build
 
 from docket_runtime.cli import main as docket_cli
-from docket_runtime.procrastinate import (
+from docket_runtime.durable import (
     Registry,
     cancel,
     enqueue,

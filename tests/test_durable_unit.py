@@ -25,7 +25,7 @@ from durable_worker import MemoryEffects, build
 from procrastinate.testing import InMemoryConnector
 
 from docket_runtime import context
-from docket_runtime.procrastinate import (
+from docket_runtime.durable import (
     RESUME_TASK,
     SCHEDULE_TASK,
     STORE_RETRY_DELAY,
@@ -445,7 +445,7 @@ def test_the_runtime_imports_without_procrastinate_and_the_adapter_names_the_ext
         "sys.modules['procrastinate'] = None\n"
         "import docket_runtime, docket_runtime.stores\n"
         "try:\n"
-        "    import docket_runtime.procrastinate\n"
+        "    import docket_runtime.durable\n"
         "except ImportError as err:\n"
         "    print(err)\n"
     )
@@ -453,7 +453,30 @@ def test_the_runtime_imports_without_procrastinate_and_the_adapter_names_the_ext
         [sys.executable, "-c", script], capture_output=True, text=True, check=False
     )
     assert done.returncode == 0, done.stderr
+    assert "docket_runtime.durable needs Procrastinate" in done.stdout
     assert "pip install 'docket-proto[procrastinate]'" in done.stdout
+
+
+def test_the_public_api_is_pinned() -> None:
+    import docket_runtime.durable as durable
+
+    assert durable.__all__ == [
+        "DEFAULT_QUEUE",
+        "RESUME_TASK",
+        "SCHEDULE_TASK",
+        "Registry",
+        "apply_queue_schema",
+        "blueprint",
+        "cancel",
+        "enqueue",
+        "install",
+        "lock_key",
+        "make_blueprint",
+        "run_worker",
+        "schedule",
+        "sweep_stalled",
+    ]
+    assert all(hasattr(durable, name) for name in durable.__all__)
 
 
 def test_retry_later_carries_what_a_worker_needs() -> None:

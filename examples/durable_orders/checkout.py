@@ -27,7 +27,7 @@ from durable_orders.orders_pb2 import (
 from psycopg_pool import AsyncConnectionPool
 
 from docket_runtime import context
-from docket_runtime.procrastinate import Registry, install
+from docket_runtime.durable import Registry, install
 from docket_runtime.stores import Store, open_store
 
 GATEWAY_TABLE = """\

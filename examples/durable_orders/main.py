@@ -29,7 +29,7 @@ import psycopg
 from checkout import GATEWAY_TABLE, Wiring, wire
 from durable_orders.orders_pb2 import Confirmation, Order
 
-from docket_runtime.procrastinate import apply_queue_schema, enqueue
+from docket_runtime.durable import apply_queue_schema, enqueue
 from docket_runtime.stores import open_store
 
 HERE = Path(__file__).resolve().parent

@@ -16,7 +16,7 @@ import os
 
 from checkout import wire
 
-from docket_runtime.procrastinate import run_worker
+from docket_runtime.durable import run_worker
 
 
 async def main(url: str, concurrency: int, stalled_timeout: float, failure_rate: float) -> None:

@@ -1,0 +1,64 @@
+"""Recording an execution for a queue: the store's half of enqueueing, before a job is deferred."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from google.protobuf.message import Message
+
+from .. import Graph
+from ._inputs import encode_inputs, same_inputs
+
+
+async def record_execution(
+    graph: Graph[Any],
+    target: type[Message],
+    inputs: Mapping[str, Message | None],
+    *,
+    execution_id: str,
+    connection: Any = None,
+) -> bool:
+    """Record execution ``execution_id`` of ``target`` as queued; ``True`` if it needs a job.
+
+    ``graph`` must be bound with a store and ``record=True``; ``inputs`` are
+    checked and stored (:mod:`._inputs`). ``connection`` (an open psycopg
+    connection, with a graph bound to a Postgres store in the same database)
+    writes the row in the caller's transaction. An id already queued,
+    running, waiting or succeeded needs no job (``False``); one that failed or
+    was cancelled is queued again. The same id with another graph, target or
+    inputs is a ``ValueError``.
+    """
+    store = graph.store
+    if store is None or not graph.record:
+        raise ValueError(
+            f"graph {graph.plan.name} must be bound with a store and record=True to be enqueued"
+        )
+    text = encode_inputs(graph, target, inputs)
+    target_name = target.DESCRIPTOR.full_name
+    if connection is not None:
+        from ..stores.postgres import PostgresStore
+
+        if not isinstance(store, PostgresStore):
+            raise TypeError(
+                "connection= needs the graph bound to a Postgres store in the same database"
+            )
+        row = await store.queue_execution(
+            execution_id,
+            graph=graph.plan.name,
+            target=target_name,
+            inputs=text,
+            connection=connection,
+        )
+    else:
+        row = await store.queue_execution(
+            execution_id, graph=graph.plan.name, target=target_name, inputs=text
+        )
+    if (row.graph, row.target) != (graph.plan.name, target_name) or not same_inputs(
+        row.inputs, text
+    ):
+        raise ValueError(
+            f"execution id {execution_id!r} already names another execution "
+            f"({row.graph} -> {row.target}, with other inputs); use a new id"
+        )
+    return row.status == "queued"
