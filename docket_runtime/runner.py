@@ -102,7 +102,7 @@ def make_runner(
     async def run(execution: Execution) -> None:
         args = args_of(execution.values)
         key: str | None = None
-        # Under a durable queue (docket_runtime.procrastinate) attempts are counted in the
+        # Under a durable queue (docket_runtime.durable) attempts are counted in the
         # store across jobs, and a durable step's retry is a new job instead of a sleep.
         mode = _durable.get()
         counted = mode is not None and persist is not None and persist.record

@@ -1176,7 +1176,7 @@ def test_sqlite_reads_go_to_the_writer_thread_without_wal(tmp_path: Path) -> Non
     run(body())
 
 
-# -- executions run by a durable worker (docket_runtime.procrastinate) ------------------------
+# -- executions run by a durable worker (docket_runtime.durable) -----------------------------
 
 G, TG = "shop.Orders", "shop.Receipt"
 
