@@ -260,7 +260,14 @@ async def run_batch(
     if type(limit) is not int or limit < 1:
         raise ValueError(f"max_concurrency must be a positive int, not {max_concurrency!r}")
     shared = Execution(plan.name, len(engine.tables.slots), execution_id)
-    _fill_shared(table, inputs, shared.values, plan.name)
+    fill_inputs(
+        table.inputs,
+        table.keywords,
+        inputs,
+        shared.values,
+        f"{plan.name}: a batch of {table.type_name}",
+        items=GraphInput(table.item_keyword, table.item_slot, table.item_cls, True),
+    )
     values = list(items)
     item_cls = table.item_cls
     for index, item in enumerate(values):
@@ -297,23 +304,6 @@ def _no_batch(plan: GraphPlan, target: type[Message]) -> str:
         )
     batched = ", ".join(t.type for t in plan.targets if t.batch is not None)
     return f"graph {plan.name} cannot produce {name} over a batch; it produces {batched}"
-
-
-def _fill_shared(
-    table: BatchTable, inputs: Mapping[str, Message | None], values: list[Any], graph: str
-) -> None:
-    where = f"{graph}: a batch of {table.type_name}"
-    unknown = fill_inputs(table.inputs, table.keywords, inputs, values, where)
-    if table.item_keyword in unknown:
-        raise TypeError(
-            f"{graph}: the items of a batch are its second argument, "
-            f"not {table.item_keyword}= (a sequence of {table.item_cls.DESCRIPTOR.full_name})"
-        )
-    if unknown:
-        raise TypeError(
-            f"{where} takes no input {', '.join(unknown)}; "
-            f"it takes {', '.join(sorted(table.keywords)) or 'none besides the items'}"
-        )
 
 
 def _limited(runner: Runner, semaphore: asyncio.Semaphore) -> Runner:

@@ -155,7 +155,7 @@ class Graph(Generic[S]):
         """
         table = self._target_table(target)
         execution = Execution(self.plan.name, len(self._tables.slots), execution_id)
-        _fill_inputs(table, inputs, execution.values, self.plan.name)
+        fill_inputs(table.inputs, table.keywords, inputs, execution.values, self._where(table))
         deadline = self.deadline if deadline is None else deadline
         # Checkpoints can exist only for an id the caller chose (a rerun or a resume).
         resume = execution_id is not None and target in self._resumable
@@ -308,11 +308,15 @@ class Graph(Generic[S]):
     def check_inputs(self, target: type[Message], inputs: Mapping[str, Message | None]) -> None:
         """Raise TypeError unless ``inputs`` are valid graph inputs for running ``target``."""
         table = self._target_table(target)
-        _fill_inputs(table, inputs, [None] * len(self._tables.slots), self.plan.name)
+        values = [None] * len(self._tables.slots)
+        fill_inputs(table.inputs, table.keywords, inputs, values, self._where(table))
 
     def producer(self, target: type[Message]) -> Step:
         """The plan step producing ``target`` (TypeError if the graph has none)."""
         return self._step_producing(target).step
+
+    def _where(self, table: TargetTable) -> str:
+        return f"{self.plan.name}: target {table.type_name}"
 
     def _target_table(self, target: type[Message]) -> TargetTable:
         table = self._tables.targets.get(target)
@@ -350,18 +354,6 @@ def _downstream(plan: GraphPlan, step: str) -> list[str]:
 def _type_name(cls: type[Any]) -> str:
     descriptor = getattr(cls, "DESCRIPTOR", None)
     return str(getattr(descriptor, "full_name", cls.__qualname__))
-
-
-def _fill_inputs(
-    table: TargetTable, inputs: Mapping[str, Message | None], values: list[Any], graph: str
-) -> None:
-    where = f"{graph}: target {table.type_name}"
-    unknown = fill_inputs(table.inputs, table.keywords, inputs, values, where)
-    if unknown:
-        raise TypeError(
-            f"{where} takes no input {', '.join(unknown)}; "
-            f"it takes {', '.join(sorted(table.keywords)) or 'none'}"
-        )
 
 
 def _bind_call(

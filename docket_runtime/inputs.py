@@ -16,11 +16,16 @@ def fill_inputs(
     given: Mapping[str, Message | None],
     values: list[Any],
     where: str,
-) -> list[str]:
-    """Put each given input in its slot; returns the keywords given that are not expected.
+    *,
+    items: GraphInput | None = None,
+) -> None:
+    """Check the graph inputs a caller passed by keyword and put each in its slot.
 
-    Raises TypeError for a missing required input or a value of the wrong
-    message type; ``where`` starts the message (``"shop.Orders: target shop.Receipt"``).
+    The one input check of every entry point (``run``, ``run_batch``,
+    ``enqueue``). Raises TypeError for a missing required input, a value of
+    the wrong message type, or a keyword the target does not take; ``where``
+    starts the message (``"shop.Orders: target shop.Receipt"``). ``items`` is
+    the item input of a batch run, which is passed as a list, not by keyword.
     """
     for graph_input in expected:
         value = given.get(graph_input.keyword)
@@ -38,5 +43,12 @@ def fill_inputs(
             )
         values[graph_input.slot] = value
     if len(given) <= len(expected) and keywords.issuperset(given):
-        return []
-    return sorted(set(given) - keywords)
+        return
+    unknown = sorted(set(given) - keywords)
+    if items is not None and items.keyword in unknown:
+        raise TypeError(
+            f"{where.partition(':')[0]}: the items of a batch are its second argument, "
+            f"not {items.keyword}= (a sequence of {items.cls.DESCRIPTOR.full_name})"
+        )
+    takes = ", ".join(sorted(keywords)) or ("none besides the items" if items else "none")
+    raise TypeError(f"{where} takes no input {', '.join(unknown)}; it takes {takes}")
