@@ -265,6 +265,8 @@ def _step_node(spec: Step) -> Node:
     ]
     if spec.inputs:
         kwargs.append(("inputs", Tuple([_input_node(i.name, i.type, i.kind) for i in spec.inputs])))
+    if spec.needs:
+        kwargs.append(("needs", Tuple([string(n) for n in spec.needs])))
     for option in (
         "blocking",
         "timeout",

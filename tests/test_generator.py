@@ -10,7 +10,7 @@ import pytest
 from conftest import ROOT, TEST_PROTOS, compile_request, run_docket_gen, write_protos
 from google.protobuf import descriptor_pb2
 
-from docket_gen.planner import plan_targets
+from docket_gen.planner import plan_graph
 from docket_gen.plugin import generate
 from docket_gen.reader import read_files
 from docket_gen.wiring import check_graph
@@ -102,7 +102,16 @@ def test_plan_of_the_test_graphs(tmp_path: Path) -> None:
     graphs = {g.name: g for g in files["testgraphs/shapes.proto"].graphs}
     for graph in graphs.values():
         assert check_graph(graph) == []
-    diamond = {t.type: t for t in plan_targets(graphs["Diamond"])}
+        plan_graph(graph)
+    needs = {step.spec.name: step.spec.needs for step in graphs["Diamond"].steps}
+    assert needs == {
+        "Top": (),
+        "MakeLeft": ("Top",),
+        "MakeRight": ("Top",),
+        "Join": ("MakeLeft", "MakeRight"),
+    }
+    assert 'needs=("MakeLeft", "MakeRight"),' in files_out["testgraphs/shapes_docket.py"]
+    diamond = {t.type: t for t in graphs["Diamond"].targets}
     joined = diamond["testgraphs.Joined"]
     assert joined.steps == ("Top", "MakeLeft", "MakeRight", "Join")
     assert joined.levels == (("Top",), ("MakeLeft", "MakeRight"), ("Join",))
@@ -110,7 +119,7 @@ def test_plan_of_the_test_graphs(tmp_path: Path) -> None:
     assert diamond["testgraphs.Left"].steps == ("Top", "MakeLeft")
     assert diamond["testgraphs.Extra"].levels == (("Top",),)
 
-    fan = {t.type: t for t in plan_targets(graphs["Fan"])}
+    fan = {t.type: t for t in graphs["Fan"].targets}
     fanned = fan["testgraphs.Fanned"]
     assert fanned.levels == (("StepA", "StepB", "StepC"), ("Gather",))
     assert fanned.inputs == ("testgraphs.Seed",)
