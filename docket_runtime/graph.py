@@ -20,6 +20,7 @@ from typing import Any, ClassVar, Generic, Literal, TypeVar, cast
 
 from google.protobuf.message import Message
 
+from . import _deps
 from .batch import run_batch
 from .context import Execution, context
 from .errors import BindError, DeadlineExceeded, RetryLater, Suspended
@@ -252,7 +253,7 @@ class Graph(Generic[S]):
         if self.store is None:
             return []
         self.plan.step(step)  # KeyError naming the graph if there is no such step
-        downstream = _downstream(self.plan, step)
+        downstream = _deps.downstream(_deps.needs_of(self.plan.steps), (step,))
         await self.store.delete_results(execution_id, downstream)
         return downstream
 
@@ -348,22 +349,6 @@ def _status(outcome: str) -> Literal["succeeded", "failed", "cancelled"]:
     if outcome == "succeeded":
         return "succeeded"
     return "cancelled" if outcome == "cancelled" else "failed"
-
-
-def _downstream(plan: GraphPlan, step: str) -> list[str]:
-    """``step`` and every step that needs its output, directly or not, in plan order."""
-    producer = {s.output: s.name for s in plan.steps}
-    tainted = {step}
-    grew = True
-    while grew:  # steps are in declaration order, not necessarily topological
-        grew = False
-        for candidate in plan.steps:
-            if candidate.name not in tainted and any(
-                producer.get(i.type) in tainted for i in candidate.inputs
-            ):
-                tainted.add(candidate.name)
-                grew = True
-    return [s.name for s in plan.steps if s.name in tainted]
 
 
 def _type_name(cls: type[Any]) -> str:

@@ -1,10 +1,14 @@
-"""The dependency graph derivations (docket_runtime._deps)."""
+"""The dependency graph derivations (docket_runtime._deps) and the runtime's check of ``needs``."""
 
 from __future__ import annotations
 
-import pytest
+from dataclasses import replace
 
-from docket_runtime import Input, InputKind, Step, _deps
+import pytest
+from google.protobuf import wrappers_pb2
+
+from docket_runtime import GraphPlan, Input, InputKind, Step, Target, _deps
+from docket_runtime.tables import build_tables
 
 # A diamond A -> B, C -> D, and E on its own.
 DIAMOND = {"A": (), "B": ("A",), "C": ("A",), "D": ("B", "C"), "E": ()}
@@ -82,3 +86,42 @@ STEPS = (
 def test_step_needs_follow_the_inputs() -> None:
     # In input order, once each; a graph input (StringValue) needs no step.
     assert _deps.step_needs(STEPS) == {"Count": (), "Check": ("Count",), "Sum": ("Check", "Count")}
+
+
+def _plan(steps: tuple[Step, ...], joined: tuple[str, ...] = ("Count", "Check")) -> GraphPlan:
+    types = (wrappers_pb2.StringValue, wrappers_pb2.Int32Value, wrappers_pb2.BoolValue)
+    return GraphPlan(
+        name="t.Checked",
+        steps=steps,
+        targets=(Target("google.protobuf.BoolValue", joined, (("Count",), ("Check",))),),
+        types={cls.DESCRIPTOR.full_name: cls for cls in types},
+        inputs={"google.protobuf.StringValue": "text"},
+    )
+
+
+def test_tables_follow_the_plan_needs() -> None:
+    needs = _deps.step_needs(STEPS[:2])
+    steps = tuple(replace(step, needs=needs[step.name]) for step in STEPS[:2])
+    table = next(iter(build_tables(_plan(steps)).targets.values()))
+    assert (table.steps, table.dep_counts, table.roots, table.chain) == ((0, 1), (0, 1), (0,), True)
+
+
+def test_a_plan_without_needs_does_not_bind() -> None:
+    """A module generated before ``needs`` existed: its steps would start before their inputs."""
+    with pytest.raises(ValueError) as caught:
+        build_tables(_plan(STEPS[:2]))
+    assert str(caught.value) == (
+        "plan of graph t.Checked is inconsistent: step Check needs no step, but its inputs "
+        "come from Count; generate the module again"
+    )
+
+
+def test_a_target_must_list_every_step_it_needs() -> None:
+    needs = _deps.step_needs(STEPS[:2])
+    steps = tuple(replace(step, needs=needs[step.name]) for step in STEPS[:2])
+    with pytest.raises(ValueError) as caught:
+        build_tables(_plan(steps, joined=("Check",)))
+    assert str(caught.value) == (
+        "plan of graph t.Checked is inconsistent: target google.protobuf.BoolValue needs step "
+        "Count, which it does not list"
+    )
