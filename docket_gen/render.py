@@ -347,5 +347,7 @@ def _value_node(value: object) -> Node:
             kwargs.append(("ttl", Raw(repr(value.ttl))))
         if value.version:
             kwargs.append(("version", string(value.version)))
+        if value.namespace:
+            kwargs.append(("namespace", string(value.namespace)))
         return Call("_plan.CachePolicy", kwargs=kwargs)
     raise TypeError(f"cannot render option value {value!r}")

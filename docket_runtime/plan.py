@@ -76,11 +76,16 @@ class RetryPolicy:
 
 @dataclass(frozen=True, slots=True)
 class CachePolicy:
-    """Which results of a step are kept, and for how long (``ttl`` in seconds)."""
+    """Which results of a step are kept, and for how long (``ttl`` in seconds).
+
+    ``namespace`` (``GLOBAL`` scope only) keys the results under that name instead
+    of the graph's full name, so that graphs setting the same one share them.
+    """
 
     scope: CacheScope = CacheScope.NONE
     ttl: float | None = None
     version: str = ""
+    namespace: str = ""
 
 
 @dataclass(frozen=True, slots=True)
