@@ -20,11 +20,10 @@ from __future__ import annotations
 import dataclasses
 import enum
 
+from docket_runtime import _deps
 from docket_runtime.plan import Batch, Input, InputKind, Stage
 
 from .model import Diagnostic, GraphModel, StepModel
-from .planner import topological_order
-from .wiring import step_dependencies
 
 # Parameters of the generated run_batch() besides the graph inputs and those of run().
 BATCH_KEYWORDS = frozenset({"items", "max_concurrency", "on_error"})
@@ -53,12 +52,9 @@ def plan_batches(graph: GraphModel) -> list[Diagnostic]:
     errors += _check_keywords(graph, item)
     if errors:
         return errors
-    # A step's stage: how many aggregates lie on the longest path to it, itself included.
-    deps = step_dependencies(graph)
-    depth: dict[str, int] = {}
-    for name in topological_order(graph, deps):
-        below = max((depth[d] for d in deps[name]), default=0)
-        depth[name] = below + (1 if roles[name] is Role.AGGREGATE else 0)
+    # A stage starts at each aggregate: it needs every item's value from the stages before.
+    needs = graph.needs()
+    aggregates = {name for name, role in roles.items() if role is Role.AGGREGATE}
     producers = graph.producers()
     targets = []
     for target in graph.targets:
@@ -67,10 +63,10 @@ def plan_batches(graph: GraphModel) -> list[Diagnostic]:
         if any(roles[n] is not Role.SHARED for n in names):
             stages = tuple(
                 Stage(
-                    once=tuple(n for n in names if depth[n] == d and roles[n] is not Role.EACH),
-                    each=tuple(n for n in names if depth[n] == d and roles[n] is Role.EACH),
+                    once=tuple(n for n in stage if roles[n] is not Role.EACH),
+                    each=tuple(n for n in stage if roles[n] is Role.EACH),
                 )
-                for d in sorted({depth[n] for n in names})
+                for stage in _deps.stages(needs, names, aggregates)
             )
             per_item = roles[producers[target.type].spec.name] is Role.EACH
             batch = Batch(stages=stages, per_item=per_item)
@@ -92,7 +88,7 @@ def _item_type(graph: GraphModel) -> tuple[str | None, list[Diagnostic]]:
         i.type for step in graph.steps for i in step.spec.inputs if i.kind is InputKind.REPEATED
     ]
     if gathered:
-        order = topological_order(graph, step_dependencies(graph))
+        order = _deps.topological_order(graph.needs())
         covered = {t: _per_item(graph, t, order).intersection(gathered) for t in graph.inputs}
         full = [t for t, types in covered.items() if len(types) == len(set(gathered))]
         partial = [t for t, types in covered.items() if types]
@@ -130,7 +126,7 @@ def _roles(graph: GraphModel, item: str) -> tuple[dict[str, Role], list[Diagnost
     per_item = {item}
     roles: dict[str, Role] = {}
     errors: list[Diagnostic] = []
-    for name in topological_order(graph, step_dependencies(graph)):
+    for name in _deps.topological_order(graph.needs()):
         step = steps[name]
         singular: list[Input] = []
         gathered: list[int] = []

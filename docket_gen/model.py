@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from docket_runtime._deps import needs_of
 from docket_runtime.plan import Step, Target
 
 from .locations import Location
@@ -50,7 +51,8 @@ class GraphModel:
     """One service read as a graph.
 
     ``inputs`` maps each declared input type to the keyword of the generated
-    ``run`` method; ``targets`` is filled by the planner once the wiring is valid.
+    ``run`` method; the steps' ``needs`` and the ``targets`` are filled by the
+    planner once the wiring is valid.
     ``items_option`` is ``(docket.graph).items`` as written and ``items`` what it
     resolves to; ``item_type`` is the item type of batch runs once the batch
     roles are checked (declared or inferred), ``None`` without batch entry points.
@@ -76,6 +78,10 @@ class GraphModel:
         for step in self.steps:
             producers.setdefault(step.spec.output, step)
         return producers
+
+    def needs(self) -> dict[str, tuple[str, ...]]:
+        """Step name -> the steps it needs, as the planner wrote them (none before)."""
+        return needs_of(step.spec for step in self.steps)
 
 
 @dataclass

@@ -1,31 +1,26 @@
-"""The static plan: for every producible type, its minimal steps, levels and graph inputs."""
+"""The static plan: each step's needs; for every producible type, its minimal steps, levels
+and graph inputs."""
 
 from __future__ import annotations
 
+import dataclasses
+
+from docket_runtime import _deps
 from docket_runtime.plan import InputKind, Target
 
 from .model import Diagnostic, GraphModel
-from .wiring import step_dependencies
 
 
-def plan_targets(graph: GraphModel) -> list[Target]:
-    """One Target per step output, in step declaration order. The graph must be acyclic."""
-    deps = step_dependencies(graph)
-    order = topological_order(graph, deps)
-    level: dict[str, int] = {}
-    for name in order:
-        level[name] = 1 + max((level[d] for d in deps[name]), default=-1)
+def plan_graph(graph: GraphModel) -> None:
+    """Write the plan of a wired graph (acyclic, one producer per type) into it: each step's
+    needs, then one Target per step output, in step declaration order."""
+    needs = _deps.step_needs([step.spec for step in graph.steps])
+    for step in graph.steps:
+        step.spec = dataclasses.replace(step.spec, needs=needs[step.spec.name])
     steps = {step.spec.name: step.spec for step in graph.steps}
     targets = []
     for step in graph.steps:
-        needed = _ancestors(step.spec.name, deps)
-        chosen = [name for name in order if name in needed]
-        depth = max(level[name] for name in chosen) + 1
-        levels = tuple(
-            tuple(name for name in chosen if level[name] == d)
-            for d in range(depth)
-            if any(level[name] == d for name in chosen)
-        )
+        chosen = _deps.target_steps(needs, step.spec.name)
         required: list[str] = []
         optional: list[str] = []
         for name in chosen:
@@ -38,15 +33,15 @@ def plan_targets(graph: GraphModel) -> list[Target]:
         targets.append(
             Target(
                 type=step.spec.output,
-                steps=tuple(chosen),
-                levels=levels,
+                steps=chosen,
+                levels=_deps.levels(needs, chosen),
                 inputs=tuple(t for t in graph.inputs if t in required),
                 optional_inputs=tuple(
                     t for t in graph.inputs if t in optional and t not in required
                 ),
             )
         )
-    return targets
+    graph.targets = targets
 
 
 def check_subgraphs(graphs: dict[str, GraphModel], graph: GraphModel) -> list[Diagnostic]:
@@ -87,37 +82,3 @@ def check_subgraphs(graphs: dict[str, GraphModel], graph: GraphModel) -> list[Di
                 )
             )
     return errors
-
-
-def topological_order(graph: GraphModel, deps: dict[str, list[str]]) -> list[str]:
-    """Kahn's algorithm; ties keep declaration order so the output is stable."""
-    declared = [step.spec.name for step in graph.steps]
-    remaining = {name: len(deps[name]) for name in declared}
-    users: dict[str, list[str]] = {name: [] for name in declared}
-    for name in declared:
-        for dep in deps[name]:
-            users[dep].append(name)
-    order: list[str] = []
-    ready = [name for name in declared if remaining[name] == 0]
-    while ready:
-        name = ready.pop(0)
-        order.append(name)
-        for user in users[name]:
-            remaining[user] -= 1
-            if remaining[user] == 0:
-                ready.append(user)
-                ready.sort(key=declared.index)
-    if len(order) != len(declared):
-        raise ValueError(f"graph {graph.name} has a cycle; check_graph reports it")
-    return order
-
-
-def _ancestors(name: str, deps: dict[str, list[str]]) -> set[str]:
-    seen = {name}
-    stack = [name]
-    while stack:
-        for dep in deps[stack.pop()]:
-            if dep not in seen:
-                seen.add(dep)
-                stack.append(dep)
-    return seen

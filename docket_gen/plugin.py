@@ -15,7 +15,7 @@ from google.protobuf.compiler import plugin_pb2
 from .batches import plan_batches
 from .model import Diagnostic
 from .names import docket_module_path
-from .planner import check_subgraphs, plan_targets
+from .planner import check_subgraphs, plan_graph
 from .reader import read_files
 from .render import render_file
 from .wiring import check_graph
@@ -39,7 +39,7 @@ def generate(request: plugin_pb2.CodeGeneratorRequest) -> plugin_pb2.CodeGenerat
             if file.name in wanted:
                 diagnostics.extend(errors)
             if not errors:
-                graph.targets = plan_targets(graph)
+                plan_graph(graph)
                 batch_errors = plan_batches(graph)
                 if file.name in wanted:
                     diagnostics.extend(batch_errors)

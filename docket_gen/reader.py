@@ -441,7 +441,19 @@ def _read_cache(cache: options_pb2.CachePolicy, where: _OptionErrors) -> CachePo
     ttl = where.duration("cache.ttl", cache.ttl)
     if scope is CacheScope.NONE and (cache.ttl or cache.version):
         where.error("cache", "ttl and version need a scope: set scope to WORKFLOW or GLOBAL")
-    return CachePolicy(scope=scope, ttl=ttl, version=cache.version)
+    namespace = cache.namespace
+    if namespace and scope is not CacheScope.GLOBAL:
+        where.error(
+            "cache.namespace",
+            f"only GLOBAL results are shared across graphs, and the scope is {scope.name}; "
+            "set scope to GLOBAL or remove the namespace",
+        )
+    if any(char.isspace() or not char.isprintable() for char in namespace):
+        where.error(
+            "cache.namespace",
+            f'{namespace!r} is not a namespace: write a name without spaces, e.g. "acme.pricing"',
+        )
+    return CachePolicy(scope=scope, ttl=ttl, version=cache.version, namespace=namespace)
 
 
 def _read_subgraph(

@@ -265,6 +265,8 @@ def _step_node(spec: Step) -> Node:
     ]
     if spec.inputs:
         kwargs.append(("inputs", Tuple([_input_node(i.name, i.type, i.kind) for i in spec.inputs])))
+    if spec.needs:
+        kwargs.append(("needs", Tuple([string(n) for n in spec.needs])))
     for option in (
         "blocking",
         "timeout",
@@ -345,5 +347,7 @@ def _value_node(value: object) -> Node:
             kwargs.append(("ttl", Raw(repr(value.ttl))))
         if value.version:
             kwargs.append(("version", string(value.version)))
+        if value.namespace:
+            kwargs.append(("namespace", string(value.namespace)))
         return Call("_plan.CachePolicy", kwargs=kwargs)
     raise TypeError(f"cannot render option value {value!r}")

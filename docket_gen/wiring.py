@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from docket_runtime._deps import cycles, step_needs
 
 from .model import Diagnostic, GraphModel, StepModel
 
@@ -116,97 +116,13 @@ def _check_needs(graph: GraphModel) -> list[Diagnostic]:
     return errors
 
 
-def step_dependencies(graph: GraphModel) -> dict[str, list[str]]:
-    """Step name -> names of the steps producing its inputs, in input order, without repeats."""
-    producers = graph.producers()
-    deps: dict[str, list[str]] = {}
-    for step in graph.steps:
-        names: list[str] = []
-        for item in step.spec.inputs:
-            producer = producers.get(item.type)
-            if producer is not None and producer.spec.name not in names:
-                names.append(producer.spec.name)
-        deps[step.spec.name] = names
-    return deps
-
-
 def _check_cycles(graph: GraphModel) -> list[Diagnostic]:
-    deps = step_dependencies(graph)
     steps = {step.spec.name: step for step in graph.steps}
-    errors = []
-    for component in _strongly_connected(deps):
-        first = min(component, key=list(steps).index)
-        if len(component) == 1 and first not in deps[first]:
-            continue
-        path = _cycle_path(first, set(component), deps)
-        errors.append(
-            Diagnostic(
-                steps[first].location,
-                f"cycle in graph {graph.name}: {' -> '.join(path)}; each step needs the output "
-                "of the next one, so none can start",
-            )
+    return [
+        Diagnostic(
+            steps[path[0]].location,
+            f"cycle in graph {graph.name}: {' -> '.join(path)}; each step needs the output "
+            "of the next one, so none can start",
         )
-    return errors
-
-
-def _strongly_connected(deps: Mapping[str, list[str]]) -> list[list[str]]:
-    """Tarjan's algorithm, iterative, in declaration order for stable output."""
-    index_of: dict[str, int] = {}
-    low: dict[str, int] = {}
-    stack: list[str] = []
-    on_stack: set[str] = set()
-    components: list[list[str]] = []
-    for root in deps:
-        if root in index_of:
-            continue
-        work = [(root, 0)]
-        while work:
-            node, child = work.pop()
-            if child == 0:
-                index_of[node] = low[node] = len(index_of)
-                stack.append(node)
-                on_stack.add(node)
-            children = deps[node]
-            if child < len(children):
-                work.append((node, child + 1))
-                nxt = children[child]
-                if nxt not in index_of:
-                    work.append((nxt, 0))
-                elif nxt in on_stack:
-                    low[node] = min(low[node], index_of[nxt])
-                continue
-            if low[node] == index_of[node]:
-                component = []
-                while True:
-                    member = stack.pop()
-                    on_stack.discard(member)
-                    component.append(member)
-                    if member == node:
-                        break
-                components.append(component)
-            if work:
-                parent = work[-1][0]
-                low[parent] = min(low[parent], low[node])
-    return components
-
-
-def _cycle_path(start: str, members: set[str], deps: Mapping[str, list[str]]) -> list[str]:
-    """A cycle through ``start`` inside one strongly connected component, in needs-order."""
-    previous: dict[str, str] = {}
-    frontier = [start]
-    while frontier:
-        nxt_frontier = []
-        for node in frontier:
-            for dep in deps[node]:
-                if dep not in members:
-                    continue
-                if dep == start:
-                    path = [node]
-                    while path[-1] != start:
-                        path.append(previous[path[-1]])
-                    return [start, *reversed(path[:-1]), start] if node != start else [start, start]
-                if dep not in previous:
-                    previous[dep] = node
-                    nxt_frontier.append(dep)
-        frontier = nxt_frontier
-    return [start, start]
+        for path in cycles(step_needs([step.spec for step in graph.steps]))
+    ]

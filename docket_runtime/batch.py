@@ -32,6 +32,7 @@ from typing import TYPE_CHECKING, Any, Literal
 
 from google.protobuf.message import Message
 
+from . import _deps
 from ._lifecycle import Exiting, Lifecycle
 from .context import Execution
 from .errors import ItemFailed, StepClaimed, StepFailed
@@ -112,6 +113,7 @@ def build_batch_tables(tables: PlanTables) -> dict[type[Message], BatchTable]:
     if plan.items is None:
         return {}
     step_index = {step.name: index for index, step in enumerate(plan.steps)}
+    needs = {index: [step_index[n] for n in step.needs] for index, step in enumerate(plan.steps)}
     item_slot = tables.slots[plan.items]
     out: dict[type[Message], BatchTable] = {}
     for target in plan.targets:
@@ -147,8 +149,8 @@ def build_batch_tables(tables: PlanTables) -> dict[type[Message], BatchTable]:
             drop = (gather | seed) - later - {item_slot}
             built.append(
                 _StageTable(
-                    once=_sub_table(tables, target.type, once, tolerable) if once else None,
-                    each=_sub_table(tables, target.type, each, tolerable) if each else None,
+                    once=_sub_table(tables, target.type, once, needs, tolerable) if once else None,
+                    each=_sub_table(tables, target.type, each, needs, tolerable) if each else None,
                     gather=tuple(sorted(gather)),
                     seed=tuple(sorted(seed)),
                     keep=tuple(sorted(keep)),
@@ -178,29 +180,26 @@ def build_batch_tables(tables: PlanTables) -> dict[type[Message], BatchTable]:
 
 
 def _sub_table(
-    tables: PlanTables, type_name: str, order: list[int], tolerable: Mapping[int, bool]
+    tables: PlanTables,
+    type_name: str,
+    order: list[int],
+    needs: Mapping[int, Sequence[int]],
+    tolerable: Mapping[int, bool],
 ) -> TargetTable:
     """The schedule of ``order`` (a topological order of step indexes) on its own.
 
     Inputs produced outside ``order`` are in the execution's values already.
     """
-    producer = {tables.steps[index].out_slot: pos for pos, index in enumerate(order)}
-    deps = [
-        {producer[s] for s in tables.steps[index].arg_slots if s in producer} for index in order
-    ]
-    dependents: list[list[int]] = [[] for _ in order]
-    for pos, pos_deps in enumerate(deps):
-        for dep in sorted(pos_deps):
-            dependents[dep].append(pos)
+    schedule = _deps.schedule(needs, order)
     return TargetTable(
         type_name=type_name,
         slot=tables.slots[type_name],
         steps=tuple(order),
-        dep_counts=tuple(len(d) for d in deps),
-        dependents=tuple(tuple(d) for d in dependents),
-        roots=tuple(pos for pos, d in enumerate(deps) if not d),
+        dep_counts=schedule.dep_counts,
+        dependents=schedule.dependents,
+        roots=schedule.roots,
         tolerable=tuple(tolerable[index] for index in order),
-        chain=all(pos - 1 in deps[pos] for pos in range(1, len(order))),
+        chain=schedule.chain,
         inputs=(),
         keywords=frozenset(),
     )

@@ -19,6 +19,7 @@ from typing import Any, ClassVar, Generic, Literal, TypeVar, cast
 
 from google.protobuf.message import Message
 
+from . import _deps
 from ._engine import Engine
 from ._lifecycle import Exiting
 from .batch import run_batch
@@ -245,7 +246,7 @@ class Graph(Generic[S]):
         if self.store is None:
             return []
         self.plan.step(step)  # KeyError naming the graph if there is no such step
-        downstream = _downstream(self.plan, step)
+        downstream = _deps.downstream(_deps.needs_of(self.plan.steps), (step,))
         await self.store.delete_results(execution_id, downstream)
         return downstream
 
@@ -333,22 +334,6 @@ class Graph(Generic[S]):
             if table.step.output == name:
                 return table
         raise TypeError(f"graph {self.plan.name} has no step producing {name}")
-
-
-def _downstream(plan: GraphPlan, step: str) -> list[str]:
-    """``step`` and every step that needs its output, directly or not, in plan order."""
-    producer = {s.output: s.name for s in plan.steps}
-    tainted = {step}
-    grew = True
-    while grew:  # steps are in declaration order, not necessarily topological
-        grew = False
-        for candidate in plan.steps:
-            if candidate.name not in tainted and any(
-                producer.get(i.type) in tainted for i in candidate.inputs
-            ):
-                tainted.add(candidate.name)
-                grew = True
-    return [s.name for s in plan.steps if s.name in tainted]
 
 
 def _type_name(cls: type[Any]) -> str:

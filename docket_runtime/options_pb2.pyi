@@ -175,21 +175,28 @@ class CachePolicy(_message.Message):
     SCOPE_FIELD_NUMBER: _builtins.int
     TTL_FIELD_NUMBER: _builtins.int
     VERSION_FIELD_NUMBER: _builtins.int
+    NAMESPACE_FIELD_NUMBER: _builtins.int
     scope: Global___CachePolicy.Scope.ValueType
     ttl: _builtins.str
     """How long a cached result stays valid (a duration string); empty: forever."""
     version: _builtins.str
     """Bump it to invalidate results cached by an older implementation."""
+    namespace: _builtins.str
+    """GLOBAL scope only. Results are keyed under this namespace instead of the
+    graph's full name, so steps of the same name and cache version in graphs
+    that set the same namespace share results.
+    """
     def __init__(
         self,
         *,
         scope: Global___CachePolicy.Scope.ValueType = ...,
         ttl: _builtins.str = ...,
         version: _builtins.str = ...,
+        namespace: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["scope", b"scope", "ttl", b"ttl", "version", b"version"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["namespace", b"namespace", "scope", b"scope", "ttl", b"ttl", "version", b"version"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

@@ -14,6 +14,7 @@ from typing import Any
 from google.protobuf import json_format
 from google.protobuf.message import DecodeError, Message
 
+from . import _deps
 from .plan import CacheScope, Delivery, Step
 from .stores.base import Scope, StoredResult, global_key, workflow_key
 from .tables import TargetTable
@@ -114,43 +115,22 @@ def decode(row: StoredResult, cls: type[Message]) -> Message | None:
 
 
 def prune(target: TargetTable, known: set[int]) -> TargetTable:
-    """``target`` without the steps that are not needed once the positions ``known`` have values.
-
-    Resolution starts at the target and stops at known results: a step runs
-    only if something that still has to run needs it. Only called on resume,
-    when checkpoints were found.
+    """``target`` without the steps that are not needed once the positions ``known`` have values
+    (see :func:`~docket_runtime._deps.still_needed`). Only called on resume, when checkpoints
+    were found.
     """
-    producers: list[list[int]] = [[] for _ in target.steps]
-    for pos, users in enumerate(target.dependents):
-        for user in users:
-            producers[user].append(pos)
-    # The sinks: the target itself, or every step a batch stage keeps for later.
-    sinks = [pos for pos, users in enumerate(target.dependents) if not users]
-    needed: set[int] = set()
-    stack = [pos for pos in sinks if pos not in known]
-    while stack:
-        pos = stack.pop()
-        if pos not in needed:
-            needed.add(pos)
-            stack.extend(p for p in producers[pos] if p not in known)
-    order = sorted(needed)
-    position = {old: new for new, old in enumerate(order)}
-    dependents = tuple(
-        tuple(position[d] for d in target.dependents[old] if d in position) for old in order
-    )
-    counts = [0] * len(order)
-    for users in dependents:
-        for user in users:
-            counts[user] += 1
+    needs = _deps.reverse(dict(enumerate(target.dependents)))
+    order = _deps.still_needed(needs, range(len(target.steps)), known)
+    schedule = _deps.schedule(needs, order)
     return TargetTable(
         type_name=target.type_name,
         slot=target.slot,
         steps=tuple(target.steps[old] for old in order),
-        dep_counts=tuple(counts),
-        dependents=dependents,
-        roots=tuple(new for new, count in enumerate(counts) if count == 0),
+        dep_counts=schedule.dep_counts,
+        dependents=schedule.dependents,
+        roots=schedule.roots,
         tolerable=tuple(target.tolerable[old] for old in order),
-        chain=False,
+        chain=schedule.chain,
         inputs=target.inputs,
         keywords=target.keywords,
     )

@@ -1,9 +1,11 @@
 """The static execution plan that protoc-gen-docket writes into each generated module.
 
 Everything here is plain, immutable data computed at generation time: the
-steps with their options, and for every producible type the minimal set of
-steps, their order, their concurrency levels and the graph inputs they need.
-The runtime only indexes it once, when the generated module is imported.
+steps with their options and the steps each one needs, and for every
+producible type the minimal set of steps, their order, their concurrency
+levels and the graph inputs they need. The runtime only indexes it once, when
+the generated module is imported (the derivations over ``needs`` live in
+:mod:`docket_runtime._deps`).
 """
 
 from __future__ import annotations
@@ -74,11 +76,16 @@ class RetryPolicy:
 
 @dataclass(frozen=True, slots=True)
 class CachePolicy:
-    """Which results of a step are kept, and for how long (``ttl`` in seconds)."""
+    """Which results of a step are kept, and for how long (``ttl`` in seconds).
+
+    ``namespace`` (``GLOBAL`` scope only) keys the results under that name instead
+    of the graph's full name, so that graphs setting the same one share them.
+    """
 
     scope: CacheScope = CacheScope.NONE
     ttl: float | None = None
     version: str = ""
+    namespace: str = ""
 
 
 @dataclass(frozen=True, slots=True)
@@ -94,15 +101,18 @@ class Input:
 class Step:
     """One step of a graph (one ``rpc``) and its options.
 
-    ``retry`` is ``None`` when the step sets no retry policy of its own.
-    ``timeout`` bounds each attempt, in seconds. ``subgraph`` names the graph
-    that implements the step, if any.
+    ``needs`` names the steps whose outputs it takes, in input order, without
+    repeats: the plan's dependency graph (its inputs that are graph inputs need
+    no step). ``retry`` is ``None`` when the step sets no retry policy of its
+    own. ``timeout`` bounds each attempt, in seconds. ``subgraph`` names the
+    graph that implements the step, if any.
     """
 
     name: str
     method: str
     output: str
     inputs: tuple[Input, ...] = ()
+    needs: tuple[str, ...] = ()
     blocking: bool = False
     timeout: float | None = None
     retry: RetryPolicy | None = None

@@ -1,7 +1,8 @@
 """Index tables built once from a GraphPlan, so the scheduler works on integers.
 
 Every message type of a graph gets a slot in a per-execution list of values;
-every target gets, per step position, its dependency count and dependents.
+every target gets, per step position, its dependency count and dependents
+(its schedule, from the steps' ``needs``: see :mod:`docket_runtime._deps`).
 This runs when a generated module's graph is first bound, never per execution.
 """
 
@@ -11,6 +12,7 @@ from dataclasses import dataclass
 
 from google.protobuf.message import Message
 
+from . import _deps
 from .plan import GraphPlan, InputKind, Step
 
 
@@ -70,7 +72,8 @@ def build_tables(plan: GraphPlan) -> PlanTables:
     """Index ``plan``; raises ValueError if the plan is inconsistent (a hand-edited module)."""
     slots = {name: index for index, name in enumerate(plan.types)}
     step_index = {step.name: index for index, step in enumerate(plan.steps)}
-    producer = {step.output: index for index, step in enumerate(plan.steps)}
+    needs = _deps.needs_of(plan.steps)
+    _check_needs(plan, needs)
     try:
         steps = tuple(
             StepTable(
@@ -85,11 +88,23 @@ def build_tables(plan: GraphPlan) -> PlanTables:
         )
         targets = {}
         for target in plan.targets:
-            table = _target_table(plan, target.type, slots, step_index, producer)
+            table = _target_table(plan, target.type, slots, step_index, needs)
             targets[plan.types[target.type]] = table
     except KeyError as exc:
         raise ValueError(f"plan of graph {plan.name} is inconsistent: unknown {exc}") from None
     return PlanTables(plan=plan, slots=slots, steps=steps, targets=targets)
+
+
+def _check_needs(plan: GraphPlan, needs: dict[str, tuple[str, ...]]) -> None:
+    """The plan's needs must be those its steps' inputs imply (a module generated before
+    ``needs`` existed has none: its steps would start before their inputs exist)."""
+    for name, implied in _deps.step_needs(plan.steps).items():
+        if needs[name] != implied:
+            raise ValueError(
+                f"plan of graph {plan.name} is inconsistent: step {name} needs "
+                f"{', '.join(needs[name]) or 'no step'}, but its inputs come from "
+                f"{', '.join(implied) or 'no step'}; generate the module again"
+            )
 
 
 def _target_table(
@@ -97,19 +112,17 @@ def _target_table(
     type_name: str,
     slots: dict[str, int],
     step_index: dict[str, int],
-    producer: dict[str, int],
+    needs: dict[str, tuple[str, ...]],
 ) -> TargetTable:
     target = plan.target(type_name)
+    outside = [n for n in _deps.upstream(needs, target.steps) if n not in target.steps]
+    if outside:
+        raise ValueError(
+            f"plan of graph {plan.name} is inconsistent: target {type_name} needs step "
+            f"{outside[0]}, which it does not list"
+        )
     order = tuple(step_index[name] for name in target.steps)
-    position = {index: pos for pos, index in enumerate(order)}
-    deps: list[set[int]] = []
-    for index in order:
-        needed = (producer.get(i.type) for i in plan.steps[index].inputs)
-        deps.append({position[p] for p in needed if p is not None})
-    dependents: list[list[int]] = [[] for _ in order]
-    for pos, pos_deps in enumerate(deps):
-        for dep in sorted(pos_deps):
-            dependents[dep].append(pos)
+    schedule = _deps.schedule(needs, target.steps)
     tolerable = tuple(
         _only_optional(plan, plan.steps[index].output, order)
         and plan.steps[index].output != type_name
@@ -124,11 +137,11 @@ def _target_table(
         type_name=type_name,
         slot=slots[type_name],
         steps=order,
-        dep_counts=tuple(len(d) for d in deps),
-        dependents=tuple(tuple(d) for d in dependents),
-        roots=tuple(pos for pos, d in enumerate(deps) if not d),
+        dep_counts=schedule.dep_counts,
+        dependents=schedule.dependents,
+        roots=schedule.roots,
         tolerable=tolerable,
-        chain=all(len(level) == 1 for level in target.levels),
+        chain=schedule.chain,
         inputs=inputs,
         keywords=frozenset(i.keyword for i in inputs),
     )

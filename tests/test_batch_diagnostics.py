@@ -14,7 +14,7 @@ from test_diagnostics import BAD, HEAD, _at, _fail, _path
 
 from docket_gen.batches import plan_batches
 from docket_gen.model import GraphModel
-from docket_gen.planner import plan_targets
+from docket_gen.planner import plan_graph
 from docket_gen.plugin import generate
 from docket_gen.reader import read_files
 from docket_gen.wiring import check_graph
@@ -40,7 +40,7 @@ def _graphs(tmp_path: Path, source: str) -> dict[str, GraphModel]:
     graphs = {g.name: g for g in files[BAD].graphs}
     for graph in graphs.values():
         assert check_graph(graph) == []
-        graph.targets = plan_targets(graph)
+        plan_graph(graph)
         assert plan_batches(graph) == []
     return graphs
 

@@ -664,3 +664,78 @@ def test_plugin_reports_errors_of_the_files_to_generate_only(tmp_path: Path) -> 
     response = generate(request)
     assert response.error == ""
     assert [f.name for f in response.file] == ["shop/pricing_docket.py"]
+
+
+def _errors(tmp_path: Path, source: str) -> list[str]:
+    """The plugin's error lines for ``source`` as shop/bad.proto, in process (root-relative)."""
+    response = generate(compile_request(write_protos(tmp_path / "protos", {BAD: source})))
+    assert list(response.file) == []
+    return response.error.splitlines()
+
+
+NAMESPACE_SCOPES = (
+    HEAD
+    + """\
+message Order { int32 v = 1; }
+message Quote { int32 v = 1; }
+message Label { int32 v = 1; }
+message Box { int32 v = 1; }
+
+service Pricing {
+  option (docket.graph) = { inputs: "Order" };
+  rpc Price(Order) returns (Quote) {
+    option (docket.step) = { cache: { scope: WORKFLOW namespace: "acme.pricing" } };
+  }
+  rpc Tag(Order) returns (Label) { option (docket.step) = { cache: { namespace: "acme" } }; }
+  rpc Pack(Order) returns (Box) {
+    option (docket.step) = { cache: { scope: GLOBAL namespace: "acme.pricing" } };
+  }
+}
+"""
+)
+
+
+def test_cache_namespace_needs_the_global_scope(tmp_path: Path) -> None:
+    src = NAMESPACE_SCOPES
+    # Located at the step's option; Pack (GLOBAL) is fine.
+    price = _at(src, "option (docket.step) = { cache: { scope: WORKFLOW")
+    tag = _at(src, 'option (docket.step) = { cache: { namespace: "acme" }')
+    assert (price, tag) == ("13:5", "15:36")
+    fix = "set scope to GLOBAL or remove the namespace"
+    assert _errors(tmp_path, src) == [
+        f"{BAD}:13:5: step Price: cache.namespace: only GLOBAL results are shared across "
+        f"graphs, and the scope is WORKFLOW; {fix}",
+        f"{BAD}:15:36: step Tag: cache.namespace: only GLOBAL results are shared across "
+        f"graphs, and the scope is NONE; {fix}",
+    ]
+
+
+NAMESPACE_NAMES = (
+    HEAD
+    + """\
+message Order { int32 v = 1; }
+message Quote { int32 v = 1; }
+message Label { int32 v = 1; }
+
+service Pricing {
+  option (docket.graph) = { inputs: "Order" };
+  rpc Price(Order) returns (Quote) {
+    option (docket.step) = { cache: { scope: GLOBAL namespace: "acme pricing" } };
+  }
+  rpc Tag(Order) returns (Label) {
+    option (docket.step) = { cache: { scope: GLOBAL namespace: "  " } };
+  }
+}
+"""
+)
+
+
+def test_cache_namespace_must_be_a_name(tmp_path: Path) -> None:
+    src = NAMESPACE_NAMES
+    assert _at(src, 'option (docket.step) = { cache: { scope: GLOBAL namespace: "acme') == "12:5"
+    assert _at(src, 'option (docket.step) = { cache: { scope: GLOBAL namespace: "  "') == "15:5"
+    fix = 'write a name without spaces, e.g. "acme.pricing"'
+    assert _errors(tmp_path, src) == [
+        f"{BAD}:12:5: step Price: cache.namespace: 'acme pricing' is not a namespace: {fix}",
+        f"{BAD}:15:5: step Tag: cache.namespace: '  ' is not a namespace: {fix}",
+    ]

@@ -10,12 +10,12 @@ import pytest
 from conftest import ROOT, TEST_PROTOS, compile_request, run_docket_gen, write_protos
 from google.protobuf import descriptor_pb2
 
-from docket_gen.planner import plan_targets
+from docket_gen.planner import plan_graph
 from docket_gen.plugin import generate
 from docket_gen.reader import read_files
 from docket_gen.wiring import check_graph
 from docket_runtime import options_pb2
-from docket_runtime.plan import InputKind
+from docket_runtime.plan import CacheScope, InputKind
 
 GOLDEN = ROOT / "tests" / "golden"
 GOLDEN_CASES = {
@@ -102,7 +102,16 @@ def test_plan_of_the_test_graphs(tmp_path: Path) -> None:
     graphs = {g.name: g for g in files["testgraphs/shapes.proto"].graphs}
     for graph in graphs.values():
         assert check_graph(graph) == []
-    diamond = {t.type: t for t in plan_targets(graphs["Diamond"])}
+        plan_graph(graph)
+    needs = {step.spec.name: step.spec.needs for step in graphs["Diamond"].steps}
+    assert needs == {
+        "Top": (),
+        "MakeLeft": ("Top",),
+        "MakeRight": ("Top",),
+        "Join": ("MakeLeft", "MakeRight"),
+    }
+    assert 'needs=("MakeLeft", "MakeRight"),' in files_out["testgraphs/shapes_docket.py"]
+    diamond = {t.type: t for t in graphs["Diamond"].targets}
     joined = diamond["testgraphs.Joined"]
     assert joined.steps == ("Top", "MakeLeft", "MakeRight", "Join")
     assert joined.levels == (("Top",), ("MakeLeft", "MakeRight"), ("Join",))
@@ -110,7 +119,7 @@ def test_plan_of_the_test_graphs(tmp_path: Path) -> None:
     assert diamond["testgraphs.Left"].steps == ("Top", "MakeLeft")
     assert diamond["testgraphs.Extra"].levels == (("Top",),)
 
-    fan = {t.type: t for t in plan_targets(graphs["Fan"])}
+    fan = {t.type: t for t in graphs["Fan"].targets}
     fanned = fan["testgraphs.Fanned"]
     assert fanned.levels == (("StepA", "StepB", "StepC"), ("Gather",))
     assert fanned.inputs == ("testgraphs.Seed",)
@@ -157,6 +166,42 @@ service G {
     assert retry is not None
     assert (retry.max_attempts, retry.initial_interval, retry.backoff_coefficient) == (3, 2.0, 2.0)
     assert retry.maximum_interval == 200.0
+
+
+def test_cache_namespace_is_in_the_plan_only_where_set(tmp_path: Path) -> None:
+    root = write_protos(
+        tmp_path / "protos",
+        {
+            "c/cache.proto": """syntax = "proto3";
+package c;
+import "docket_runtime/options.proto";
+message In { int32 v = 1; }
+message Out { int32 v = 1; }
+message Other { int32 v = 1; }
+service G {
+  option (docket.graph) = { inputs: "In" };
+  rpc Go(In) returns (Out) {
+    option (docket.step) = { cache: { scope: GLOBAL namespace: "acme.pricing" } };
+  }
+  rpc Again(In) returns (Other) { option (docket.step) = { cache: { scope: GLOBAL } }; }
+}
+"""
+        },
+    )
+    _, files, diagnostics = read_files(compile_request(root))
+    assert diagnostics == []
+    go, again = (step.spec.cache for step in files["c/cache.proto"].graphs[0].steps)
+    assert (go.scope, go.namespace) == (CacheScope.GLOBAL, "acme.pricing")
+    assert again.namespace == ""
+    source = _generated(root)["c/cache_docket.py"]
+    assert source.count("namespace=") == 1
+    assert (
+        "            cache=_plan.CachePolicy(\n"
+        "                scope=_plan.CacheScope.GLOBAL,\n"
+        '                namespace="acme.pricing",\n'
+        "            ),\n"
+    ) in source
+    assert "cache=_plan.CachePolicy(scope=_plan.CacheScope.GLOBAL)," in source
 
 
 def test_shipped_options_module_matches_the_proto(tmp_path: Path) -> None:

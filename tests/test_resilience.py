@@ -18,7 +18,7 @@ import logging
 import threading
 from collections import Counter, defaultdict
 from collections.abc import Awaitable, Callable, Coroutine, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from types import SimpleNamespace
 from typing import Any, TypeVar, cast
@@ -47,6 +47,7 @@ from docket_runtime import (
     StepRetrying,
     StepTimedOut,
     Target,
+    _deps,
     context,
     shielded,
 )
@@ -1564,12 +1565,9 @@ def scenarios(draw: st.DrawFn) -> Scenario:
 
 
 def _needed(specs: Sequence[StepSpec], target: int) -> list[int]:
-    """The steps ``target`` needs, itself included, in increasing (topological) order."""
-    needed = {target}
-    for index in range(target, 0, -1):
-        if index in needed:
-            needed.update(t for t, _ in specs[index - 1].inputs if t > 0)
-    return sorted(needed)
+    """The steps ``target`` needs, itself included, in a topological order."""
+    needs = {i: [t for t, _ in spec.inputs if t > 0] for i, spec in enumerate(specs, start=1)}
+    return list(_deps.target_steps(needs, target))
 
 
 def _seed_kind(specs: Sequence[StepSpec], needed: Sequence[int]) -> str | None:
@@ -1671,8 +1669,9 @@ def _arg(values: Mapping[int, int | None], index: int) -> Message | None:
 
 
 def _plan(scenario: Scenario) -> GraphPlan:
+    """The plan the generator would write for the scenario, built with its derivations."""
     specs = scenario.steps
-    steps = tuple(
+    steps = [
         Step(
             name=f"S{index}",
             method=f"s{index}",
@@ -1684,28 +1683,24 @@ def _plan(scenario: Scenario) -> GraphPlan:
             retry=_policy(spec.max_attempts, index),
         )
         for index, spec in enumerate(specs, start=1)
-    )
+    ]
+    needs = _deps.step_needs(steps)
     targets = []
     for index in range(1, len(specs) + 1):
-        needed = _needed(specs, index)
-        level: dict[int, int] = {}
-        for i in needed:
-            deps = [level[t] for t, _ in specs[i - 1].inputs if t > 0]
-            level[i] = 1 + max(deps, default=-1)
-        depth = max(level.values()) + 1
-        seed_kind = _seed_kind(specs, needed)
+        names = _deps.target_steps(needs, f"S{index}")
+        seed_kind = _seed_kind(specs, [int(name.removeprefix("S")) for name in names])
         targets.append(
             Target(
                 type=f"prop.T{index}",
-                steps=tuple(f"S{i}" for i in needed),
-                levels=tuple(tuple(f"S{i}" for i in needed if level[i] == d) for d in range(depth)),
+                steps=names,
+                levels=_deps.levels(needs, names),
                 inputs=("prop.T0",) if seed_kind == "required" else (),
                 optional_inputs=("prop.T0",) if seed_kind == "optional" else (),
             )
         )
     return GraphPlan(
         name="prop.Random",
-        steps=steps,
+        steps=tuple(replace(step, needs=needs[step.name]) for step in steps),
         targets=tuple(targets),
         types={f"prop.T{i}": cls for i, cls in enumerate(TYPES[: len(specs) + 1])},
         inputs={"prop.T0": "seed"},

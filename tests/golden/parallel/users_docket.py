@@ -125,6 +125,7 @@ USER_GRAPH_PLAN = _plan.GraphPlan(
                     _plan.InputKind.OPTIONAL,
                 ),
             ),
+            needs=("FetchProfile", "FetchPreferences", "FetchActivity"),
         ),
     ),
     targets=(

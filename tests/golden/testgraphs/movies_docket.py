@@ -72,6 +72,7 @@ MOVIES_PLAN = _plan.GraphPlan(
                 _plan.Input("movie", "testgraphs.Movie"),
                 _plan.Input("stats", "testgraphs.BatchStats"),
             ),
+            needs=("ComputeBatchStats",),
             retry=_plan.RetryPolicy(
                 max_attempts=3,
                 initial_interval=0.01,
@@ -330,6 +331,7 @@ RANKING_PLAN = _plan.GraphPlan(
                 _plan.Input("weight", "testgraphs.Weight"),
                 _plan.Input("label", "testgraphs.Label", _plan.InputKind.OPTIONAL),
             ),
+            needs=("MakeLabel",),
         ),
         _plan.Step(
             name="Normalize",
@@ -342,6 +344,7 @@ RANKING_PLAN = _plan.GraphPlan(
                     _plan.InputKind.REPEATED,
                 ),
             ),
+            needs=("ScoreMovie",),
         ),
         _plan.Step(
             name="RankMovie",
@@ -352,6 +355,7 @@ RANKING_PLAN = _plan.GraphPlan(
                 _plan.Input("score", "testgraphs.MovieScore"),
                 _plan.Input("norm", "testgraphs.ScoreNorm"),
             ),
+            needs=("ScoreMovie", "Normalize"),
         ),
         _plan.Step(
             name="Summarize",
@@ -360,6 +364,7 @@ RANKING_PLAN = _plan.GraphPlan(
             inputs=(
                 _plan.Input("ranked", "testgraphs.Ranked", _plan.InputKind.REPEATED),
             ),
+            needs=("RankMovie",),
         ),
     ),
     targets=(

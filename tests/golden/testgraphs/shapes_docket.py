@@ -78,12 +78,14 @@ DIAMOND_PLAN = _plan.GraphPlan(
             method="make_left",
             output="testgraphs.Left",
             inputs=(_plan.Input("extra", "testgraphs.Extra"),),
+            needs=("Top",),
         ),
         _plan.Step(
             name="MakeRight",
             method="make_right",
             output="testgraphs.Right",
             inputs=(_plan.Input("extra", "testgraphs.Extra"),),
+            needs=("Top",),
             blocking=True,
         ),
         _plan.Step(
@@ -94,6 +96,7 @@ DIAMOND_PLAN = _plan.GraphPlan(
                 _plan.Input("left", "testgraphs.Left"),
                 _plan.Input("right", "testgraphs.Right"),
             ),
+            needs=("MakeLeft", "MakeRight"),
         ),
     ),
     targets=(
@@ -423,6 +426,7 @@ FAN_PLAN = _plan.GraphPlan(
                 _plan.Input("c", "testgraphs.C"),
                 _plan.Input("hint", "testgraphs.Hint", _plan.InputKind.OPTIONAL),
             ),
+            needs=("StepA", "StepB", "StepC"),
         ),
     ),
     targets=(
@@ -597,6 +601,7 @@ CHAIN_PLAN = _plan.GraphPlan(
             method="sum",
             output="testgraphs.Total",
             inputs=(_plan.Input("values", "testgraphs.A", _plan.InputKind.REPEATED),),
+            needs=("First",),
             delivery=_plan.Delivery.AT_MOST_ONCE,
         ),
         _plan.Step(name="Now", method="now", output="testgraphs.Hint"),
