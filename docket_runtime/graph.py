@@ -126,7 +126,7 @@ class Graph(Generic[S]):
                     claim=table.step.delivery is Delivery.AT_MOST_ONCE,
                     record=record,
                     owner=owner,
-                    namespace=getattr(table.step.cache, "namespace", "") or self.plan.name,
+                    namespace=table.step.cache.namespace or self.plan.name,
                 ),
             )
             for index, table in enumerate(self._tables.steps)
@@ -231,7 +231,7 @@ class Graph(Generic[S]):
         else:
             if inputs is None:
                 raise TypeError(f"step {table.step.name!r} keeps results by its inputs")
-            key = input_key(self.plan.name, table.step, inputs)
+            key = input_key(table.step.cache.namespace or self.plan.name, table.step, inputs)
         row = (await self.store.get_results((key,))).get(key)
         found = None if row is None else decode(row, table.out_cls)
         assert found is None or isinstance(found, target)

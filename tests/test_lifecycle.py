@@ -502,6 +502,24 @@ def test_a_step_of_the_same_name_in_another_graph_gets_no_hit(
     run(body())
 
 
+def test_graphs_sharing_a_cache_namespace_share_results(db_url: str, pb: Any, dk: Any) -> None:
+    migrated(db_url)
+
+    async def body() -> None:
+        async with await opened(db_url) as store:
+            inputs = {"review": pb.Review(text="great"), "model": pb.Model(name="m")}
+            first, second = ScoreSteps(pb), ScoreSteps(pb)
+            a = await dk.SharedScoringA(first, store=store).run(pb.RiskScore, **inputs)
+            b = await dk.SharedScoringB(second, store=store).run(pb.RiskScore, **inputs)
+            assert (a, first.calls, second.calls) == (b, 1, 0)
+            fetched = await dk.SharedScoringB(second, store=store).fetch(
+                pb.RiskScore, inputs=[inputs["review"], inputs["model"]]
+            )
+            assert fetched == a
+
+    run(body())
+
+
 # 5. SIGKILL of a batch of at-most-once side effects ---------------------------------------------
 
 
