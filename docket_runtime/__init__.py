@@ -7,7 +7,8 @@ A generated ``<file>_docket.py`` module holds, per proto service, a
     enriched = await graph.run(users_pb2.EnrichedUser, user_id=users_pb2.UserId(id="u1"))
 """
 
-from .batch import ItemError
+from ._batch import ItemError
+from ._graph import Graph
 from .context import StepContext, context, shielded
 from .errors import (
     Abort,
@@ -24,7 +25,6 @@ from .errors import (
     Suspended,
 )
 from .events import BatchProgress, Events, ExecutionFinished, StepEvent, StepRetrying
-from .graph import Graph
 from .plan import (
     Batch,
     CachePolicy,

@@ -1,6 +1,6 @@
 """A bound graph as the engine's modules see it: tables, runners, store, lifecycle, resume.
 
-:class:`~docket_runtime.graph.Graph` is what users hold; it builds one
+:class:`~docket_runtime._graph.Graph` is what users hold; it builds one
 :class:`Engine` when bound and passes it to the batch runner, so that no
 engine module reaches into the private attributes of another.
 """
@@ -10,13 +10,13 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from ._lifecycle import Lifecycle
+from ._persistence import decode, persisted_scope, prune
+from ._runner import Runner
+from ._tables import PlanTables, StepTable, TargetTable
 from .context import Execution
 from .events import Dispatch
-from .persistence import decode, persisted_scope, prune
 from .plan import GraphPlan
-from .runner import Runner
 from .stores.base import Store, workflow_key
-from .tables import PlanTables, StepTable, TargetTable
 
 __all__ = ["Engine"]
 

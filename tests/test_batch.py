@@ -30,7 +30,7 @@ from typing import Any, TypeVar
 
 import pytest
 
-import docket_runtime.batch
+import docket_runtime._batch
 from docket_runtime import (
     Abort,
     BatchProgress,
@@ -359,7 +359,7 @@ def test_the_batch_limit_bounds_the_items_in_flight(pb: Any, dk: Any) -> None:
     # The default is 100 items at once.
     impl.in_flight.peak.clear()
     run(graph.run_batch(pb.MovieScore, movies(pb, 250), weight=weight))
-    assert impl.in_flight.peak["ScoreMovie"] == docket_runtime.batch.DEFAULT_CONCURRENCY == 100
+    assert impl.in_flight.peak["ScoreMovie"] == docket_runtime._batch.DEFAULT_CONCURRENCY == 100
 
 
 def test_a_step_limit_bounds_its_runs_across_items(pb: Any, dk: Any) -> None:
@@ -746,7 +746,7 @@ def test_no_progress_event_is_built_without_hooks(
     def refuse(*args: Any, **kwargs: Any) -> Any:
         raise AssertionError("a progress event was built with no hook bound")
 
-    monkeypatch.setattr(docket_runtime.batch, "BatchProgress", refuse)
+    monkeypatch.setattr(docket_runtime._batch, "BatchProgress", refuse)
     results = run(dk.Movies(MoviesImpl(pb)).run_batch(pb.EnrichedMovie, movies(pb, 4)))
     assert len(results) == 4
 

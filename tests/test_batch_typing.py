@@ -81,7 +81,7 @@ async def main() -> None:
 
     with_bad = [*movies, movies_pb2.Movie(title="bad")]
     collected = await graph.run_batch(movies_pb2.EnrichedMovie, with_bad, on_error="collect")
-    reveal_type(collected)  # R: list[testgraphs.movies_pb2.EnrichedMovie | docket_runtime.batch.ItemError]
+    reveal_type(collected)  # R: list[testgraphs.movies_pb2.EnrichedMovie | docket_runtime._batch.ItemError]
     for result in collected:
         if isinstance(result, ItemError):
             reveal_type(result.error)  # R: docket_runtime.errors.StepFailed | docket_runtime.errors.StepClaimed

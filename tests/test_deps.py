@@ -8,7 +8,7 @@ import pytest
 from google.protobuf import wrappers_pb2
 
 from docket_runtime import GraphPlan, Input, InputKind, Step, Target, _deps
-from docket_runtime.tables import build_tables
+from docket_runtime._tables import build_tables
 
 # A diamond A -> B, C -> D, and E on its own.
 DIAMOND = {"A": (), "B": ("A",), "C": ("A",), "D": ("B", "C"), "E": ()}

@@ -38,7 +38,7 @@ import pytest
 from conftest import PG_URL, PgSession, Proxy, proxied, raw_sql
 
 from docket_runtime import StepClaimed, StepFailed
-from docket_runtime.persistence import input_key
+from docket_runtime._persistence import input_key
 from docket_runtime.stores import (
     SCHEMA_VERSION,
     SchemaVersionError,

@@ -10,9 +10,9 @@ or ``run_batch(TargetType, items, **shared_inputs)`` for every item of a batch.
 from collections.abc import Sequence
 from typing import Literal, Protocol, TypeVar, overload
 
+from docket_runtime import Graph as _Graph
+from docket_runtime import ItemError as _ItemError
 from docket_runtime import plan as _plan
-from docket_runtime.batch import ItemError as _ItemError
-from docket_runtime.graph import Graph as _Graph
 from google.protobuf.message import Message as _Message
 
 from parallel import users_pb2

@@ -23,6 +23,8 @@ from typing import Any, Literal
 from google.protobuf.message import Message
 
 from ._lifecycle import Exiting
+from ._persistence import decode, encode, input_key
+from ._tables import StepTable
 from .context import Execution, StepContext, _current, _durable, shielded
 from .errors import (
     Abort,
@@ -35,7 +37,6 @@ from .errors import (
     Suspended,
 )
 from .events import Dispatch, StepEvent, StepRetrying
-from .persistence import decode, encode, input_key
 from .plan import InputKind, RetryPolicy, Step
 from .retry import Classifier, retry_delay
 from .stores.base import (
@@ -46,7 +47,6 @@ from .stores.base import (
     StoredResult,
     workflow_key,
 )
-from .tables import StepTable
 
 __all__ = ["Persistence", "Runner", "make_runner"]
 
@@ -471,7 +471,7 @@ def _args_reader(table: StepTable) -> Callable[[list[Message | None]], list[Any]
     if table.all_required:
         return lambda values: [values[s] for s in slots]
     # Outside batch runs a repeated input gathers the one value its type has; in a batch
-    # run (docket_runtime.batch) an aggregate finds the list of every item's value there.
+    # run (docket_runtime._batch) an aggregate finds the list of every item's value there.
     kinds = tuple(kind is InputKind.REPEATED for kind in table.arg_kinds)
 
     def read(values: list[Message | None]) -> list[Any]:

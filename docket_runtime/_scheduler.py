@@ -20,10 +20,10 @@ import asyncio
 from collections.abc import Coroutine
 from typing import Any
 
+from ._runner import Runner
+from ._tables import TargetTable
 from .context import Execution
 from .errors import RetryLater, StepFailed, Suspended
-from .runner import Runner
-from .tables import TargetTable
 
 _eager = getattr(asyncio, "eager_task_factory", None)
 

@@ -7,7 +7,7 @@ from typing import Any
 
 from google.protobuf.message import Message
 
-from .tables import GraphInput
+from ._tables import GraphInput
 
 
 def fill_inputs(

@@ -15,9 +15,9 @@ from google.protobuf import json_format
 from google.protobuf.message import DecodeError, Message
 
 from . import _deps
+from ._tables import TargetTable
 from .plan import CacheScope, Delivery, Step
 from .stores.base import Scope, StoredResult, global_key, workflow_key
-from .tables import TargetTable
 
 __all__ = ["decode", "encode", "input_key", "persisted_scope", "prune", "workflow_key"]
 

@@ -33,15 +33,15 @@ from typing import TYPE_CHECKING, Any, Literal
 from google.protobuf.message import Message
 
 from . import _deps
+from ._inputs import fill_inputs
 from ._lifecycle import Exiting, Lifecycle
+from ._runner import Runner
+from ._scheduler import execute
+from ._tables import GraphInput, PlanTables, TargetTable
 from .context import Execution
 from .errors import ItemFailed, StepClaimed, StepFailed
 from .events import BatchProgress, Dispatch
-from .inputs import fill_inputs
 from .plan import GraphPlan
-from .runner import Runner
-from .scheduler import execute
-from .tables import GraphInput, PlanTables, TargetTable
 
 if TYPE_CHECKING:
     from ._engine import Engine

@@ -20,21 +20,21 @@ from typing import Any, ClassVar, Generic, Literal, TypeVar, cast
 from google.protobuf.message import Message
 
 from . import _deps
+from ._batch import run_batch
 from ._engine import Engine
+from ._inputs import fill_inputs
 from ._lifecycle import Exiting
-from .batch import run_batch
+from ._persistence import decode, encode, input_key, persisted_scope
+from ._runner import Persistence, Runner, make_runner
+from ._scheduler import execute
+from ._tables import PlanTables, StepTable, TargetTable, build_tables
 from .context import Execution, context
 from .errors import BindError
 from .events import Dispatch, Events
-from .inputs import fill_inputs
-from .persistence import decode, encode, input_key, persisted_scope
 from .plan import Delivery, GraphPlan, RetryPolicy, Step
 from .retry import Classifier
-from .runner import Persistence, Runner, make_runner
-from .scheduler import execute
 from .stores.base import Store, default_owner, workflow_key
 from .stores.memory import MemoryStore
-from .tables import PlanTables, StepTable, TargetTable, build_tables
 
 __all__ = ["Graph"]
 
@@ -177,7 +177,7 @@ class Graph(Generic[S]):
         assert isinstance(result, target)
         return result
 
-    # Batch runs live in docket_runtime.batch; this is only their entry point.
+    # Batch runs live in docket_runtime._batch; this is only their entry point.
     async def run_batch_target(
         self,
         target: type[M],
@@ -190,10 +190,10 @@ class Graph(Generic[S]):
         deadline: float | None = None,
     ) -> list[Any]:
         """Run ``target`` over ``items`` with shared graph inputs by keyword; the untyped
-        form of the generated ``run_batch`` (see :mod:`docket_runtime.batch`).
+        form of the generated ``run_batch`` (see :mod:`docket_runtime._batch`).
 
         The result has one entry per item, in order: the target's value, or, with
-        ``on_error="collect"``, an :class:`~docket_runtime.batch.ItemError`.
+        ``on_error="collect"``, an :class:`~docket_runtime._batch.ItemError`.
         ``deadline`` bounds the whole batch (the graph's own deadline does not apply).
         """
         return await run_batch(

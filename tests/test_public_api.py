@@ -1,0 +1,122 @@
+"""The public boundary of the runtime: what users and generated code may import.
+
+The public API is what ``docket_runtime`` re-exports (its ``__all__`` is
+pinned here), plus the public modules ``plan`` (the generator's contract),
+``errors``, ``context``, ``events``, ``retry``, ``stores`` and ``durable``.
+Engine modules are private (a leading underscore), and generated modules
+import only public names.
+"""
+
+from __future__ import annotations
+
+import ast
+import importlib
+import inspect
+import pkgutil
+from pathlib import Path
+
+import docket_runtime
+import docket_runtime.stores
+
+ROOT = Path(docket_runtime.__file__).resolve().parent
+GOLDEN = Path(__file__).resolve().parent / "golden"
+
+PUBLIC_MODULES = {"cli", "context", "errors", "events", "options_pb2", "plan", "retry"}
+PUBLIC_PACKAGES = {"durable", "stores"}
+
+
+def test_the_public_api_is_pinned() -> None:
+    assert docket_runtime.__all__ == [
+        "Abort",
+        "Batch",
+        "BatchProgress",
+        "BindError",
+        "CachePolicy",
+        "CacheScope",
+        "DeadlineExceeded",
+        "Delivery",
+        "DocketError",
+        "Events",
+        "ExecutionAborted",
+        "ExecutionFinished",
+        "Graph",
+        "GraphPlan",
+        "HandOff",
+        "Input",
+        "InputKind",
+        "ItemError",
+        "ItemFailed",
+        "RetryLater",
+        "RetryPolicy",
+        "Stage",
+        "Step",
+        "StepClaimed",
+        "StepContext",
+        "StepEvent",
+        "StepFailed",
+        "StepRetrying",
+        "StepTimedOut",
+        "Suspended",
+        "Target",
+        "context",
+        "shielded",
+    ]
+    for name in docket_runtime.__all__:
+        value = getattr(docket_runtime, name)
+        assert inspect.getdoc(value), f"docket_runtime.{name} has no docstring"
+
+
+def test_the_stores_api_is_pinned() -> None:
+    assert docket_runtime.stores.__all__ == [
+        "SCHEMA_VERSION",
+        "AttemptRecord",
+        "AttemptStatus",
+        "Claim",
+        "ExecutionRecord",
+        "ExecutionStatus",
+        "MemoryStore",
+        "SchemaVersionError",
+        "Scope",
+        "StepRunRecord",
+        "StepStatus",
+        "Store",
+        "StoreError",
+        "StoreUnavailable",
+        "StoreUrlError",
+        "StoredResult",
+        "connect",
+        "default_owner",
+        "global_key",
+        "open_store",
+        "redact_url",
+        "workflow_key",
+    ]
+    assert all(hasattr(docket_runtime.stores, name) for name in docket_runtime.stores.__all__)
+
+
+def test_engine_modules_are_private() -> None:
+    for module in pkgutil.iter_modules([str(ROOT)]):
+        if module.name.startswith("_"):
+            continue
+        if module.ispkg:
+            assert module.name in PUBLIC_PACKAGES, f"docket_runtime.{module.name} is not public"
+        else:
+            assert module.name in PUBLIC_MODULES, (
+                f"docket_runtime.{module.name} is an engine module: name it _{module.name}"
+            )
+        importlib.import_module(f"docket_runtime.{module.name}")
+
+
+def test_generated_code_imports_only_public_names() -> None:
+    goldens = sorted(GOLDEN.rglob("*_docket.py"))
+    assert goldens
+    for path in goldens:
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.ImportFrom) and (node.module or "").startswith(
+                "docket_runtime"
+            ):
+                assert node.module == "docket_runtime", f"{path.name} imports {node.module}"
+                for alias in node.names:
+                    assert alias.name in docket_runtime.__all__ or alias.name == "plan", (
+                        f"{path.name} imports docket_runtime.{alias.name}"
+                    )
