@@ -21,12 +21,12 @@ import dataclasses
 import enum
 
 from docket_runtime import _deps
-from docket_runtime.plan import Batch, Input, InputKind, Stage
+from docket_runtime.plan import BATCH_OPTIONS, Batch, Input, InputKind, Stage
 
 from .model import Diagnostic, GraphModel, StepModel
 
 # Parameters of the generated run_batch() besides the graph inputs and those of run().
-BATCH_KEYWORDS = frozenset({"items", "max_concurrency", "on_error"})
+BATCH_KEYWORDS = frozenset({"items", *BATCH_OPTIONS})
 
 
 class Role(enum.Enum):

@@ -14,6 +14,7 @@ from google.protobuf.compiler import plugin_pb2
 
 from docket_runtime import options_pb2
 from docket_runtime.plan import (
+    RUN_OPTIONS,
     CachePolicy,
     CacheScope,
     Delivery,
@@ -51,7 +52,7 @@ _DELIVERIES = {
 }
 # Parameters of the generated run() besides the graph inputs. run_batch() adds its own,
 # checked for graphs with batch runs only (docket_gen.batches.BATCH_KEYWORDS).
-RESERVED_KEYWORDS = frozenset({"self", "target", "execution_id", "deadline"})
+RESERVED_KEYWORDS = frozenset({"self", "target", *RUN_OPTIONS})
 
 
 class Request:

@@ -11,6 +11,8 @@ from dataclasses import dataclass, field
 import jinja2
 
 from docket_runtime.plan import (
+    BATCH_OPTIONS,
+    RUN_OPTIONS,
     Batch,
     CachePolicy,
     CacheScope,
@@ -86,6 +88,10 @@ def render_file(file: FileModel, messages: dict[str, MessageInfo]) -> str:
         uses_sequence=batches or any(g["uses_sequence"] for g in graphs),
         typing_names=typing_names,
         uses_batches=batches,
+        run_params=RUN_PARAMS,
+        run_options=RUN_OPTIONS,
+        batch_params=batch_params('Literal["raise", "collect"] = "raise"'),
+        batch_options=(*BATCH_OPTIONS, *RUN_OPTIONS),
     )
     # Templates may leave runs of blank lines; ruff format allows two at most.
     return re.sub(r"\n{4,}", "\n\n\n", source)
@@ -108,6 +114,21 @@ def docstring(text: str, depth: int) -> str:
         return f'{indent}"""{body}"""'
     rest = [f"{indent}{line}" if line.strip() else "" for line in lines[1:]]
     return "\n".join([f'{indent}"""{lines[0]}', *rest, f'{indent}"""'])
+
+
+_ANNOTATIONS = {
+    "execution_id": "str | None = None",
+    "deadline": "float | None = None",
+    "max_concurrency": "int | None = None",
+}
+RUN_PARAMS = tuple(f"{option}: {_ANNOTATIONS[option]}" for option in RUN_OPTIONS)
+"""The parameters of every ``run`` after the graph inputs (names from the plan contract)."""
+
+
+def batch_params(on_error: str) -> tuple[str, ...]:
+    """The parameters of ``run_batch`` after the shared inputs; ``on_error`` is its annotation."""
+    typed = {**_ANNOTATIONS, "on_error": on_error}
+    return tuple(f"{option}: {typed[option]}" for option in (*BATCH_OPTIONS, *RUN_OPTIONS))
 
 
 def _graph_context(graph: GraphModel, ref: Callable[[str], str]) -> dict[str, object]:
@@ -142,18 +163,13 @@ def _graph_context(graph: GraphModel, ref: Callable[[str], str]) -> dict[str, ob
         params = ["self", f"target: type[{ref(target.type)}]", "/"]
         keywords = [f"{graph.inputs[t]}: {ref(t)}" for t in target.inputs]
         keywords += [f"{graph.inputs[t]}: {ref(t)} | None = None" for t in target.optional_inputs]
-        params += [
-            "*",
-            *keywords,
-            "execution_id: str | None = None",
-            "deadline: float | None = None",
-        ]
+        params += ["*", *keywords, *RUN_PARAMS]
         names = [graph.inputs[t] for t in (*target.inputs, *target.optional_inputs)]
         body = pyfmt.render(
             Call(
                 "self.run_target",
                 [Raw("target"), Dict([(string(n), Raw(n)) for n in names])],
-                [("execution_id", Raw("execution_id")), ("deadline", Raw("deadline"))],
+                [(option, Raw(option)) for option in RUN_OPTIONS],
             ),
             2,
             "return await ",
@@ -218,10 +234,7 @@ def _batch_runs(graph: GraphModel, ref: Callable[[str], str]) -> list[str]:
                 "/",
                 "*",
                 *keywords,
-                "max_concurrency: int | None = None",
-                f"on_error: {policy}",
-                "execution_id: str | None = None",
-                "deadline: float | None = None",
+                *batch_params(policy),
             ]
             signatures.append(
                 pyfmt.signature("async def run_batch", params, f" -> {returns}: ...", depth=1)

@@ -13,10 +13,13 @@ from __future__ import annotations
 import enum
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from typing import Final
 
 from google.protobuf.message import Message
 
 __all__ = [
+    "BATCH_OPTIONS",
+    "RUN_OPTIONS",
     "Batch",
     "CachePolicy",
     "CacheScope",
@@ -29,6 +32,15 @@ __all__ = [
     "Step",
     "Target",
 ]
+
+
+RUN_OPTIONS: Final = ("execution_id", "deadline")
+"""The keyword options of a generated ``run`` (and of ``Graph.run_target``) besides the
+graph inputs, in signature order: no graph input may take one as its keyword."""
+
+BATCH_OPTIONS: Final = ("max_concurrency", "on_error")
+"""The keyword options ``run_batch`` adds to :data:`RUN_OPTIONS`, before them: no graph
+input of a graph with batch runs may take one as its keyword (nor ``items``)."""
 
 
 class InputKind(enum.Enum):

@@ -252,7 +252,10 @@ class UserGraph(_Graph[UserGraphSteps]):
         bounds it, in seconds.
         """
         return await self.run_target(
-            target, inputs, execution_id=execution_id, deadline=deadline
+            target,
+            inputs,
+            execution_id=execution_id,
+            deadline=deadline,
         )
 
     @overload

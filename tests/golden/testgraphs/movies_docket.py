@@ -163,7 +163,10 @@ class Movies(_Graph[MoviesSteps]):
         bounds it, in seconds.
         """
         return await self.run_target(
-            target, inputs, execution_id=execution_id, deadline=deadline
+            target,
+            inputs,
+            execution_id=execution_id,
+            deadline=deadline,
         )
 
     @overload
@@ -525,7 +528,10 @@ class Ranking(_Graph[RankingSteps]):
         bounds it, in seconds.
         """
         return await self.run_target(
-            target, inputs, execution_id=execution_id, deadline=deadline
+            target,
+            inputs,
+            execution_id=execution_id,
+            deadline=deadline,
         )
 
     @overload

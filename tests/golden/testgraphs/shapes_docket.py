@@ -211,7 +211,10 @@ class Diamond(_Graph[DiamondSteps]):
         bounds it, in seconds.
         """
         return await self.run_target(
-            target, inputs, execution_id=execution_id, deadline=deadline
+            target,
+            inputs,
+            execution_id=execution_id,
+            deadline=deadline,
         )
 
     @overload
@@ -536,7 +539,10 @@ class Fan(_Graph[FanSteps]):
         bounds it, in seconds.
         """
         return await self.run_target(
-            target, inputs, execution_id=execution_id, deadline=deadline
+            target,
+            inputs,
+            execution_id=execution_id,
+            deadline=deadline,
         )
 
 
@@ -692,7 +698,10 @@ class Chain(_Graph[ChainSteps]):
         bounds it, in seconds.
         """
         return await self.run_target(
-            target, inputs, execution_id=execution_id, deadline=deadline
+            target,
+            inputs,
+            execution_id=execution_id,
+            deadline=deadline,
         )
 
     @overload
