@@ -436,12 +436,12 @@ def test_settle_with_a_result_or_release(db_url: str, pb: Any, dk: Any) -> None:
 # 6. Every attempt recorded; cache hits counted --------------------------------------------------
 
 
-README = Path(__file__).resolve().parent.parent / "README.md"
+PERSISTENCE_DOC = Path(__file__).resolve().parent.parent / "docs" / "persistence.md"
 
 
-def readme_query(title: str) -> str:
-    """The README's SQL query under the comment line starting with ``-- <title>``."""
-    text = README.read_text()
+def documented_query(title: str) -> str:
+    """docs/persistence.md's SQL query under the comment line starting with ``-- <title>``."""
+    text = PERSISTENCE_DOC.read_text()
     start = text.index(f"-- {title}")
     end = text.index(";", start)
     return text[start : end + 1]
@@ -463,7 +463,7 @@ def test_every_attempt_has_a_row_and_hits_are_counted(db_url: str, pb: Any, dk: 
                 )
 
     run(body())
-    rows = raw_sql(db_url, readme_query("Every attempt of one step"))
+    rows = raw_sql(db_url, documented_query("Every attempt of one step"))
     assert [tuple(r[:4]) for r in rows] == [
         (1, "failed", "builtins.ConnectionError", "carrier timed out"),
         (2, "failed", "builtins.ConnectionError", "carrier timed out"),
@@ -476,7 +476,9 @@ def test_every_attempt_has_a_row_and_hits_are_counted(db_url: str, pb: Any, dk: 
     )
     assert "ConnectionError: carrier timed out" in traceback
     assert step_runs(db_url, "order-2")["Ship"] == ("succeeded", True)
-    [(step, hits, runs, rate)] = raw_sql(db_url, readme_query("The hit rate of each cached step"))
+    [(step, hits, runs, rate)] = raw_sql(
+        db_url, documented_query("The hit rate of each cached step")
+    )
     assert (step, hits, runs, float(rate)) == ("Score", 2, 4, 0.5)
 
 

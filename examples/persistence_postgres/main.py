@@ -5,7 +5,7 @@ order-2001 goes through; order-2002's card is declined. ChargeCard is
 does not try it again either (the payment provider may have taken the money
 before failing): it reports ``StepClaimed`` until someone checks and calls
 ``rerun_from``. Every execution and step run is recorded (``record=True``);
-the script ends with the three queries from the README.
+the script ends with the three queries from docs/persistence.md.
 
 Generate the code first (from the repository root), then run it twice:
 
