@@ -60,8 +60,8 @@ class GraphOptions(_message.Message):
     """Free text shown in the generated interface's docstring."""
     items: _builtins.str
     """The graph input that batch runs iterate over (one of `inputs`, named the
-    same way). Needed only when the item type cannot be inferred: see "Batches"
-    in the README. Steps that take it, or a result derived from it, as a
+    same way). Needed only when the item type cannot be inferred: see
+    docs/batches.md. Steps that take it, or a result derived from it, as a
     singular input run once per item; a step taking such a type as a
     `repeated` field is an aggregate that runs once over every item.
     """
