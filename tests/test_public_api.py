@@ -2,7 +2,8 @@
 
 The public API is what ``docket_runtime`` re-exports (its ``__all__`` is
 pinned here), plus the public modules ``plan`` (the generator's contract),
-``errors``, ``context``, ``events``, ``retry``, ``stores`` and ``durable``.
+``errors``, ``context``, ``events``, ``retry``, ``testing``, ``stores`` and
+``durable``.
 Engine modules are private (a leading underscore), and generated modules
 import only public names.
 """
@@ -21,7 +22,16 @@ import docket_runtime.stores
 ROOT = Path(docket_runtime.__file__).resolve().parent
 GOLDEN = Path(__file__).resolve().parent / "golden"
 
-PUBLIC_MODULES = {"cli", "context", "errors", "events", "options_pb2", "plan", "retry"}
+PUBLIC_MODULES = {
+    "cli",
+    "context",
+    "errors",
+    "events",
+    "options_pb2",
+    "plan",
+    "retry",
+    "testing",
+}
 PUBLIC_PACKAGES = {"durable", "stores"}
 
 
