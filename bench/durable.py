@@ -21,8 +21,8 @@ Each system runs it two ways, in a process of its own, one after the other:
 
 Docket's tables and Procrastinate's go into a temporary schema; DBOS's
 system tables into another (``dbos_system_schema``); both are dropped at the
-end. DBOS is optional (``pip install 'docket-proto[bench]'``); without it the
-script says so and reports Docket alone. See bench/README.md.
+end. DBOS is optional (``pip install -e . --group bench`` from the repository
+root); without it the script says so and reports Docket alone. See bench/README.md.
 """
 
 from __future__ import annotations
@@ -291,7 +291,7 @@ def main() -> None:
                     ]
                 )
             else:
-                other = "not installed: pip install 'docket-proto[bench]' (or pip install dbos)"
+                other = "not installed: pip install -e . --group bench (or pip install dbos)"
         finally:
             for schema in (docket_schema, dbos_schema):
                 admin.execute(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE'.encode())

@@ -1,5 +1,8 @@
 """The built wheel works outside the repository: with and without the ``gen`` extra.
 
+Its metadata publishes the runtime's extras only (the development tools are
+dependency groups), the supported Python versions and the license expression.
+
 One wheel is built per module and installed into fresh venvs: one with
 ``docket-proto[gen]`` (the generator toolchain) and one with the runtime only
 (the wheel with ``--no-deps`` plus ``protobuf``). Every command runs from a
@@ -8,7 +11,9 @@ temp folder with a clean environment, so nothing is imported from the checkout.
 
 from __future__ import annotations
 
+import email
 import os
+import re
 import subprocess
 import sys
 import zipfile
@@ -162,6 +167,36 @@ def test_wheel_ships_templates_and_options_proto(wheel: Path) -> None:
     assert "docket_runtime/_proto/docket_runtime/options.proto" in names
     assert "docket_runtime/py.typed" in names
     assert "docket_runtime/options_pb2.py" in names
+
+
+@pytest.mark.slow
+def test_wheel_metadata(wheel: Path) -> None:
+    with zipfile.ZipFile(wheel) as archive:
+        (name,) = [n for n in archive.namelist() if n.endswith(".dist-info/METADATA")]
+        metadata = email.message_from_bytes(archive.read(name))
+    assert sorted(metadata.get_all("Provides-Extra", [])) == ["gen", "postgres", "procrastinate"]
+    required = {
+        re.split(r"[\s\[<>=!~;]", r, maxsplit=1)[0] for r in metadata.get_all("Requires-Dist", [])
+    }
+    # The runtime's protobuf, then the gen, postgres and procrastinate extras: no dev tools.
+    assert required == {
+        "protobuf",
+        "grpcio-tools",
+        "mypy-protobuf",
+        "jinja2",
+        "click",
+        "psycopg",
+        "psycopg-pool",
+        "procrastinate",
+    }
+    classifiers = metadata.get_all("Classifier", [])
+    for version in ("3.11", "3.12", "3.13"):
+        assert f"Programming Language :: Python :: {version}" in classifiers
+    assert "Typing :: Typed" in classifiers
+    # PEP 639: the license expression replaces the License classifiers (PyPI refuses both).
+    assert metadata["License-Expression"] == "MIT"
+    assert not [c for c in classifiers if c.startswith("License ::")]
+    assert metadata["Requires-Python"] == ">=3.11"
 
 
 @pytest.mark.slow
