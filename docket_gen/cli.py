@@ -10,7 +10,19 @@ from pathlib import Path
 
 import click
 
+from . import gencode
 from .protoc import collect_protos, run_protoc
+
+
+def _min_protobuf(
+    _ctx: click.Context, _param: click.Parameter, value: str | None
+) -> gencode.Version:
+    if value is None:
+        return gencode.RUNTIME_FLOOR
+    try:
+        return gencode.parse_version(value)
+    except ValueError as exc:
+        raise click.BadParameter(str(exc)) from exc
 
 
 @click.command(context_settings={"help_option_names": ["-h", "--help"]})
@@ -35,9 +47,23 @@ from .protoc import collect_protos, run_protoc
     type=click.Path(exists=True, file_okay=False, path_type=Path),
     help="Extra import root for protos that are imported but not generated.",
 )
+@click.option(
+    "--min-protobuf",
+    metavar="VERSION",
+    callback=_min_protobuf,
+    help="The oldest protobuf the services install (default: "
+    f"{gencode.show(gencode.RUNTIME_FLOOR)}, docket-proto's own); warn if the generated "
+    "code needs a newer one.",
+)
 @click.option("--check", is_flag=True, help="Write nothing; exit 1 if OUT is not up to date.")
 @click.version_option(package_name="docket-proto")
-def main(proto_dirs: tuple[Path, ...], out: Path, includes: tuple[Path, ...], check: bool) -> None:
+def main(
+    proto_dirs: tuple[Path, ...],
+    out: Path,
+    includes: tuple[Path, ...],
+    min_protobuf: gencode.Version,
+    check: bool,
+) -> None:
     """Generate *_pb2.py, *_pb2.pyi and *_docket.py for every .proto under PROTO_DIRS.
 
     Docket's options proto and the well-known types are on the import path
@@ -56,6 +82,10 @@ def main(proto_dirs: tuple[Path, ...], out: Path, includes: tuple[Path, ...], ch
                 click.echo(line, err=True)
             click.echo(f"docket-gen: protoc failed; nothing written to {out}", err=True)
             sys.exit(1)
+        sources = (p.read_text() for p in sorted(staging.rglob("*_pb2.py")))
+        runtime = gencode.runtime_warning(sources, min_protobuf)
+        if runtime:
+            click.echo(runtime, err=True)
         _add_package_markers(staging)
         generated = sorted(p.relative_to(staging) for p in staging.rglob("*") if p.is_file())
         stale = [p for p in generated if not _same(staging / p, out / p)]
