@@ -2,15 +2,14 @@
 
 from __future__ import annotations
 
-import filecmp
-import shutil
 import sys
 import tempfile
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 
 import click
 
 from . import gencode
+from .output import MANIFEST, ManifestError, OutputPlan, plan_output
 from .protoc import collect_protos, run_protoc
 
 
@@ -37,7 +36,7 @@ def _min_protobuf(
     "--out",
     required=True,
     type=click.Path(file_okay=False, path_type=Path),
-    help="Folder to write the generated package tree into (put it on sys.path).",
+    help="Folder to write the generated package tree into.",
 )
 @click.option(
     "-I",
@@ -67,7 +66,9 @@ def main(
     """Generate *_pb2.py, *_pb2.pyi and *_docket.py for every .proto under PROTO_DIRS.
 
     Docket's options proto and the well-known types are on the import path
-    already. Errors are printed as file:line:col: message.
+    already. Errors are printed as file:line:col: message. OUT/.docket-manifest
+    lists the files docket-gen wrote: it removes those it no longer generates
+    and never replaces a file it did not write.
     """
     files = [f for root in proto_dirs for f in collect_protos(root)]
     if not files:
@@ -86,35 +87,53 @@ def main(
         runtime = gencode.runtime_warning(sources, min_protobuf)
         if runtime:
             click.echo(runtime, err=True)
-        _add_package_markers(staging)
-        generated = sorted(p.relative_to(staging) for p in staging.rglob("*") if p.is_file())
-        stale = [p for p in generated if not _same(staging / p, out / p)]
-        if check:
-            for path in stale:
-                click.echo(f"stale: {out / path}", err=True)
-            if stale:
-                click.echo("docket-gen: generated code is out of date; run docket-gen", err=True)
-                sys.exit(1)
-            click.echo(f"docket-gen: {out} is up to date ({len(generated)} files)")
-            return
-        for path in stale:
-            (out / path).parent.mkdir(parents=True, exist_ok=True)
-            shutil.copyfile(staging / path, out / path)
-        unchanged = len(generated) - len(stale)
-        click.echo(f"docket-gen: {len(stale)} files written to {out}, {unchanged} unchanged")
+        generated = _read_generated(staging)
+    try:
+        plan = plan_output(out, generated, package_root=False)
+    except ManifestError as exc:
+        click.echo(f"docket-gen: {exc}", err=True)
+        sys.exit(1)
+    if plan.conflicts:
+        for path in plan.conflicts:
+            click.echo(
+                f"docket-gen: {out / path} exists and docket-gen did not write it (it is not "
+                f"in {out / MANIFEST}); move it away or generate into another folder",
+                err=True,
+            )
+        click.echo(f"docket-gen: nothing written to {out}", err=True)
+        sys.exit(1)
+    if check:
+        _report_check(plan, out)
+        return
+    plan.apply()
+    for path in plan.kept:
+        click.echo(
+            f"docket-gen: kept {out / path}: no .proto generates it any more, but it was "
+            "edited since docket-gen wrote it; delete it if it is not needed",
+            err=True,
+        )
+    written = len(plan.writes) + len(plan.markers)
+    summary = f"docket-gen: {written} files written to {out}, {plan.unchanged} unchanged"
+    if plan.removals:
+        summary += f", {len(plan.removals)} removed"
+    click.echo(summary)
 
 
-def _add_package_markers(root: Path) -> None:
-    """protoc writes no ``__init__.py``; add one to every generated package folder."""
-    for folder in {p.parent for p in root.rglob("*.py")}:
-        if folder != root and not (folder / "__init__.py").exists():
-            (folder / "__init__.py").write_text("")
-    for folder in {p.parent for p in root.rglob("__init__.py")}:
-        parent = folder.parent
-        while parent != root:
-            (parent / "__init__.py").touch()
-            parent = parent.parent
+def _read_generated(staging: Path) -> dict[PurePosixPath, bytes]:
+    """Every file protoc wrote, by path relative to OUT."""
+    paths = sorted(PurePosixPath(p.relative_to(staging).as_posix()) for p in staging.rglob("*"))
+    return {p: (staging / p).read_bytes() for p in paths if (staging / p).is_file()}
 
 
-def _same(a: Path, b: Path) -> bool:
-    return b.is_file() and filecmp.cmp(a, b, shallow=False)
+def _report_check(plan: OutputPlan, out: Path) -> None:
+    for path in [*plan.writes, *plan.markers]:
+        click.echo(f"stale: {out / path}", err=True)
+    for path in [*plan.removals, *plan.kept]:
+        click.echo(f"orphan: {out / path} (no .proto generates it any more)", err=True)
+    if plan.manifest_stale and not (plan.writes or plan.markers or plan.removals or plan.kept):
+        click.echo(f"stale: {out / MANIFEST}", err=True)
+    if not plan.up_to_date:
+        click.echo("docket-gen: generated code is out of date; run docket-gen", err=True)
+        sys.exit(1)
+    count = len(plan.generated)
+    click.echo(f"docket-gen: {out} is up to date ({count} files)")
