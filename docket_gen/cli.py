@@ -7,10 +7,12 @@ import tempfile
 from pathlib import Path, PurePosixPath
 
 import click
+from google.protobuf import descriptor_pb2
 
 from . import gencode
 from .output import MANIFEST, ManifestError, OutputPlan, plan_output
-from .protoc import collect_protos, run_protoc
+from .protoc import collect_protos, run_protoc, user_path
+from .reader import OPTIONS_FILE
 
 
 def _min_protobuf(
@@ -81,12 +83,12 @@ def main(
         if run.returncode != 0:
             for line in run.errors:
                 click.echo(line, err=True)
-            click.echo(f"docket-gen: protoc failed; nothing written to {out}", err=True)
+            click.echo(
+                f"docket-gen: {_failure(run.check_errors)}; nothing written to {out}", err=True
+            )
             sys.exit(1)
-        sources = (p.read_text() for p in sorted(staging.rglob("*_pb2.py")))
-        runtime = gencode.runtime_warning(sources, min_protobuf)
-        if runtime:
-            click.echo(runtime, err=True)
+        for warning in _warnings(run.files, proto_dirs, staging, min_protobuf):
+            click.echo(warning, err=True)
         generated = _read_generated(staging)
     try:
         plan = plan_output(out, generated, package_root=False)
@@ -117,6 +119,34 @@ def main(
     if plan.removals:
         summary += f", {len(plan.removals)} removed"
     click.echo(summary)
+
+
+def _failure(check_errors: int) -> str:
+    if check_errors:
+        noun = "error" if check_errors == 1 else "errors"
+        return f"{check_errors} {noun} in Docket's checks"
+    return "protoc failed"
+
+
+def _warnings(
+    files: list[descriptor_pb2.FileDescriptorProto],
+    roots: tuple[Path, ...],
+    staging: Path,
+    min_protobuf: gencode.Version,
+) -> list[str]:
+    warnings = []
+    for file in files:
+        imported = {*file.dependency, *getattr(file, "option_dependency", ())}
+        if file.service and OPTIONS_FILE not in imported:
+            warnings.append(
+                f"docket-gen: warning: {user_path(file.name, roots)} has services but does not "
+                f"import {OPTIONS_FILE}; no graph module generated"
+            )
+    sources = (p.read_text() for p in sorted(staging.rglob("*_pb2.py")))
+    runtime = gencode.runtime_warning(sources, min_protobuf)
+    if runtime:
+        warnings.append(runtime)
+    return warnings
 
 
 def _read_generated(staging: Path) -> dict[PurePosixPath, bytes]:

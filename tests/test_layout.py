@@ -1,5 +1,6 @@
-"""The output folder of docket-gen: what it owns (the manifest), orphans, and its warning about
-the protobuf runtime the generated code needs. End to end through the real CLI."""
+"""The output folder of docket-gen: what it owns (the manifest), orphans, and its warnings
+(services without Docket's options, the protobuf runtime the generated code needs). End to end
+through the real CLI."""
 
 from __future__ import annotations
 
@@ -229,6 +230,23 @@ def test_a_broken_manifest_is_an_error(tmp_path: Path) -> None:
         f"docket-gen: {out}/.docket-manifest:2: expected '<sha256>  <relative path>'; "
         "delete the file and run docket-gen again"
     ]
+
+
+def test_services_without_the_options_import_are_named(tmp_path: Path) -> None:
+    protos = write_protos(
+        tmp_path / "protos",
+        {
+            "shop/a.proto": _graph("shop", "A"),
+            "shop/rpc.proto": 'syntax = "proto3";\npackage shop;\n'
+            "message Ping { int32 v = 1; }\nservice Echo { rpc Say(Ping) returns (Ping); }\n",
+        },
+    )
+    done = _ok(*_min(protos, "-o", tmp_path / "gen"))
+    assert done.stderr.splitlines() == [
+        f"docket-gen: warning: {protos}/shop/rpc.proto has services but does not import "
+        "docket_runtime/options.proto; no graph module generated"
+    ]
+    assert not (tmp_path / "gen" / "shop" / "rpc_docket.py").exists()
 
 
 def test_generated_code_newer_than_the_runtime_floor_is_a_warning(tmp_path: Path) -> None:
