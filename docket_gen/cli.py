@@ -11,6 +11,7 @@ from google.protobuf import descriptor_pb2
 
 from . import gencode
 from .output import MANIFEST, ManifestError, OutputPlan, plan_output
+from .prefix import add_prefix, check_prefix, module_name
 from .protoc import collect_protos, run_protoc, user_path
 from .reader import OPTIONS_FILE
 
@@ -49,6 +50,12 @@ def _min_protobuf(
     help="Extra import root for protos that are imported but not generated.",
 )
 @click.option(
+    "--import-prefix",
+    metavar="PACKAGE",
+    help="The package OUT is (e.g. myapp.gen for -o src/myapp/gen): generated modules "
+    "import each other through it, so OUT need not be on sys.path.",
+)
+@click.option(
     "--min-protobuf",
     metavar="VERSION",
     callback=_min_protobuf,
@@ -62,6 +69,7 @@ def main(
     proto_dirs: tuple[Path, ...],
     out: Path,
     includes: tuple[Path, ...],
+    import_prefix: str | None,
     min_protobuf: gencode.Version,
     check: bool,
 ) -> None:
@@ -72,6 +80,8 @@ def main(
     lists the files docket-gen wrote: it removes those it no longer generates
     and never replaces a file it did not write.
     """
+    if import_prefix is not None:
+        _check_import_prefix(import_prefix, out)
     files = [f for root in proto_dirs for f in collect_protos(root)]
     if not files:
         raise click.UsageError(f"no .proto files under {', '.join(map(str, proto_dirs))}")
@@ -89,9 +99,9 @@ def main(
             sys.exit(1)
         for warning in _warnings(run.files, proto_dirs, staging, min_protobuf):
             click.echo(warning, err=True)
-        generated = _read_generated(staging)
+        generated = _read_generated(staging, import_prefix)
     try:
-        plan = plan_output(out, generated, package_root=False)
+        plan = plan_output(out, generated, package_root=import_prefix is not None)
     except ManifestError as exc:
         click.echo(f"docket-gen: {exc}", err=True)
         sys.exit(1)
@@ -119,6 +129,19 @@ def main(
     if plan.removals:
         summary += f", {len(plan.removals)} removed"
     click.echo(summary)
+
+
+def _check_import_prefix(prefix: str, out: Path) -> None:
+    problem = check_prefix(prefix)
+    if problem:
+        raise click.BadParameter(f"{prefix!r}: {problem}", param_hint="'--import-prefix'")
+    parts = prefix.split(".")
+    if list(out.resolve().parts[-len(parts) :]) != parts:
+        raise click.BadParameter(
+            f"{prefix} is imported from a folder ending in {'/'.join(parts)}, "
+            f"but OUT is {out}; give -o that folder",
+            param_hint="'--import-prefix'",
+        )
 
 
 def _failure(check_errors: int) -> str:
@@ -149,10 +172,18 @@ def _warnings(
     return warnings
 
 
-def _read_generated(staging: Path) -> dict[PurePosixPath, bytes]:
-    """Every file protoc wrote, by path relative to OUT."""
+def _read_generated(staging: Path, import_prefix: str | None) -> dict[PurePosixPath, bytes]:
+    """Every file protoc wrote, by path relative to OUT; imports prefixed if asked to."""
     paths = sorted(PurePosixPath(p.relative_to(staging).as_posix()) for p in staging.rglob("*"))
-    return {p: (staging / p).read_bytes() for p in paths if (staging / p).is_file()}
+    paths = [p for p in paths if (staging / p).is_file()]
+    generated = {p: (staging / p).read_bytes() for p in paths}
+    if import_prefix is None:
+        return generated
+    modules = {module_name(p) for p in paths if p.suffix == ".py"}
+    return {
+        p: add_prefix(content, import_prefix, modules, module_name(p))
+        for p, content in generated.items()
+    }
 
 
 def _report_check(plan: OutputPlan, out: Path) -> None:

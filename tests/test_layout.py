@@ -1,18 +1,22 @@
-"""The output folder of docket-gen: what it owns (the manifest), orphans, and its warnings
-(services without Docket's options, the protobuf runtime the generated code needs). End to end
-through the real CLI."""
+"""The output folder of docket-gen: what it owns (the manifest), orphans, the package layout
+(--import-prefix) and its warnings (services without Docket's options, the protobuf runtime the
+generated code needs). End to end through the real CLI."""
 
 from __future__ import annotations
 
+import ast
+import os
 import subprocess
 import sys
 import textwrap
 from pathlib import Path
 
+import pytest
 from conftest import ROOT, run_docket_gen, write_protos
 
 from docket_gen import gencode
 from docket_gen.output import digest
+from docket_gen.prefix import add_prefix
 
 OPTIONS = 'import "docket_runtime/options.proto";'
 
@@ -232,6 +236,146 @@ def test_a_broken_manifest_is_an_error(tmp_path: Path) -> None:
     ]
 
 
+PREFIXED = {
+    "top.proto": 'syntax = "proto3";\nmessage Note { string text = 1; }\n',
+    "shop/v1/common.proto": 'syntax = "proto3";\npackage shop.v1;\n'
+    "message Money { int64 cents = 1; }\n",
+    "shop/v1/orders.proto": f"""syntax = "proto3";
+package shop.v1;
+{OPTIONS}
+import "google/protobuf/empty.proto";
+import "shop/v1/common.proto";
+import "top.proto";
+message Order {{ string id = 1; Money total = 2; Note note = 3; }}
+message Receipt {{ Money charged = 1; }}
+service Checkout {{
+  option (docket.graph) = {{ inputs: "Order" }};
+  rpc Charge(Order) returns (Money);
+  rpc Confirm(Money) returns (Receipt);
+  rpc Ping(google.protobuf.Empty) returns (google.protobuf.Empty);
+}}
+""",
+}
+
+
+SERVICE = """\
+import asyncio
+import sys
+
+import myapp
+from myapp.gen.shop.v1 import common_pb2, orders_docket, orders_pb2
+from myapp.gen.top_pb2 import Note
+from google.protobuf import empty_pb2
+
+
+class Steps(orders_docket.CheckoutSteps):
+    async def charge(self, order: orders_pb2.Order, /) -> common_pb2.Money:
+        return common_pb2.Money(cents=order.total.cents + len(order.note.text))
+
+    async def confirm(self, money: common_pb2.Money, /) -> orders_pb2.Receipt:
+        return orders_pb2.Receipt(charged=money)
+
+    async def ping(self) -> empty_pb2.Empty:
+        return empty_pb2.Empty()
+
+
+async def main() -> None:
+    assert not any(p.rstrip("/").endswith("gen") for p in sys.path), sys.path
+    order = orders_pb2.Order(id="o-1", total=common_pb2.Money(cents=100), note=Note(text="abc"))
+    receipt = await orders_docket.Checkout(Steps()).run(orders_pb2.Receipt, order=order)
+    print(myapp.VERSION, receipt.charged.cents, type(receipt).__module__)
+
+
+asyncio.run(main())
+"""
+
+
+def test_import_prefix_makes_a_package_inside_the_project(tmp_path: Path) -> None:
+    protos = write_protos(tmp_path / "protos", PREFIXED)
+    project = tmp_path / "project"
+    (project / "myapp").mkdir(parents=True)
+    (project / "myapp" / "__init__.py").write_text('VERSION = "1.0"\n')
+    gen = project / "myapp" / "gen"
+    _ok(*_min(protos, "-o", gen, "--import-prefix", "myapp.gen"))
+    assert (project / "myapp" / "__init__.py").read_text() == 'VERSION = "1.0"\n'
+    assert (gen / "__init__.py").read_bytes() == b""
+    assert "__init__.py" in _manifest(gen)
+
+    orders = gen / "shop" / "v1"
+    for line in [
+        "from myapp.gen.shop.v1 import common_pb2 as shop_dot_v1_dot_common__pb2",
+        "import myapp.gen.top_pb2 as top__pb2",
+        "from docket_runtime import options_pb2 as docket__runtime_dot_options__pb2",
+        "from google.protobuf import empty_pb2 as google_dot_protobuf_dot_empty__pb2",
+        "_builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'myapp.gen.shop.v1.orders_pb2', "
+        "_globals)",
+    ]:
+        assert line in (orders / "orders_pb2.py").read_text().splitlines()
+    for line in [
+        "from myapp.gen.shop.v1 import common_pb2 as _common_pb2",
+        "import myapp.gen.top_pb2 as _top_pb2",
+    ]:
+        assert line in (orders / "orders_pb2.pyi").read_text().splitlines()
+    for line in [
+        "from myapp.gen.shop.v1 import common_pb2",
+        "from myapp.gen.shop.v1 import orders_pb2",
+        "from google.protobuf import empty_pb2",
+    ]:
+        assert line in (orders / "orders_docket.py").read_text().splitlines()
+    # No generated file imports a generated module by its unprefixed name.
+    for path in gen.rglob("*.py*"):
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.ImportFrom):
+                assert node.module is not None
+                assert not node.module.startswith(("shop", "top")), (path, node.module)
+            elif isinstance(node, ast.Import):
+                assert not any(a.name.startswith(("shop", "top")) for a in node.names), path
+
+    (project / "service.py").write_text(SERVICE)
+    ran = subprocess.run(
+        [sys.executable, "-E", "service.py"],
+        cwd=project,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert ran.returncode == 0, ran.stderr
+    assert ran.stdout == "1.0 103 myapp.gen.shop.v1.orders_pb2\n"
+
+    (project / "wrong.py").write_text(
+        "from myapp.gen.shop.v1 import orders_pb2\n\ncents: int = orders_pb2.Order().total\n"
+    )
+    (project / "mypy.ini").write_text("[mypy]\n")  # no configuration of the repository applies
+    typed = subprocess.run(
+        [sys.executable, "-m", "mypy", "--strict", "--no-error-summary", "service.py", "wrong.py"],
+        cwd=project,
+        env={k: v for k, v in os.environ.items() if k != "MYPYPATH"},
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert typed.stdout.splitlines() == [
+        'wrong.py:3: error: Incompatible types in assignment (expression has type "Money", '
+        'variable has type "int")  [assignment]'
+    ], typed.stdout + typed.stderr
+
+
+def test_import_prefix_must_name_the_output_folder(tmp_path: Path) -> None:
+    protos = write_protos(tmp_path / "protos", {"shop/a.proto": _graph("shop", "A")})
+    wrong = run_docket_gen(protos, "-o", tmp_path / "src" / "gen", "--import-prefix", "myapp.gen")
+    assert wrong.returncode == 2
+    assert wrong.stderr.splitlines()[-1] == (
+        "Error: Invalid value for '--import-prefix': myapp.gen is imported from a folder "
+        f"ending in myapp/gen, but OUT is {tmp_path}/src/gen; give -o that folder"
+    )
+    bad = run_docket_gen(protos, "-o", tmp_path / "gen", "--import-prefix", "my-app.gen")
+    assert bad.returncode == 2
+    assert bad.stderr.splitlines()[-1] == (
+        "Error: Invalid value for '--import-prefix': 'my-app.gen': it must be a dotted Python "
+        "module name, such as myapp.gen"
+    )
+
+
 def test_services_without_the_options_import_are_named(tmp_path: Path) -> None:
     protos = write_protos(
         tmp_path / "protos",
@@ -309,3 +453,39 @@ def test_bad_min_protobuf_is_a_usage_error(tmp_path: Path) -> None:
     assert done.stderr.splitlines()[-1] == (
         "Error: Invalid value for '--min-protobuf': 'seven' is not a version such as 6.31.1"
     )
+
+
+def test_add_prefix_rewrites_only_imports_of_generated_modules() -> None:
+    source = textwrap.dedent("""\
+        # é: columns are byte offsets
+        from google.protobuf import descriptor as _descriptor
+        from shop.v1 import common_pb2 as shop_dot_v1_dot_common__pb2
+        from shop.v1.common_pb2 import *
+        import top_pb2 as top__pb2
+        import top_pb2
+        from docket_runtime import options_pb2 as docket__runtime_dot_options__pb2
+        from ext.v1 import other_pb2 as ext_dot_v1_dot_other__pb2
+        _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'shop.v1.orders_pb2', _globals)
+        if sys.version_info >= (3, 10):
+            x = 'é'; from shop.v1 import (
+                common_pb2 as c,
+            )
+        """).encode()
+    generated = {"shop.v1.common_pb2", "shop.v1.orders_pb2", "top_pb2"}
+    assert add_prefix(source, "app.gen", generated, "shop.v1.orders_pb2").decode() == (
+        textwrap.dedent("""\
+        # é: columns are byte offsets
+        from google.protobuf import descriptor as _descriptor
+        from app.gen.shop.v1 import common_pb2 as shop_dot_v1_dot_common__pb2
+        from app.gen.shop.v1.common_pb2 import *
+        import app.gen.top_pb2 as top__pb2
+        from app.gen import top_pb2
+        from docket_runtime import options_pb2 as docket__runtime_dot_options__pb2
+        from ext.v1 import other_pb2 as ext_dot_v1_dot_other__pb2
+        _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'app.gen.shop.v1.orders_pb2', _globals)
+        if sys.version_info >= (3, 10):
+            x = 'é'; from app.gen.shop.v1 import common_pb2 as c
+        """)
+    )
+    with pytest.raises(ValueError, match="cannot prefix a dotted import without an alias"):
+        add_prefix(b"import shop.v1.common_pb2\n", "app.gen", generated, "x_pb2")
