@@ -14,6 +14,13 @@ from .output import MANIFEST, ManifestError, OutputPlan, plan_output
 from .prefix import add_prefix, check_prefix, module_name
 from .protoc import collect_protos, run_protoc, user_path
 from .reader import OPTIONS_FILE
+from .resources import options_include_dir
+
+
+def _print_include_dir(ctx: click.Context, _param: click.Parameter, value: bool) -> None:
+    if value and not ctx.resilient_parsing:
+        click.echo(options_include_dir())
+        ctx.exit()
 
 
 def _min_protobuf(
@@ -64,6 +71,15 @@ def _min_protobuf(
     "code needs a newer one.",
 )
 @click.option("--check", is_flag=True, help="Write nothing; exit 1 if OUT is not up to date.")
+@click.option(
+    "--include-dir",
+    is_flag=True,
+    expose_value=False,
+    is_eager=True,
+    callback=_print_include_dir,
+    help="Print the folder holding docket_runtime/options.proto (an import root for "
+    "protoc or buf) and exit.",
+)
 @click.version_option(package_name="docket-proto")
 def main(
     proto_dirs: tuple[Path, ...],

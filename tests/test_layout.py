@@ -1,6 +1,5 @@
 """The output folder of docket-gen: what it owns (the manifest), orphans, the package layout
-(--import-prefix) and its warnings (services without Docket's options, the protobuf runtime the
-generated code needs). End to end through the real CLI."""
+(--import-prefix), its warnings and --include-dir. End to end through the real CLI."""
 
 from __future__ import annotations
 
@@ -17,6 +16,7 @@ from conftest import ROOT, run_docket_gen, write_protos
 from docket_gen import gencode
 from docket_gen.output import digest
 from docket_gen.prefix import add_prefix
+from docket_gen.resources import options_include_dir
 
 OPTIONS = 'import "docket_runtime/options.proto";'
 
@@ -50,6 +50,9 @@ def _manifest(out: Path) -> list[str]:
     """The paths the manifest lists."""
     lines = (out / ".docket-manifest").read_text().splitlines()
     return [line.split("  ", 1)[1] for line in lines if not line.startswith("#")]
+
+
+# --- 1. never overwrite a file docket-gen did not write ----------------------------------------
 
 
 def test_an_existing_init_file_is_never_replaced(tmp_path: Path) -> None:
@@ -111,6 +114,9 @@ def test_output_of_a_docket_gen_without_manifest_is_replaced(tmp_path: Path) -> 
     done = _ok(*_min(protos, "-o", out))
     assert done.stdout == f"docket-gen: 1 files written to {out}, 2 unchanged\n"
     assert (out / ".docket-manifest").is_file()
+
+
+# --- 2. orphans ---------------------------------------------------------------------------------
 
 
 def test_manifest_format(tmp_path: Path) -> None:
@@ -236,6 +242,8 @@ def test_a_broken_manifest_is_an_error(tmp_path: Path) -> None:
     ]
 
 
+# --- 3. the package layout ----------------------------------------------------------------------
+
 PREFIXED = {
     "top.proto": 'syntax = "proto3";\nmessage Note { string text = 1; }\n',
     "shop/v1/common.proto": 'syntax = "proto3";\npackage shop.v1;\n'
@@ -256,7 +264,6 @@ service Checkout {{
 }}
 """,
 }
-
 
 SERVICE = """\
 import asyncio
@@ -376,6 +383,9 @@ def test_import_prefix_must_name_the_output_folder(tmp_path: Path) -> None:
     )
 
 
+# --- 5. warnings and --include-dir --------------------------------------------------------------
+
+
 def test_services_without_the_options_import_are_named(tmp_path: Path) -> None:
     protos = write_protos(
         tmp_path / "protos",
@@ -453,6 +463,12 @@ def test_bad_min_protobuf_is_a_usage_error(tmp_path: Path) -> None:
     assert done.stderr.splitlines()[-1] == (
         "Error: Invalid value for '--min-protobuf': 'seven' is not a version such as 6.31.1"
     )
+
+
+def test_include_dir_prints_the_root_of_the_options_proto() -> None:
+    done = _ok("--include-dir")
+    assert done.stdout == f"{options_include_dir()}\n"
+    assert (Path(done.stdout.strip()) / "docket_runtime" / "options.proto").is_file()
 
 
 def test_add_prefix_rewrites_only_imports_of_generated_modules() -> None:
