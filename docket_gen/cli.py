@@ -212,5 +212,5 @@ def _report_check(plan: OutputPlan, out: Path) -> None:
     if not plan.up_to_date:
         click.echo("docket-gen: generated code is out of date; run docket-gen", err=True)
         sys.exit(1)
-    count = len(plan.generated)
+    count = len(plan.generated) + plan.packages
     click.echo(f"docket-gen: {out} is up to date ({count} files)")

@@ -95,6 +95,7 @@ class OutputPlan:
     generated: Mapping[PurePosixPath, bytes]
     writes: list[PurePosixPath] = field(default_factory=list)
     markers: list[PurePosixPath] = field(default_factory=list)
+    packages: int = 0  # package folders of the output, each with an __init__.py once applied
     unchanged: int = 0
     removals: list[PurePosixPath] = field(default_factory=list)
     kept: list[PurePosixPath] = field(default_factory=list)
@@ -157,6 +158,7 @@ def plan_output(
         plan.manifest[path] = digest(content)
 
     needed = _package_markers(generated, package_root=package_root)
+    plan.packages = len(needed)
     for marker in sorted(needed):
         if (out / marker).is_file():
             if marker in old:

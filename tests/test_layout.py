@@ -68,7 +68,8 @@ def test_an_existing_init_file_is_never_replaced(tmp_path: Path) -> None:
         "myapp/orders_pb2.py",
         "myapp/orders_pb2.pyi",
     ]
-    assert "is up to date" in _ok(*_min(protos, "-o", src, "--check")).stdout
+    check = _ok(*_min(protos, "-o", src, "--check"))
+    assert check.stdout == f"docket-gen: {src} is up to date (4 files)\n"
 
 
 def test_a_created_init_file_is_kept_once_edited(tmp_path: Path) -> None:
