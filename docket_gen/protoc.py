@@ -9,9 +9,11 @@ import subprocess
 import sys
 import sysconfig
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
+
+from google.protobuf import descriptor_pb2
 
 from .reader import OPTIONS_FILE
 from .resources import options_include_dir
@@ -23,14 +25,34 @@ _PLUGINS = {
 _LOCATED = re.compile(r"^(?P<file>[^\s:]+\.proto):(?P<rest>\d+:\d+:.*)$")
 # A location quoted inside a message: "... both produce X (shop/a.proto:12:7) ...".
 _QUOTED = re.compile(r"\((?P<file>[^\s:()]+\.proto)(?P<rest>:\d+:\d+)\)")
+# protoc's error for each use of an option whose proto the file does not import.
+_UNKNOWN_OPTION = re.compile(
+    r'^(?P<file>[^\s:]+\.proto):(?P<line>\d+):(?P<col>\d+): Option "(?P<option>\(docket\.\w+\))"'
+    r" unknown\."
+)
+_IMPORT_LINE = f'import "{OPTIONS_FILE}";'
+_IMPORTS_OPTIONS = re.compile(
+    r'^[ \t]*import[ \t]+(?:(?:public|weak|option)[ \t]+)?"docket_runtime/options\.proto"', re.M
+)
+_HEAD_STATEMENT = re.compile(r"^[ \t]*(?:syntax|edition|package)\b[^;\n]*;", re.M)
+_DOCKET_OUT = "--docket_out: "
+_PLUGIN_FAILED = re.compile(r"Plugin failed with status code|program not found")
 
 
 @dataclass(frozen=True)
 class ProtocRun:
-    """The outcome of one protoc run: its exit code and its readable error lines."""
+    """The outcome of one protoc run.
+
+    ``errors``: readable error lines. ``check_errors``: how many of them come from
+    Docket's checks (protoc-gen-docket's response); 0 when protoc itself, or a
+    plugin crash, failed the run. ``files``: the descriptors of the compiled files
+    (after a successful run).
+    """
 
     returncode: int
     errors: list[str]
+    check_errors: int = 0
+    files: list[descriptor_pb2.FileDescriptorProto] = field(default_factory=list)
 
 
 def collect_protos(root: Path) -> list[Path]:
@@ -63,8 +85,13 @@ def plugin_path(name: str, scratch: Path) -> Path:
 def run_protoc(
     roots: Sequence[Path], includes: Sequence[Path], files: Sequence[Path], out: Path, scratch: Path
 ) -> ProtocRun:
-    """Compile ``files`` (under ``roots``) into ``out`` with the three generators at once."""
+    """Compile ``files`` (under ``roots``) into ``out`` with the three generators at once.
+
+    The descriptors of ``files`` are written to ``scratch`` as well, for docket-gen's
+    own look at them (which files have services).
+    """
     wkt = Path(str(resources.files("grpc_tools") / "_proto"))
+    descriptors = scratch / "files.pb"
     include_dirs: list[Path] = []
     for folder in [*roots, *includes, options_include_dir(), wkt]:
         if folder.resolve() not in {d.resolve() for d in include_dirs}:
@@ -79,31 +106,96 @@ def run_protoc(
         f"--python_out={out}",
         f"--mypy_out=quiet:{out}",
         f"--docket_out={out}",
+        f"--descriptor_set_out={descriptors}",
         *(str(f) for f in files),
     ]
     done = subprocess.run(args, capture_output=True, text=True, check=False)
-    return ProtocRun(done.returncode, readable_errors(done.stderr, roots))
+    errors = readable_errors(done.stderr, roots)
+    if done.returncode != 0:
+        return ProtocRun(done.returncode, errors, _check_error_count(done.stderr))
+    found = descriptor_pb2.FileDescriptorSet.FromString(descriptors.read_bytes())
+    return ProtocRun(done.returncode, errors, files=list(found.file))
 
 
 def readable_errors(stderr: str, roots: Sequence[Path]) -> list[str]:
     """protoc's stderr as ``path:line:col: message`` lines, paths as the user can open them."""
 
     def requote(found: re.Match[str]) -> str:
-        return f"({_user_path(found['file'], roots)}{found['rest']})"
+        return f"({user_path(found['file'], roots)}{found['rest']})"
 
     lines = []
     for line in stderr.splitlines():
-        line = line.removeprefix("--docket_out: ")
+        line = line.removeprefix(_DOCKET_OUT)
         match = _LOCATED.match(line)
         if match:
             rest = _QUOTED.sub(requote, match["rest"])
-            line = f"{_user_path(match['file'], roots)}:{rest}"
+            line = f"{user_path(match['file'], roots)}:{rest}"
         if line.strip():
             lines.append(line)
-    return lines
+    return _merge_unknown_options(lines)
 
 
-def _user_path(name: str, roots: Sequence[Path]) -> str:
+def _check_error_count(stderr: str) -> int:
+    """How many errors protoc-gen-docket reported (its response's ``error``, one per line).
+
+    protoc prefixes the first line of a plugin's error with ``--docket_out: `` and
+    stops there; a crash of the plugin is reported on such a line too.
+    """
+    lines = stderr.splitlines()
+    for index, line in enumerate(lines):
+        if line.startswith(_DOCKET_OUT):
+            if _PLUGIN_FAILED.search(line):
+                return 0
+            return sum(1 for rest in lines[index:] if rest.strip())
+    return 0
+
+
+def _merge_unknown_options(lines: list[str]) -> list[str]:
+    """protoc's one error per use of a Docket option in a file that does not import them,
+    replaced by one error per file, at the first use, saying which line to add."""
+    uses: dict[str, list[tuple[int, int, str]]] = {}
+    for line in lines:
+        found = _UNKNOWN_OPTION.match(line)
+        if found and not _imports_options(found["file"]):
+            place = (int(found["line"]), int(found["col"]), found["option"])
+            uses.setdefault(found["file"], []).append(place)
+    merged: list[str] = []
+    for line in lines:
+        found = _UNKNOWN_OPTION.match(line)
+        if not found or found["file"] not in uses:
+            merged.append(line)
+        elif uses[found["file"]]:  # the first use in the file: say it once, emptied after
+            merged.append(_missing_import(found["file"], uses[found["file"]]))
+            uses[found["file"]] = []
+    return merged
+
+
+def _missing_import(path: str, uses: list[tuple[int, int, str]]) -> str:
+    line, col, _ = min(uses)
+    options = list(dict.fromkeys(option for _, _, option in sorted(uses)))
+    named = options[0] if len(options) == 1 else f"{', '.join(options[:-1])} and {options[-1]}"
+    source = Path(path).read_text()
+    head = list(_HEAD_STATEMENT.finditer(source))
+    if head:
+        last = head[-1]
+        number = source.count("\n", 0, last.start()) + 1
+        where = f"after line {number} ({last[0].strip()})"
+    else:
+        where = "at its top"
+    return (
+        f"{path}:{line}:{col}: {named} {'is' if len(options) == 1 else 'are'} unknown: "
+        f"this file does not import Docket's options; add the line {_IMPORT_LINE} {where}"
+    )
+
+
+def _imports_options(path: str) -> bool:
+    try:
+        return bool(_IMPORTS_OPTIONS.search(Path(path).read_text()))
+    except OSError:
+        return True  # cannot tell: leave protoc's errors as they are
+
+
+def user_path(name: str, roots: Sequence[Path]) -> str:
     """A root-relative proto name as the user can open it: joined with its root."""
     for root in roots:
         if not Path(name).exists() and (root / name).is_file():

@@ -38,16 +38,21 @@ def _path(tmp_path: Path, name: str = BAD) -> str:
     return (tmp_path / "protos" / name).as_posix()
 
 
-def _fail(tmp_path: Path, files: Mapping[str, str]) -> list[str]:
-    """Run docket-gen on ``files``; check it failed and wrote nothing; return its error lines."""
+def _fail(tmp_path: Path, files: Mapping[str, str], *, by_protoc: bool = False) -> list[str]:
+    """Run docket-gen on ``files``; check it failed and wrote nothing; return its error lines.
+
+    The last line counts the errors of Docket's checks, or says protoc failed (``by_protoc``).
+    """
     root = write_protos(tmp_path / "protos", files)
     out = tmp_path / "out"
     done = run_docket_gen(root, "-o", out)
     assert done.returncode != 0, done.stdout
     assert not out.exists() or not any(out.iterdir())
-    lines = done.stderr.splitlines()
-    assert lines[-1] == f"docket-gen: protoc failed; nothing written to {out}"
-    return lines[:-1]
+    *errors, last = done.stderr.splitlines()
+    noun = "error" if len(errors) == 1 else "errors"
+    failure = "protoc failed" if by_protoc else f"{len(errors)} {noun} in Docket's checks"
+    assert last == f"docket-gen: {failure}; nothing written to {out}"
+    return errors
 
 
 # --- one proto per kind of error ---------------------------------------------------------------
@@ -545,7 +550,47 @@ def test_several_errors_are_reported_at_once_sorted_by_location(tmp_path: Path) 
 def test_protoc_syntax_error_is_readable(tmp_path: Path) -> None:
     source = HEAD + "message Order {\n  int32 v = 1\n}\n"
     # protoc stops at the `}` on line 7, column 1, where it expected the `;`.
-    assert _fail(tmp_path, {BAD: source}) == [f'{_path(tmp_path)}:7:1: Expected ";".']
+    assert _fail(tmp_path, {BAD: source}, by_protoc=True) == [
+        f'{_path(tmp_path)}:7:1: Expected ";".'
+    ]
+
+
+NO_IMPORT = """\
+syntax = "proto3";
+package shop;
+
+message Order { int32 v = 1; }
+message Quote { int32 v = 1; }
+message Label { int32 v = 1; }
+
+service Pricing {
+  option (docket.graph) = { inputs: "Order" };
+  rpc Price(Order) returns (Quote) { option (docket.step) = { timeout: "5s" }; }
+  rpc Tag(Order) returns (Label) { option (docket.step).timeout = "5s"; }
+}
+"""
+
+
+def test_missing_options_import_is_said_once_with_the_line_to_add(tmp_path: Path) -> None:
+    # protoc reports each of the three uses; docket-gen says it once, at the first use.
+    assert _fail(tmp_path, {BAD: NO_IMPORT}, by_protoc=True) == [
+        f"{_path(tmp_path)}:{_at(NO_IMPORT, '(docket.graph)')}: (docket.graph) and "
+        "(docket.step) are unknown: this file does not import Docket's options; add the line "
+        'import "docket_runtime/options.proto"; after line 2 (package shop;)'
+    ]
+
+
+def test_unknown_option_in_a_file_that_imports_the_options_is_protocs_error(
+    tmp_path: Path,
+) -> None:
+    source = (
+        HEAD
+        + "message Order { int32 v = 1; }\n"
+        + ('service Pricing {\n  option (docket.graf) = { inputs: "Order" };\n}\n')
+    )
+    # protoc's own words (the end of the line varies between protoc releases).
+    (line,) = _fail(tmp_path, {BAD: source}, by_protoc=True)
+    assert line.startswith(f'{_path(tmp_path)}:7:10: Option "(docket.graf)" unknown. ')
 
 
 TABS = (
@@ -587,7 +632,7 @@ def test_paths_are_printed_as_the_user_passed_the_proto_folder(tmp_path: Path) -
         "protos/shop/bad.proto:11:31: steps Price (protos/shop/bad.proto:10:7) and Reprice "
         "both produce shop.Quote; a graph has one producer per type, so wrap one output in its "
         "own message",
-        "docket-gen: protoc failed; nothing written to out",
+        "docket-gen: 1 error in Docket's checks; nothing written to out",
     ]
 
 

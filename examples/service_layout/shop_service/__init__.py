@@ -1,0 +1,3 @@
+"""A small shop service: its graphs are generated into shop_service.gen."""
+
+VERSION = "1.0"
