@@ -36,8 +36,17 @@ from .protoc import collect_protos, run_protoc
     help="Extra import root for protos that are imported but not generated.",
 )
 @click.option("--check", is_flag=True, help="Write nothing; exit 1 if OUT is not up to date.")
+@click.option(
+    "--diagrams", is_flag=True, help="Also write <file>_docket.md: each graph as a Mermaid diagram."
+)
 @click.version_option(package_name="docket-proto")
-def main(proto_dirs: tuple[Path, ...], out: Path, includes: tuple[Path, ...], check: bool) -> None:
+def main(
+    proto_dirs: tuple[Path, ...],
+    out: Path,
+    includes: tuple[Path, ...],
+    check: bool,
+    diagrams: bool,
+) -> None:
     """Generate *_pb2.py, *_pb2.pyi and *_docket.py for every .proto under PROTO_DIRS.
 
     Docket's options proto and the well-known types are on the import path
@@ -50,7 +59,8 @@ def main(proto_dirs: tuple[Path, ...], out: Path, includes: tuple[Path, ...], ch
         staging, scratch = Path(tmp) / "out", Path(tmp) / "bin"
         staging.mkdir()
         scratch.mkdir()
-        run = run_protoc(proto_dirs, includes, files, staging, scratch)
+        extras = ["diagrams"] if diagrams else []
+        run = run_protoc(proto_dirs, includes, files, staging, scratch, extras)
         if run.returncode != 0:
             for line in run.errors:
                 click.echo(line, err=True)

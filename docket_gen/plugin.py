@@ -13,6 +13,7 @@ from google.protobuf import descriptor_pb2
 from google.protobuf.compiler import plugin_pb2
 
 from .batches import plan_batches
+from .diagrams import diagrams_path, render_diagrams
 from .model import Diagnostic
 from .names import docket_module_path
 from .planner import check_subgraphs, plan_graph
@@ -21,6 +22,8 @@ from .render import render_file
 from .wiring import check_graph
 
 _Response = plugin_pb2.CodeGeneratorResponse
+PARAMETERS = ("diagrams",)
+"""The plugin's parameters (``--docket_out=diagrams:OUT``): extra files to write."""
 
 
 def generate(request: plugin_pb2.CodeGeneratorRequest) -> plugin_pb2.CodeGeneratorResponse:
@@ -30,6 +33,14 @@ def generate(request: plugin_pb2.CodeGeneratorRequest) -> plugin_pb2.CodeGenerat
         minimum_edition=descriptor_pb2.EDITION_PROTO2,
         maximum_edition=descriptor_pb2.EDITION_2024,
     )
+    parameters = {p.strip() for p in request.parameter.split(",") if p.strip()}
+    unknown = sorted(parameters - set(PARAMETERS))
+    if unknown:
+        response.error = (
+            f"unknown protoc-gen-docket parameter(s) {', '.join(unknown)}; "
+            f"known: {', '.join(PARAMETERS)}"
+        )
+        return response
     index, files, diagnostics = read_files(request)
     wanted = set(request.file_to_generate)
     graphs = {g.full_name: g for f in files.values() for g in f.graphs}
@@ -50,10 +61,12 @@ def generate(request: plugin_pb2.CodeGeneratorRequest) -> plugin_pb2.CodeGenerat
         response.error = format_diagnostics(diagnostics)
         return response
     for name in request.file_to_generate:
-        if name in files and files[name].graphs:
-            response.file.add(
-                name=docket_module_path(name), content=render_file(files[name], index.messages)
-            )
+        if name not in files or not files[name].graphs:
+            continue
+        file = files[name]
+        response.file.add(name=docket_module_path(name), content=render_file(file, index.messages))
+        if "diagrams" in parameters:
+            response.file.add(name=diagrams_path(name), content=render_diagrams(file))
     return response
 
 

@@ -61,9 +61,18 @@ def plugin_path(name: str, scratch: Path) -> Path:
 
 
 def run_protoc(
-    roots: Sequence[Path], includes: Sequence[Path], files: Sequence[Path], out: Path, scratch: Path
+    roots: Sequence[Path],
+    includes: Sequence[Path],
+    files: Sequence[Path],
+    out: Path,
+    scratch: Path,
+    docket_parameters: Sequence[str] = (),
 ) -> ProtocRun:
-    """Compile ``files`` (under ``roots``) into ``out`` with the three generators at once."""
+    """Compile ``files`` (under ``roots``) into ``out`` with the three generators at once.
+
+    ``docket_parameters`` are protoc-gen-docket's (``diagrams``, ``views``).
+    """
+    docket_out = f"{','.join(docket_parameters)}:{out}" if docket_parameters else str(out)
     wkt = Path(str(resources.files("grpc_tools") / "_proto"))
     include_dirs: list[Path] = []
     for folder in [*roots, *includes, options_include_dir(), wkt]:
@@ -78,7 +87,7 @@ def run_protoc(
         f"--plugin=protoc-gen-mypy={plugin_path('mypy', scratch)}",
         f"--python_out={out}",
         f"--mypy_out=quiet:{out}",
-        f"--docket_out={out}",
+        f"--docket_out={docket_out}",
         *(str(f) for f in files),
     ]
     done = subprocess.run(args, capture_output=True, text=True, check=False)
