@@ -39,6 +39,12 @@ from .protoc import collect_protos, run_protoc
 @click.option(
     "--diagrams", is_flag=True, help="Also write <file>_docket.md: each graph as a Mermaid diagram."
 )
+@click.option(
+    "--views",
+    is_flag=True,
+    help="Also write <file>_views.postgres.sql and <file>_views.sqlite.sql: typed SQL views "
+    "of the kept step results (apply them with `docket views apply`).",
+)
 @click.version_option(package_name="docket-proto")
 def main(
     proto_dirs: tuple[Path, ...],
@@ -46,6 +52,7 @@ def main(
     includes: tuple[Path, ...],
     check: bool,
     diagrams: bool,
+    views: bool,
 ) -> None:
     """Generate *_pb2.py, *_pb2.pyi and *_docket.py for every .proto under PROTO_DIRS.
 
@@ -59,7 +66,7 @@ def main(
         staging, scratch = Path(tmp) / "out", Path(tmp) / "bin"
         staging.mkdir()
         scratch.mkdir()
-        extras = ["diagrams"] if diagrams else []
+        extras = [name for name, wanted in (("diagrams", diagrams), ("views", views)) if wanted]
         run = run_protoc(proto_dirs, includes, files, staging, scratch, extras)
         if run.returncode != 0:
             for line in run.errors:

@@ -19,11 +19,12 @@ from .names import docket_module_path
 from .planner import check_subgraphs, plan_graph
 from .reader import read_files
 from .render import render_file
+from .views import render_views, views_of, views_path
 from .wiring import check_graph
 
 _Response = plugin_pb2.CodeGeneratorResponse
-PARAMETERS = ("diagrams",)
-"""The plugin's parameters (``--docket_out=diagrams:OUT``): extra files to write."""
+PARAMETERS = ("diagrams", "views")
+"""The plugin's parameters (``--docket_out=diagrams,views:OUT``): extra files to write."""
 
 
 def generate(request: plugin_pb2.CodeGeneratorRequest) -> plugin_pb2.CodeGeneratorResponse:
@@ -67,6 +68,11 @@ def generate(request: plugin_pb2.CodeGeneratorRequest) -> plugin_pb2.CodeGenerat
         response.file.add(name=docket_module_path(name), content=render_file(file, index.messages))
         if "diagrams" in parameters:
             response.file.add(name=diagrams_path(name), content=render_diagrams(file))
+        views = views_of(file, index) if "views" in parameters else []
+        for dialect in ("postgres", "sqlite") if views else ():
+            response.file.add(
+                name=views_path(name, dialect), content=render_views(file, views, dialect)
+            )
     return response
 
 

@@ -8,6 +8,8 @@
     docket db purge --url postgresql://...        # delete expired cached results
     docket plan gen.shop.checkout_docket:Checkout --format mermaid
                                                   # a graph's plan as text, Mermaid or DOT
+    docket views apply gen/shop/checkout_views.sqlite.sql --url sqlite:///docket.db
+                                                  # the typed views docket-gen --views wrote
 
 ``--url`` defaults to the ``DOCKET_DATABASE_URL`` environment variable. Plain
 argparse, so that the runtime needs nothing beyond protobuf.
@@ -21,7 +23,7 @@ import os
 import sys
 from collections.abc import Sequence
 
-from . import _cli_plan
+from . import _cli_plan, _cli_views
 from .stores import SCHEMA_VERSION, StoreError, connect, open_store
 
 __all__ = ["main"]
@@ -52,6 +54,7 @@ def _parser() -> argparse.ArgumentParser:
                 "extra), unless procrastinate_jobs exists already",
             )
     _cli_plan.register(commands)
+    _cli_views.register(commands)
     return parser
 
 

@@ -347,7 +347,7 @@ def test_docket_gen_diagrams_writes_a_markdown_page_per_proto(tmp_path: Path) ->
     assert mermaid_errors(block) == []
     request.parameter = "diagrams,pictures"
     assert generate(request).error == (
-        "unknown protoc-gen-docket parameter(s) pictures; known: diagrams"
+        "unknown protoc-gen-docket parameter(s) pictures; known: diagrams, views"
     )
 
 

@@ -3,7 +3,7 @@
 The public API is what ``docket_runtime`` re-exports (its ``__all__`` is
 pinned here), plus the public modules ``plan`` (the generator's contract),
 ``errors``, ``context``, ``events``, ``retry``, ``testing``, ``diagram``,
-``stores`` and ``durable``.
+``views``, ``stores`` and ``durable``.
 Engine modules are private (a leading underscore), and generated modules
 import only public names.
 """
@@ -32,6 +32,7 @@ PUBLIC_MODULES = {
     "plan",
     "retry",
     "testing",
+    "views",
 }
 PUBLIC_PACKAGES = {"durable", "stores"}
 
