@@ -351,6 +351,12 @@ def test_docket_gen_diagrams_writes_a_markdown_page_per_proto(tmp_path: Path) ->
     )
 
 
+def test_the_docs_show_the_persistence_graph_as_docket_plan_draws_it() -> None:
+    page = (ROOT / "docs" / "diagrams-and-views.md").read_text()
+    block = page.split("```mermaid\n", 1)[1].split("```", 1)[0]
+    assert block == (GOLDEN / "persistence" / "Checkout.mmd").read_text()
+
+
 def test_plan_is_also_a_click_command(examples_gen: Path) -> None:
     from click.testing import CliRunner
 
