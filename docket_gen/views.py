@@ -42,7 +42,8 @@ from dataclasses import dataclass
 
 from google.protobuf import descriptor_pb2
 
-from docket_runtime.plan import CacheScope, Delivery, Step
+from docket_runtime._persistence import persisted_scope
+from docket_runtime.plan import Delivery, Step
 
 from .model import FileModel, GraphModel
 from .names import snake_case
@@ -137,12 +138,7 @@ class View:
 
     @property
     def scope(self) -> str:
-        return "global" if self.step.cache.scope is CacheScope.GLOBAL else "workflow"
-
-
-def is_kept(step: Step) -> bool:
-    """Whether the runtime keeps the step's results in the store."""
-    return step.cache.scope is not CacheScope.NONE or step.delivery is Delivery.AT_MOST_ONCE
+        return persisted_scope(self.step) or "workflow"
 
 
 def views_of(file: FileModel, index: Request) -> list[View]:
@@ -151,7 +147,7 @@ def views_of(file: FileModel, index: Request) -> list[View]:
     for graph in file.graphs:
         package = graph.full_name.rpartition(".")[0]
         for step in graph.steps:
-            if not is_kept(step.spec):
+            if persisted_scope(step.spec) is None:  # the runtime keeps nothing of it
                 continue
             parts = [package.replace(".", "_"), snake_case(graph.name), snake_case(step.spec.name)]
             name = identifier("_".join(p for p in parts if p).lower())
