@@ -80,6 +80,15 @@ def _min_protobuf(
     help="Print the folder holding docket_runtime/options.proto (an import root for "
     "protoc or buf) and exit.",
 )
+@click.option(
+    "--diagrams", is_flag=True, help="Also write <file>_docket.md: each graph as a Mermaid diagram."
+)
+@click.option(
+    "--views",
+    is_flag=True,
+    help="Also write <file>_views.postgres.sql and <file>_views.sqlite.sql: typed SQL views "
+    "of the kept step results (apply them with `docket views apply`).",
+)
 @click.version_option(package_name="docket-proto")
 def main(
     proto_dirs: tuple[Path, ...],
@@ -88,6 +97,8 @@ def main(
     import_prefix: str | None,
     min_protobuf: gencode.Version,
     check: bool,
+    diagrams: bool,
+    views: bool,
 ) -> None:
     """Generate *_pb2.py, *_pb2.pyi and *_docket.py for every .proto under PROTO_DIRS.
 
@@ -105,7 +116,8 @@ def main(
         staging, scratch = Path(tmp) / "out", Path(tmp) / "bin"
         staging.mkdir()
         scratch.mkdir()
-        run = run_protoc(proto_dirs, includes, files, staging, scratch)
+        extras = [name for name, wanted in (("diagrams", diagrams), ("views", views)) if wanted]
+        run = run_protoc(proto_dirs, includes, files, staging, scratch, extras)
         if run.returncode != 0:
             for line in run.errors:
                 click.echo(line, err=True)

@@ -13,14 +13,18 @@ from google.protobuf import descriptor_pb2
 from google.protobuf.compiler import plugin_pb2
 
 from .batches import plan_batches
+from .diagrams import diagrams_path, render_diagrams
 from .model import Diagnostic
 from .names import docket_module_path
 from .planner import check_subgraphs, plan_graph
 from .reader import read_files
 from .render import render_file
+from .views import render_views, views_of, views_path
 from .wiring import check_graph
 
 _Response = plugin_pb2.CodeGeneratorResponse
+PARAMETERS = ("diagrams", "views")
+"""The plugin's parameters (``--docket_out=diagrams,views:OUT``): extra files to write."""
 
 
 def generate(request: plugin_pb2.CodeGeneratorRequest) -> plugin_pb2.CodeGeneratorResponse:
@@ -30,6 +34,14 @@ def generate(request: plugin_pb2.CodeGeneratorRequest) -> plugin_pb2.CodeGenerat
         minimum_edition=descriptor_pb2.EDITION_PROTO2,
         maximum_edition=descriptor_pb2.EDITION_2024,
     )
+    parameters = {p.strip() for p in request.parameter.split(",") if p.strip()}
+    unknown = sorted(parameters - set(PARAMETERS))
+    if unknown:
+        response.error = (
+            f"unknown protoc-gen-docket parameter(s) {', '.join(unknown)}; "
+            f"known: {', '.join(PARAMETERS)}"
+        )
+        return response
     index, files, diagnostics = read_files(request)
     wanted = set(request.file_to_generate)
     graphs = {g.full_name: g for f in files.values() for g in f.graphs}
@@ -50,9 +62,16 @@ def generate(request: plugin_pb2.CodeGeneratorRequest) -> plugin_pb2.CodeGenerat
         response.error = format_diagnostics(diagnostics)
         return response
     for name in request.file_to_generate:
-        if name in files and files[name].graphs:
+        if name not in files or not files[name].graphs:
+            continue
+        file = files[name]
+        response.file.add(name=docket_module_path(name), content=render_file(file, index.messages))
+        if "diagrams" in parameters:
+            response.file.add(name=diagrams_path(name), content=render_diagrams(file))
+        views = views_of(file, index) if "views" in parameters else []
+        for dialect in ("postgres", "sqlite") if views else ():
             response.file.add(
-                name=docket_module_path(name), content=render_file(files[name], index.messages)
+                name=views_path(name, dialect), content=render_views(file, views, dialect)
             )
     return response
 

@@ -83,13 +83,20 @@ def plugin_path(name: str, scratch: Path) -> Path:
 
 
 def run_protoc(
-    roots: Sequence[Path], includes: Sequence[Path], files: Sequence[Path], out: Path, scratch: Path
+    roots: Sequence[Path],
+    includes: Sequence[Path],
+    files: Sequence[Path],
+    out: Path,
+    scratch: Path,
+    docket_parameters: Sequence[str] = (),
 ) -> ProtocRun:
     """Compile ``files`` (under ``roots``) into ``out`` with the three generators at once.
 
     The descriptors of ``files`` are written to ``scratch`` as well, for docket-gen's
     own look at them (which files have services).
+    ``docket_parameters`` are protoc-gen-docket's (``diagrams``, ``views``).
     """
+    docket_out = f"{','.join(docket_parameters)}:{out}" if docket_parameters else str(out)
     wkt = Path(str(resources.files("grpc_tools") / "_proto"))
     descriptors = scratch / "files.pb"
     include_dirs: list[Path] = []
@@ -105,7 +112,7 @@ def run_protoc(
         f"--plugin=protoc-gen-mypy={plugin_path('mypy', scratch)}",
         f"--python_out={out}",
         f"--mypy_out=quiet:{out}",
-        f"--docket_out={out}",
+        f"--docket_out={docket_out}",
         f"--descriptor_set_out={descriptors}",
         *(str(f) for f in files),
     ]

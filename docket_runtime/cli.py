@@ -6,6 +6,10 @@
     docket db migrate --url postgresql://... --with-queue
                                                   # ... and Procrastinate's, for durable workers
     docket db purge --url postgresql://...        # delete expired cached results
+    docket plan gen.shop.checkout_docket:Checkout --format mermaid
+                                                  # a graph's plan as text, Mermaid or DOT
+    docket views apply gen/shop/checkout_views.sqlite.sql --url sqlite:///docket.db
+                                                  # the typed views docket-gen --views wrote
 
 ``--url`` defaults to the ``DOCKET_DATABASE_URL`` environment variable. Plain
 argparse, so that the runtime needs nothing beyond protobuf.
@@ -19,6 +23,7 @@ import os
 import sys
 from collections.abc import Sequence
 
+from . import _cli_plan, _cli_views
 from .stores import SCHEMA_VERSION, StoreError, connect, open_store
 
 __all__ = ["main"]
@@ -48,6 +53,8 @@ def _parser() -> argparse.ArgumentParser:
                 help="also create Procrastinate's tables (Postgres; needs the procrastinate "
                 "extra), unless procrastinate_jobs exists already",
             )
+    _cli_plan.register(commands)
+    _cli_views.register(commands)
     return parser
 
 
@@ -93,6 +100,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Run the command line; returns the exit status (0 ok, 1 error, 2 usage)."""
     parser = _parser()
     args = parser.parse_args(argv)
+    if hasattr(args, "handler"):
+        return int(args.handler(args))
     try:
         if args.action == "migrate":
             message = asyncio.run(_migrate(args.url, args.with_queue))

@@ -2,8 +2,8 @@
 
 The public API is what ``docket_runtime`` re-exports (its ``__all__`` is
 pinned here), plus the public modules ``plan`` (the generator's contract),
-``errors``, ``context``, ``events``, ``retry``, ``testing``, ``stores`` and
-``durable``.
+``errors``, ``context``, ``events``, ``retry``, ``testing``, ``diagram``,
+``views``, ``stores`` and ``durable``.
 Engine modules are private (a leading underscore), and generated modules
 import only public names.
 """
@@ -25,12 +25,14 @@ GOLDEN = Path(__file__).resolve().parent / "golden"
 PUBLIC_MODULES = {
     "cli",
     "context",
+    "diagram",
     "errors",
     "events",
     "options_pb2",
     "plan",
     "retry",
     "testing",
+    "views",
 }
 PUBLIC_PACKAGES = {"durable", "stores"}
 

@@ -1,0 +1,78 @@
+"""``docket views apply FILE... --url URL``: create the typed views ``docket-gen --views`` wrote.
+
+:func:`register` adds the ``views`` group to an argparse CLI and
+:func:`views_group` builds it as a click group (click is imported only then).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import sys
+from collections.abc import Sequence
+from typing import TYPE_CHECKING
+
+from .stores import StoreError, redact_url
+from .views import apply_views
+
+if TYPE_CHECKING:
+    import click
+
+__all__ = ["apply_message", "register", "views_group"]
+
+URL_ENV = "DOCKET_DATABASE_URL"
+HELP = "typed SQL views of the kept step results"
+APPLY_HELP = (
+    "create or replace the views of FILE(s) (written by docket-gen --views) next to Docket's "
+    "tables, each file in one transaction"
+)
+URL_HELP = f"sqlite:///path.db or postgresql://user@host/db (default: ${URL_ENV})"
+
+
+def apply_message(url: str, files: Sequence[str]) -> str:
+    """Apply ``files`` to ``url``; what the command prints."""
+    names = asyncio.run(apply_views(url, files))
+    return f"applied {len(names)} view(s) to {redact_url(url)}: {', '.join(names) or 'none'}"
+
+
+def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    """Add ``views apply`` to an argparse CLI's commands."""
+    group = commands.add_parser("views", help=HELP, description=HELP[0].upper() + HELP[1:] + ".")
+    actions = group.add_subparsers(dest="action", required=True, metavar="ACTION")
+    apply = actions.add_parser(
+        "apply", help=APPLY_HELP, description=APPLY_HELP[0].upper() + APPLY_HELP[1:] + "."
+    )
+    apply.add_argument("files", nargs="+", metavar="FILE")
+    default = os.environ.get(URL_ENV) or None
+    apply.add_argument("--url", default=default, required=default is None, help=URL_HELP)
+    apply.set_defaults(handler=_run)
+
+
+def _run(args: argparse.Namespace) -> int:
+    try:
+        print(apply_message(args.url, args.files))
+    except StoreError as err:
+        print(f"docket: error: {err}", file=sys.stderr)
+        return 1
+    return 0
+
+
+def views_group() -> click.Group:
+    """``views`` as a click group, for a click CLI: ``cli.add_command(views_group())``."""
+    import click
+
+    @click.group("views", help=HELP[0].upper() + HELP[1:] + ".")
+    def views() -> None:
+        pass
+
+    @views.command("apply", help=APPLY_HELP[0].upper() + APPLY_HELP[1:] + ".")
+    @click.argument("files", nargs=-1, required=True, type=click.Path(dir_okay=False))
+    @click.option("--url", envvar=URL_ENV, required=True, help=URL_HELP)
+    def apply(files: tuple[str, ...], url: str) -> None:
+        try:
+            click.echo(apply_message(url, files))
+        except StoreError as err:
+            raise click.ClickException(str(err)) from err
+
+    return views
