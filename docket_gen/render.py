@@ -12,6 +12,7 @@ import jinja2
 
 from docket_runtime.plan import (
     BATCH_OPTIONS,
+    ENQUEUE_OPTIONS,
     RUN_OPTIONS,
     Batch,
     CachePolicy,
@@ -66,7 +67,10 @@ def render_file(file: FileModel, messages: dict[str, MessageInfo]) -> str:
         info = messages[type_name]
         return f"{imports.alias[info.module]}.{info.class_path}"
 
-    graphs = [_graph_context(g, ref) for g in file.graphs]
+    def short(type_name: str) -> str:
+        return messages[type_name].class_path.replace(".", "")
+
+    graphs = [_graph_context(g, ref, short) for g in file.graphs]
     environment = jinja2.Environment(
         loader=jinja2.FileSystemLoader(templates_dir()),
         keep_trailing_newline=True,
@@ -76,25 +80,48 @@ def render_file(file: FileModel, messages: dict[str, MessageInfo]) -> str:
         autoescape=False,
     )
     batches = any(g["batch_runs"] for g in graphs)
-    typing_names = ["Protocol", "TypeVar"]
+    durable_overloads = any(g["durable_overloads"] for g in graphs)
+    overloads = durable_overloads or any(g["overloads"] for g in graphs)
+    typing_names = {"TYPE_CHECKING", "Protocol", "TypedDict", "TypeVar", "Unpack"}
     if batches:
-        typing_names.insert(0, "Literal")
-    if batches or any(g["overloads"] for g in graphs):
-        typing_names.append("overload")
+        typing_names.add("Literal")
+    if any(g["optional_inputs"] for g in graphs):
+        typing_names.add("NotRequired")
+    if batches or overloads:
+        typing_names.add("overload")
+    abc_names = {"Awaitable", "Callable"}
+    if durable_overloads:
+        abc_names.add("Mapping")
+    if batches or any(g["uses_sequence"] for g in graphs):
+        abc_names.add("Sequence")
     source = environment.get_template("module.py.j2").render(
         proto=file.name,
         imports=imports.lines(),
         graphs=graphs,
-        uses_sequence=batches or any(g["uses_sequence"] for g in graphs),
-        typing_names=typing_names,
+        std_imports=[
+            _from_import("collections.abc", abc_names),
+            _from_import("typing", typing_names),
+        ],
         uses_batches=batches,
         run_params=RUN_PARAMS,
         run_options=RUN_OPTIONS,
         batch_params=batch_params('Literal["raise", "collect"] = "raise"'),
         batch_options=(*BATCH_OPTIONS, *RUN_OPTIONS),
+        enqueue_params=ENQUEUE_PARAMS,
+        enqueue_options=ENQUEUE_OPTIONS,
     )
     # Templates may leave runs of blank lines; ruff format allows two at most.
     return re.sub(r"\n{4,}", "\n\n\n", source)
+
+
+def _from_import(module: str, names: set[str]) -> str:
+    """``from module import names`` as isort writes it: constants, classes, then functions,
+    one name per line when they do not fit."""
+    ordered = sorted(names, key=lambda n: (not n.isupper(), not n[0].isupper(), n.lower()))
+    line = f"from {module} import {', '.join(ordered)}"
+    if len(line) <= pyfmt.WIDTH:
+        return line
+    return "\n".join([f"from {module} import (", *(f"{pyfmt.INDENT}{n}," for n in ordered), ")"])
 
 
 def _types_of(graph: GraphModel) -> set[str]:
@@ -124,6 +151,19 @@ _ANNOTATIONS = {
 RUN_PARAMS = tuple(f"{option}: {_ANNOTATIONS[option]}" for option in RUN_OPTIONS)
 """The parameters of every ``run`` after the graph inputs (names from the plan contract)."""
 
+_ENQUEUE_ANNOTATIONS = {
+    "execution_id": "str",
+    "queue": "str | None = None",
+    "priority": "int | None = None",
+    "connection": '"_durable.Connection | None" = None',
+}
+ENQUEUE_PARAMS = tuple(f"{option}: {_ENQUEUE_ANNOTATIONS[option]}" for option in ENQUEUE_OPTIONS)
+"""The parameters of every ``enqueue`` after the graph inputs (names from the plan contract).
+
+The durable module needs Procrastinate: generated modules import it for type checkers only
+(``_durable``), hence the quoted annotations."""
+_APP = 'app: "_durable.App"'
+
 
 def batch_params(on_error: str) -> tuple[str, ...]:
     """The parameters of ``run_batch`` after the shared inputs; ``on_error`` is its annotation."""
@@ -131,7 +171,9 @@ def batch_params(on_error: str) -> tuple[str, ...]:
     return tuple(f"{option}: {typed[option]}" for option in (*BATCH_OPTIONS, *RUN_OPTIONS))
 
 
-def _graph_context(graph: GraphModel, ref: Callable[[str], str]) -> dict[str, object]:
+def _graph_context(
+    graph: GraphModel, ref: Callable[[str], str], short: Callable[[str], str]
+) -> dict[str, object]:
     constant = snake_case(graph.name).upper() + "_PLAN"
     methods = []
     uses_sequence = False
@@ -184,6 +226,7 @@ def _graph_context(graph: GraphModel, ref: Callable[[str], str]) -> dict[str, ob
         )
     description = graph.description or graph.doc
     batch_runs = _batch_runs(graph, ref)
+    durable = _durable_entries(graph, ref, short)
     return {
         "name": graph.name,
         "full_name": graph.full_name,
@@ -204,7 +247,115 @@ def _graph_context(graph: GraphModel, ref: Callable[[str], str]) -> dict[str, ob
         "batch_runs": batch_runs,
         "uses_sequence": uses_sequence,
         "overloads": len(runs) > 1,
+        "optional_inputs": any(t.optional_inputs for t in graph.targets),
+        **durable,
     }
+
+
+@dataclass
+class _InputSet:
+    """Targets that take the same graph inputs: one ``enqueue`` and ``schedule`` signature.
+
+    ``name`` is the TypedDict of the inputs, nested in the graph class and named after
+    their messages (``OrderInputs``, ``MovieWeightInputs``, ``NoInputs``); ``target`` is
+    the annotation of the targets: a TypeVar constrained to them, or the one target's type.
+    """
+
+    inputs: tuple[str, ...]
+    optional: tuple[str, ...]
+    targets: list[str] = field(default_factory=list)
+    name: str = ""
+    target: str = ""
+
+
+def _durable_entries(
+    graph: GraphModel, ref: Callable[[str], str], short: Callable[[str], str]
+) -> dict[str, object]:
+    """The typed durable entry points: ``enqueue`` and ``schedule`` per set of inputs (an
+    overload each when there are several sets), ``result`` over every target."""
+    sets: dict[tuple[tuple[str, ...], tuple[str, ...]], _InputSet] = {}
+    for target in graph.targets:
+        key = (target.inputs, target.optional_inputs)
+        sets.setdefault(key, _InputSet(*key)).targets.append(target.type)
+    taken: Counter[str] = Counter()
+    for group in sets.values():
+        stem = "".join(short(t) for t in (*group.inputs, *group.optional)) or "No"
+        taken[stem] += 1
+        group.name = f"{stem}Inputs" if taken[stem] == 1 else f"{stem}Inputs{taken[stem]}"
+    every = f"_{graph.name}Target"
+    declared: list[tuple[str, list[str]]] = []
+    if len(graph.targets) > 1:
+        declared.append((every, [t.type for t in graph.targets]))
+    for group in sets.values():
+        if len(group.targets) == 1:
+            group.target = ref(group.targets[0])
+        elif len(group.targets) == len(graph.targets):
+            group.target = every
+        else:
+            group.target = f"_{graph.name}{group.name}Target"
+            declared.append((group.target, group.targets))
+    result_type = every if len(graph.targets) > 1 else ref(graph.targets[0].type)
+    return {
+        "target_vars": [
+            pyfmt.render(
+                Call("TypeVar", [string(name), *(Raw(ref(t)) for t in types)]), 0, f"{name} = "
+            )
+            for name, types in declared
+        ],
+        "typed_dicts": [_typed_dict(graph, group, ref) for group in sets.values()],
+        "enqueues": [
+            pyfmt.signature(
+                "async def enqueue",
+                [
+                    "self",
+                    _APP,
+                    f"target: type[{group.target}]",
+                    "/",
+                    "*",
+                    *ENQUEUE_PARAMS,
+                    f"**inputs: Unpack[{group.name}]",
+                ],
+                " -> int | None:",
+                depth=1,
+            )
+            for group in sets.values()
+        ],
+        "schedules": [
+            pyfmt.signature(
+                "def schedule",
+                [
+                    "self",
+                    _APP,
+                    'registry: "_durable.Registry"',
+                    f"target: type[{group.target}]",
+                    "/",
+                    "*",
+                    "cron: str",
+                    f"inputs: _MakeInputs[{group.target}, {group.name}]",
+                    "name: str | None = None",
+                    "queue: str | None = None",
+                ],
+                " -> str:",
+                depth=1,
+            )
+            for group in sets.values()
+        ],
+        "durable_overloads": len(sets) > 1,
+        "result": pyfmt.signature(
+            "async def result",
+            ["self", f"target: type[{result_type}]", "/", "execution_id: str"],
+            f" -> {result_type} | None:",
+            depth=1,
+        ),
+    }
+
+
+def _typed_dict(graph: GraphModel, group: _InputSet, ref: Callable[[str], str]) -> str:
+    fields = [f"{graph.inputs[t]}: {ref(t)}" for t in group.inputs]
+    fields += [f"{graph.inputs[t]}: NotRequired[{ref(t)} | None]" for t in group.optional]
+    lines = [f"    class {group.name}(TypedDict):"]
+    lines += [f"        {f}" for f in fields] or ["        pass"]
+    return "\n".join(lines)
 
 
 def _batch_runs(graph: GraphModel, ref: Callable[[str], str]) -> list[str]:

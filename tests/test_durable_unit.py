@@ -471,6 +471,8 @@ def test_the_public_api_is_pinned() -> None:
         "DEFAULT_QUEUE",
         "RESUME_TASK",
         "SCHEDULE_TASK",
+        "App",
+        "Connection",
         "Registry",
         "apply_queue_schema",
         "blueprint",

@@ -44,7 +44,7 @@ except ImportError as err:  # pragma: no cover - exercised in a subprocess by th
         "pip install 'docket-proto[procrastinate]'"
     ) from err
 
-from ._client import cancel, enqueue
+from ._client import App, Connection, cancel, enqueue
 from ._cron import schedule
 from ._jobs import DEFAULT_QUEUE, RESUME_TASK, SCHEDULE_TASK, lock_key
 from ._registry import Registry
@@ -57,6 +57,8 @@ __all__ = [
     "DEFAULT_QUEUE",
     "RESUME_TASK",
     "SCHEDULE_TASK",
+    "App",
+    "Connection",
     "Registry",
     "apply_queue_schema",
     "blueprint",

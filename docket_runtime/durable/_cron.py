@@ -23,9 +23,7 @@ def schedule(
     target: type[M],
     *,
     cron: str,
-    inputs: Callable[
-        [M | None], Mapping[str, Message | None] | Awaitable[Mapping[str, Message | None]]
-    ],
+    inputs: Callable[[M | None], Mapping[str, object] | Awaitable[Mapping[str, object]]],
     name: str | None = None,
     queue: str | None = None,
 ) -> str:

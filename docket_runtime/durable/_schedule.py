@@ -19,8 +19,11 @@ from google.protobuf.message import Message
 from .. import Graph
 from ..stores import Store
 
-InputsFn = Callable[[Any], Mapping[str, Message | None] | Awaitable[Mapping[str, Message | None]]]
-"""Builds a run's inputs from the previous run's output (or ``None``); sync or async."""
+InputsFn = Callable[[Any], Mapping[str, object] | Awaitable[Mapping[str, object]]]
+"""Builds a run's inputs from the previous run's output (or ``None``); sync or async.
+
+The inputs are checked when the run is enqueued (a generated ``<Target>Inputs``
+TypedDict is a ``Mapping[str, object]``)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -44,7 +47,7 @@ class Schedule:
         """The execution id of the run due at ``timestamp`` (Unix seconds)."""
         return f"{self.name}@{datetime.fromtimestamp(timestamp, UTC):%Y-%m-%dT%H:%M:%SZ}"
 
-    async def next_inputs(self, store: Store) -> Mapping[str, Message | None]:
+    async def next_inputs(self, store: Store) -> Mapping[str, object]:
         """The inputs of the next run: ``inputs(previous)``, read from ``store``."""
         previous: Message | None = None
         last = await store.last_succeeded_execution(
