@@ -7,9 +7,11 @@ import textwrap
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Any
 
 import jinja2
 
+from docket_runtime._persistence import persisted_scope
 from docket_runtime.plan import (
     BATCH_OPTIONS,
     ENQUEUE_OPTIONS,
@@ -18,6 +20,7 @@ from docket_runtime.plan import (
     CachePolicy,
     CacheScope,
     Delivery,
+    Input,
     InputKind,
     RetryPolicy,
     Step,
@@ -183,13 +186,8 @@ def _graph_context(
             continue
         params = ["self"]
         for item in spec.inputs:
-            annotation = ref(item.type)
-            if item.kind is InputKind.OPTIONAL:
-                annotation = f"{annotation} | None"
-            elif item.kind is InputKind.REPEATED:
-                annotation = f"Sequence[{annotation}]"
-                uses_sequence = True
-            params.append(f"{item.name}: {annotation}")
+            params.append(f"{item.name}: {_input_annotation(item, ref)}")
+            uses_sequence = uses_sequence or item.kind is InputKind.REPEATED
         if len(params) > 1:
             params.append("/")
         head = f"{'def' if spec.blocking else 'async def'} {spec.method}"
@@ -226,7 +224,9 @@ def _graph_context(
         )
     description = graph.description or graph.doc
     batch_runs = _batch_runs(graph, ref)
-    durable = _durable_entries(graph, ref, short)
+    declared: list[tuple[str, list[str]]] = []
+    durable = _durable_entries(graph, ref, short, declared)
+    fetches = _fetches(graph, ref, declared)
     return {
         "name": graph.name,
         "full_name": graph.full_name,
@@ -245,10 +245,96 @@ def _graph_context(
         "plan": pyfmt.render(_plan_node(graph, ref), 0, f"{constant} = "),
         "runs": runs,
         "batch_runs": batch_runs,
-        "uses_sequence": uses_sequence,
-        "overloads": len(runs) > 1,
+        "uses_sequence": uses_sequence or fetches.pop("uses_sequence"),
+        "overloads": len(runs) > 1 or len(fetches["fetches"]) > 1,
         "optional_inputs": any(t.optional_inputs for t in graph.targets),
         **durable,
+        **fetches,
+        "target_vars": [_type_var(name, types, ref) for name, types in declared],
+    }
+
+
+def _input_annotation(item: Input, ref: Callable[[str], str]) -> str:
+    """How a step receives an input (``Sequence[...]`` for a repeated one)."""
+    if item.kind is InputKind.OPTIONAL:
+        return f"{ref(item.type)} | None"
+    if item.kind is InputKind.REPEATED:
+        return f"Sequence[{ref(item.type)}]"
+    return ref(item.type)
+
+
+def _fetches(
+    graph: GraphModel, ref: Callable[[str], str], declared: list[tuple[str, list[str]]]
+) -> dict[str, Any]:
+    """The typed ``fetch`` signatures, for the targets whose step keeps its result.
+
+    One for the targets kept per execution (by ``execution_id``; a TypeVar of them when
+    there are several), one per ``GLOBAL`` target (by its step's inputs, positional).
+    A target whose step keeps nothing has none. With one signature, ``body`` calls the
+    untyped form; with several, the template writes their implementation.
+    """
+    producers = graph.producers()
+    per_execution: list[str] = []
+    by_inputs: list[Step] = []
+    for target in graph.targets:
+        step = producers[target.type].spec
+        scope = persisted_scope(step)
+        if scope == "workflow":
+            per_execution.append(target.type)
+        elif scope == "global":
+            by_inputs.append(step)
+    found: list[dict[str, str]] = []
+    if per_execution:
+        kept = ref(per_execution[0])
+        if len(per_execution) == len(graph.targets) > 1:
+            kept = f"_{graph.name}Target"  # every target: result's TypeVar
+        elif len(per_execution) > 1:
+            kept = f"_{graph.name}CheckpointTarget"
+            declared.append((kept, per_execution))
+        found.append(
+            {
+                "signature": pyfmt.signature(
+                    "async def fetch",
+                    ["self", f"target: type[{kept}]", "/", "*", "execution_id: str"],
+                    f" -> {kept} | None:",
+                    depth=1,
+                ),
+                "doc": docstring(
+                    "What the step producing ``target`` kept for ``execution_id``, or ``None``.", 2
+                ),
+                "body": "        return await self.fetch_target(target, execution_id=execution_id)",
+            }
+        )
+    for step in by_inputs:
+        # Positional only: a step's parameter may be named like fetch's own.
+        names = [f"{i.name}_" if i.name in ("self", "target") else i.name for i in step.inputs]
+        params = [
+            f"{n}: {_input_annotation(i, ref)}" for n, i in zip(names, step.inputs, strict=True)
+        ]
+        out = ref(step.output)
+        found.append(
+            {
+                "signature": pyfmt.signature(
+                    "async def fetch",
+                    ["self", f"target: type[{out}]", *params, "/"],
+                    f" -> {out} | None:",
+                    depth=1,
+                ),
+                "doc": docstring(f"What step {step.name} kept for these inputs, or ``None``.", 2),
+                "body": pyfmt.render(
+                    Call(
+                        "self.fetch_target",
+                        [Raw("target")],
+                        [("inputs", Tuple([Raw(n) for n in names]))],
+                    ),
+                    2,
+                    "return await ",
+                ),
+            }
+        )
+    return {
+        "fetches": found,
+        "uses_sequence": any(i.kind is InputKind.REPEATED for s in by_inputs for i in s.inputs),
     }
 
 
@@ -269,10 +355,14 @@ class _InputSet:
 
 
 def _durable_entries(
-    graph: GraphModel, ref: Callable[[str], str], short: Callable[[str], str]
+    graph: GraphModel,
+    ref: Callable[[str], str],
+    short: Callable[[str], str],
+    declared: list[tuple[str, list[str]]],
 ) -> dict[str, object]:
     """The typed durable entry points: ``enqueue`` and ``schedule`` per set of inputs (an
-    overload each when there are several sets), ``result`` over every target."""
+    overload each when there are several sets), ``result`` over every target. The TypeVars
+    they need are added to ``declared`` (name, constraints)."""
     sets: dict[tuple[tuple[str, ...], tuple[str, ...]], _InputSet] = {}
     for target in graph.targets:
         key = (target.inputs, target.optional_inputs)
@@ -283,7 +373,6 @@ def _durable_entries(
         taken[stem] += 1
         group.name = f"{stem}Inputs" if taken[stem] == 1 else f"{stem}Inputs{taken[stem]}"
     every = f"_{graph.name}Target"
-    declared: list[tuple[str, list[str]]] = []
     if len(graph.targets) > 1:
         declared.append((every, [t.type for t in graph.targets]))
     for group in sets.values():
@@ -296,12 +385,6 @@ def _durable_entries(
             declared.append((group.target, group.targets))
     result_type = every if len(graph.targets) > 1 else ref(graph.targets[0].type)
     return {
-        "target_vars": [
-            pyfmt.render(
-                Call("TypeVar", [string(name), *(Raw(ref(t)) for t in types)]), 0, f"{name} = "
-            )
-            for name, types in declared
-        ],
         "typed_dicts": [_typed_dict(graph, group, ref) for group in sets.values()],
         "enqueues": [
             pyfmt.signature(
@@ -348,6 +431,12 @@ def _durable_entries(
             depth=1,
         ),
     }
+
+
+def _type_var(name: str, types: list[str], ref: Callable[[str], str]) -> str:
+    """A module-level TypeVar constrained to ``types``: a signature shared by those targets."""
+    constraints = [Raw(ref(t)) for t in types]
+    return pyfmt.render(Call("TypeVar", [string(name), *constraints]), 0, f"{name} = ")
 
 
 def _typed_dict(graph: GraphModel, group: _InputSet, ref: Callable[[str], str]) -> str:

@@ -219,31 +219,37 @@ class Graph(Generic[S]):
             deadline=deadline,
         )
 
-    async def fetch(
+    async def fetch_target(
         self,
         target: type[M],
         *,
         execution_id: str | None = None,
         inputs: Sequence[Any] | None = None,
     ) -> M | None:
-        """The kept result of the step producing ``target``, without computing anything.
+        """The kept result of the step producing ``target``, without computing anything;
+        the untyped form of the generated ``fetch``.
 
         For a ``WORKFLOW``-scoped (or ``AT_MOST_ONCE``) step, give the
         ``execution_id``; for a ``GLOBAL`` one, the step's ``inputs`` in
-        parameter order. ``None`` when nothing valid is kept.
+        parameter order. ``None`` when nothing valid is kept. ``TypeError``
+        for a step that keeps nothing, or without what its scope needs.
         """
         table = self._step_producing(target)
-        scope = persisted_scope(table.step)
+        step = table.step
+        scope = persisted_scope(step)
         if scope is None or self.store is None:
-            raise TypeError(f"step {table.step.name!r} keeps no results (it has no cache scope)")
+            raise TypeError(f"step {step.name!r} keeps no results (it has no cache scope)")
         if scope == "workflow":
             if execution_id is None:
-                raise TypeError(f"step {table.step.name!r} keeps results per execution_id")
-            key = workflow_key(execution_id, table.step.name, table.step.cache.version)
+                raise TypeError(f"step {step.name!r} keeps results per execution_id")
+            key = workflow_key(execution_id, step.name, step.cache.version)
         else:
-            if inputs is None:
-                raise TypeError(f"step {table.step.name!r} keeps results by its inputs")
-            key = input_key(table.step.cache.namespace or self.plan.name, table.step, inputs)
+            if inputs is None or len(inputs) != len(step.inputs):
+                names = ", ".join(i.name for i in step.inputs) or "none"
+                raise TypeError(
+                    f"step {step.name!r} keeps results by its inputs: give them in order ({names})"
+                )
+            key = input_key(step.cache.namespace or self.plan.name, step, inputs)
         row = (await self.store.get_results((key,))).get(key)
         found = None if row is None else decode(row, table.out_cls)
         assert found is None or isinstance(found, target)

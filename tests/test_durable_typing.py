@@ -1,5 +1,5 @@
-"""Typing of the generated durable entry points (``enqueue``, ``schedule``, ``result``),
-checked by the real mypy (``--strict``).
+"""Typing of the generated entry points that go through the store: the durable ones
+(``enqueue``, ``schedule``, ``result``) and ``fetch``, checked by the real mypy (``--strict``).
 
 Same conventions as test_typing.py (see typing_support.py): a line that
 must fail ends in ``# E: <codes> <text>``, a ``reveal_type`` line in ``# R: <type>``.
@@ -44,6 +44,17 @@ class OrderSteps(orders_docket.OrdersSteps):
         return orders_pb2.Confirmation(
             order_id=order.order_id, charge_id=charge.charge_id, tracking=shipment.tracking
         )
+
+
+class BillingImpl(orders_docket.BillingSteps):
+    async def price(self, basket: orders_pb2.Basket, /) -> orders_pb2.Priced:
+        return orders_pb2.Priced(cents=sum(basket.cents))
+
+    async def tax(self, priced: orders_pb2.Priced, /) -> orders_pb2.Taxed:
+        return orders_pb2.Taxed(cents=priced.cents * 120 // 100)
+
+    async def print_receipt(self, taxed: orders_pb2.Taxed, /) -> orders_pb2.Receipt:
+        return orders_pb2.Receipt(text=f"{taxed.cents} cents")
 
 
 class FanImpl(shapes_docket.FanSteps):
@@ -104,6 +115,20 @@ async def main() -> None:
         total = await single.result(shapes_pb2.Total, "s-1")
         reveal_type(total)  # R: testgraphs.shapes_pb2.Total | None
         assert total == shapes_pb2.Total(value=2)
+
+        # fetch: what a step keeps, by execution id or (GLOBAL) by the step's inputs.
+        kept = await orders.fetch(orders_pb2.Charge, execution_id="o-1")
+        reveal_type(kept)  # R: testgraphs.orders_pb2.Charge | None
+        assert kept is not None and kept.charge_id == "ch-o-1"
+        billing = registry.bind(orders_docket.Billing, BillingImpl())
+        basket = orders_pb2.Basket(id="b-1", cents=[100, 250])
+        receipt = await billing.run(orders_pb2.Receipt, basket=basket, execution_id="b-1")
+        assert receipt.text == "420 cents"
+        priced = await billing.fetch(orders_pb2.Priced, basket)
+        reveal_type(priced)  # R: testgraphs.orders_pb2.Priced | None
+        taxed = await billing.fetch(orders_pb2.Taxed, execution_id="b-1")
+        reveal_type(taxed)  # R: testgraphs.orders_pb2.Taxed | None
+        assert (priced, taxed) == (orders_pb2.Priced(cents=350), orders_pb2.Taxed(cents=420))
 
     def next_order(
         previous: orders_pb2.Confirmation | None,
@@ -197,6 +222,32 @@ def schedules(
     single.schedule(app, registry, shapes_pb2.Total, inputs=seeds)  # E: call-arg Missing named argument "cron" for "schedule" of "Single"
 
 
+async def fetches(
+    orders: orders_docket.Orders,
+    billing: orders_docket.Billing,
+    scoring: orders_docket.Scoring,
+    fan: shapes_docket.Fan,
+) -> None:
+    review, model, basket = orders_pb2.Review(), orders_pb2.Model(), orders_pb2.Basket()
+    # A target whose step keeps nothing (Confirm, PrintReceipt), a graph that keeps nothing.
+    await orders.fetch(orders_pb2.Confirmation, execution_id="x")  # E: type-var Value of type variable "_OrdersCheckpointTarget" of "fetch" of "Orders" cannot be "Confirmation"
+    await billing.fetch(orders_pb2.Receipt, execution_id="x")  # E: arg-type Argument 1 to "fetch" of "Billing" has incompatible type "type[Receipt]"
+    await fan.fetch(shapes_pb2.Fanned, execution_id="x")  # E: attr-defined "Fan" has no attribute "fetch"
+    await orders.fetch(orders_pb2.RiskScore, execution_id="x")  # E: type-var Value of type variable "_OrdersCheckpointTarget" of "fetch" of "Orders" cannot be "RiskScore"
+    # A checkpoint is found by execution id (a keyword), a GLOBAL result by the step's inputs.
+    await orders.fetch(orders_pb2.Charge)  # E: call-arg Missing named argument "execution_id" for "fetch" of "Orders"
+    await orders.fetch(orders_pb2.Charge, "x")  # E: call-arg Too many positional arguments for "fetch" of "Orders"
+    await scoring.fetch(orders_pb2.RiskScore, execution_id="x")  # E: call-arg Unexpected keyword argument "execution_id" for "fetch" of "Scoring"
+    await billing.fetch(orders_pb2.Priced, execution_id="x")  # E: arg-type Argument 1 to "fetch" of "Billing" has incompatible type "type[Priced]"
+    await billing.fetch(orders_pb2.Taxed, basket)  # E: arg-type Argument 1 to "fetch" of "Billing" has incompatible type "type[Taxed]"
+    # The step's inputs: in order, all of them, of their types.
+    await scoring.fetch(orders_pb2.RiskScore, model, review)  # E: arg-type Argument 2 to "fetch" of "Scoring" has incompatible type "Model"; expected "Review"
+    await scoring.fetch(orders_pb2.RiskScore, review)  # E: call-arg Too few arguments for "fetch" of "Scoring"
+    await scoring.fetch(orders_pb2.RiskScore, inputs=[review, model])  # E: call-arg Unexpected keyword argument "inputs" for "fetch" of "Scoring"
+    await billing.fetch(orders_pb2.Priced, review)  # E: call-overload No overload variant of "fetch" of "Billing" matches argument types "type[Priced]", "Review"
+    shipment: orders_pb2.Shipment = await orders.fetch(orders_pb2.Shipment, execution_id="x")  # E: assignment expression has type "Shipment | None", variable has type "Shipment"
+
+
 async def results(orders: orders_docket.Orders, single: shapes_docket.Single) -> None:
     await orders.result(orders_pb2.RiskScore, "x")  # E: type-var Value of type variable "_OrdersTarget" of "result" of "Orders" cannot be "RiskScore"
     await single.result(shapes_pb2.Hint, "x")  # E: arg-type Argument 1 to "result" of "Single" has incompatible type "type[Hint]"; expected "type[Total]"
@@ -209,13 +260,13 @@ def test_the_durable_entry_points_type_check_and_reveal_target_types(
     typing_env: TypingEnv,
 ) -> None:
     revealed = check_revealed(typing_env, "durable_accepted.py", ACCEPTED)
-    assert len(revealed) == 7
+    assert len(revealed) == 10
 
 
 def test_the_accepted_durable_calls_run_on_an_in_memory_queue(typing_env: TypingEnv) -> None:
     check_runs(typing_env, "durable_accepted_run.py", ACCEPTED)
 
 
-def test_wrong_enqueue_schedule_and_result_calls_are_rejected(typing_env: TypingEnv) -> None:
+def test_wrong_enqueue_schedule_result_and_fetch_calls_are_rejected(typing_env: TypingEnv) -> None:
     rejected = check_rejected(typing_env, "durable_rejected.py", REJECTED)
-    assert len(rejected) == 28
+    assert len(rejected) == 42

@@ -894,6 +894,11 @@ _ChainSeedInputsTarget = TypeVar(
     shapes_pb2.A,
     shapes_pb2.Total,
 )
+_ChainCheckpointTarget = TypeVar(
+    "_ChainCheckpointTarget",
+    shapes_pb2.A,
+    shapes_pb2.Total,
+)
 
 
 class Chain(_Graph[ChainSteps]):
@@ -1170,6 +1175,16 @@ class Chain(_Graph[ChainSteps]):
     ) -> _ChainTarget | None:
         """The value of execution ``execution_id``, or ``None`` until it succeeded."""
         return await self.result_target(target, execution_id)
+
+    async def fetch(
+        self,
+        target: type[_ChainCheckpointTarget],
+        /,
+        *,
+        execution_id: str,
+    ) -> _ChainCheckpointTarget | None:
+        """What the step producing ``target`` kept for ``execution_id``, or ``None``."""
+        return await self.fetch_target(target, execution_id=execution_id)
 
 
 class SingleSteps(Protocol):
