@@ -1,9 +1,11 @@
 """Binding an implementation to a generated graph, and running targets.
 
 A generated module subclasses :class:`Graph` once per proto service, sets its
-``plan`` and adds typed ``run`` overloads. Binding checks the implementation
-against the plan once and turns every step into a runner; running a target
-fills the execution's values and hands them to the scheduler.
+``plan`` and adds the typed entry points (``run``, ``run_batch``, ``fetch``,
+``result``, ``enqueue``, ``schedule``), which call the untyped ones here
+(``run_target``, ...) or in :mod:`docket_runtime.durable`. Binding checks the
+implementation against the plan once and turns every step into a runner;
+running a target fills the execution's values and hands them to the scheduler.
 """
 
 from __future__ import annotations
