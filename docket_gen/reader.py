@@ -14,6 +14,7 @@ from google.protobuf.compiler import plugin_pb2
 
 from docket_runtime import options_pb2
 from docket_runtime.plan import (
+    ENQUEUE_OPTIONS,
     RUN_OPTIONS,
     CachePolicy,
     CacheScope,
@@ -50,9 +51,10 @@ _DELIVERIES = {
     options_pb2.StepOptions.AT_LEAST_ONCE: Delivery.AT_LEAST_ONCE,
     options_pb2.StepOptions.AT_MOST_ONCE: Delivery.AT_MOST_ONCE,
 }
-# Parameters of the generated run() besides the graph inputs. run_batch() adds its own,
-# checked for graphs with batch runs only (docket_gen.batches.BATCH_KEYWORDS).
+# Parameters of the generated run() and enqueue() besides the graph inputs. run_batch()
+# adds its own, checked for graphs with batch runs only (docket_gen.batches.BATCH_KEYWORDS).
 RESERVED_KEYWORDS = frozenset({"self", "target", *RUN_OPTIONS})
+ENQUEUE_KEYWORDS = frozenset(ENQUEUE_OPTIONS) - RESERVED_KEYWORDS
 
 
 class Request:
@@ -191,8 +193,9 @@ def _read_graph(
             continue
         keyword = python_name(snake_case(resolved.rsplit(".", 1)[-1]))
         clash = keywords.get(keyword)
-        if keyword in RESERVED_KEYWORDS or clash is not None:
-            other = f"input {clash}" if clash else "the run() method"
+        if keyword in RESERVED_KEYWORDS | ENQUEUE_KEYWORDS or clash is not None:
+            method = "enqueue()" if keyword in ENQUEUE_KEYWORDS else "run()"
+            other = f"input {clash}" if clash else f"the {method} method"
             errors.append(
                 Diagnostic(
                     option_location,

@@ -7,16 +7,20 @@ import textwrap
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Any
 
 import jinja2
 
+from docket_runtime._persistence import persisted_scope
 from docket_runtime.plan import (
     BATCH_OPTIONS,
+    ENQUEUE_OPTIONS,
     RUN_OPTIONS,
     Batch,
     CachePolicy,
     CacheScope,
     Delivery,
+    Input,
     InputKind,
     RetryPolicy,
     Step,
@@ -66,7 +70,10 @@ def render_file(file: FileModel, messages: dict[str, MessageInfo]) -> str:
         info = messages[type_name]
         return f"{imports.alias[info.module]}.{info.class_path}"
 
-    graphs = [_graph_context(g, ref) for g in file.graphs]
+    def short(type_name: str) -> str:
+        return messages[type_name].class_path.replace(".", "")
+
+    graphs = [_graph_context(g, ref, short) for g in file.graphs]
     environment = jinja2.Environment(
         loader=jinja2.FileSystemLoader(templates_dir()),
         keep_trailing_newline=True,
@@ -76,25 +83,48 @@ def render_file(file: FileModel, messages: dict[str, MessageInfo]) -> str:
         autoescape=False,
     )
     batches = any(g["batch_runs"] for g in graphs)
-    typing_names = ["Protocol", "TypeVar"]
+    durable_overloads = any(g["durable_overloads"] for g in graphs)
+    overloads = durable_overloads or any(g["overloads"] for g in graphs)
+    typing_names = {"TYPE_CHECKING", "Protocol", "TypedDict", "TypeVar", "Unpack"}
     if batches:
-        typing_names.insert(0, "Literal")
-    if batches or any(g["overloads"] for g in graphs):
-        typing_names.append("overload")
+        typing_names.add("Literal")
+    if any(g["optional_inputs"] for g in graphs):
+        typing_names.add("NotRequired")
+    if batches or overloads:
+        typing_names.add("overload")
+    abc_names = {"Awaitable", "Callable"}
+    if durable_overloads:
+        abc_names.add("Mapping")
+    if batches or any(g["uses_sequence"] for g in graphs):
+        abc_names.add("Sequence")
     source = environment.get_template("module.py.j2").render(
         proto=file.name,
         imports=imports.lines(),
         graphs=graphs,
-        uses_sequence=batches or any(g["uses_sequence"] for g in graphs),
-        typing_names=typing_names,
+        std_imports=[
+            _from_import("collections.abc", abc_names),
+            _from_import("typing", typing_names),
+        ],
         uses_batches=batches,
         run_params=RUN_PARAMS,
         run_options=RUN_OPTIONS,
         batch_params=batch_params('Literal["raise", "collect"] = "raise"'),
         batch_options=(*BATCH_OPTIONS, *RUN_OPTIONS),
+        enqueue_params=ENQUEUE_PARAMS,
+        enqueue_options=ENQUEUE_OPTIONS,
     )
     # Templates may leave runs of blank lines; ruff format allows two at most.
     return re.sub(r"\n{4,}", "\n\n\n", source)
+
+
+def _from_import(module: str, names: set[str]) -> str:
+    """``from module import names`` as isort writes it: constants, classes, then functions,
+    one name per line when they do not fit."""
+    ordered = sorted(names, key=lambda n: (not n.isupper(), not n[0].isupper(), n.lower()))
+    line = f"from {module} import {', '.join(ordered)}"
+    if len(line) <= pyfmt.WIDTH:
+        return line
+    return "\n".join([f"from {module} import (", *(f"{pyfmt.INDENT}{n}," for n in ordered), ")"])
 
 
 def _types_of(graph: GraphModel) -> set[str]:
@@ -124,6 +154,19 @@ _ANNOTATIONS = {
 RUN_PARAMS = tuple(f"{option}: {_ANNOTATIONS[option]}" for option in RUN_OPTIONS)
 """The parameters of every ``run`` after the graph inputs (names from the plan contract)."""
 
+_ENQUEUE_ANNOTATIONS = {
+    "execution_id": "str",
+    "queue": "str | None = None",
+    "priority": "int | None = None",
+    "connection": '"_durable.Connection | None" = None',
+}
+ENQUEUE_PARAMS = tuple(f"{option}: {_ENQUEUE_ANNOTATIONS[option]}" for option in ENQUEUE_OPTIONS)
+"""The parameters of every ``enqueue`` after the graph inputs (names from the plan contract).
+
+The durable module needs Procrastinate: generated modules import it for type checkers only
+(``_durable``), hence the quoted annotations."""
+_APP = 'app: "_durable.App"'
+
 
 def batch_params(on_error: str) -> tuple[str, ...]:
     """The parameters of ``run_batch`` after the shared inputs; ``on_error`` is its annotation."""
@@ -131,7 +174,9 @@ def batch_params(on_error: str) -> tuple[str, ...]:
     return tuple(f"{option}: {typed[option]}" for option in (*BATCH_OPTIONS, *RUN_OPTIONS))
 
 
-def _graph_context(graph: GraphModel, ref: Callable[[str], str]) -> dict[str, object]:
+def _graph_context(
+    graph: GraphModel, ref: Callable[[str], str], short: Callable[[str], str]
+) -> dict[str, object]:
     constant = snake_case(graph.name).upper() + "_PLAN"
     methods = []
     uses_sequence = False
@@ -141,13 +186,8 @@ def _graph_context(graph: GraphModel, ref: Callable[[str], str]) -> dict[str, ob
             continue
         params = ["self"]
         for item in spec.inputs:
-            annotation = ref(item.type)
-            if item.kind is InputKind.OPTIONAL:
-                annotation = f"{annotation} | None"
-            elif item.kind is InputKind.REPEATED:
-                annotation = f"Sequence[{annotation}]"
-                uses_sequence = True
-            params.append(f"{item.name}: {annotation}")
+            params.append(f"{item.name}: {_input_annotation(item, ref)}")
+            uses_sequence = uses_sequence or item.kind is InputKind.REPEATED
         if len(params) > 1:
             params.append("/")
         head = f"{'def' if spec.blocking else 'async def'} {spec.method}"
@@ -184,6 +224,9 @@ def _graph_context(graph: GraphModel, ref: Callable[[str], str]) -> dict[str, ob
         )
     description = graph.description or graph.doc
     batch_runs = _batch_runs(graph, ref)
+    declared: list[tuple[str, list[str]]] = []
+    durable = _durable_entries(graph, ref, short, declared)
+    fetches = _fetches(graph, ref, declared)
     return {
         "name": graph.name,
         "full_name": graph.full_name,
@@ -202,9 +245,206 @@ def _graph_context(graph: GraphModel, ref: Callable[[str], str]) -> dict[str, ob
         "plan": pyfmt.render(_plan_node(graph, ref), 0, f"{constant} = "),
         "runs": runs,
         "batch_runs": batch_runs,
-        "uses_sequence": uses_sequence,
-        "overloads": len(runs) > 1,
+        "uses_sequence": uses_sequence or fetches.pop("uses_sequence"),
+        "overloads": len(runs) > 1 or len(fetches["fetches"]) > 1,
+        "optional_inputs": any(t.optional_inputs for t in graph.targets),
+        **durable,
+        **fetches,
+        "target_vars": [_type_var(name, types, ref) for name, types in declared],
     }
+
+
+def _input_annotation(item: Input, ref: Callable[[str], str]) -> str:
+    """How a step receives an input (``Sequence[...]`` for a repeated one)."""
+    if item.kind is InputKind.OPTIONAL:
+        return f"{ref(item.type)} | None"
+    if item.kind is InputKind.REPEATED:
+        return f"Sequence[{ref(item.type)}]"
+    return ref(item.type)
+
+
+def _fetches(
+    graph: GraphModel, ref: Callable[[str], str], declared: list[tuple[str, list[str]]]
+) -> dict[str, Any]:
+    """The typed ``fetch`` signatures, for the targets whose step keeps its result.
+
+    One for the targets kept per execution (by ``execution_id``; a TypeVar of them when
+    there are several), one per ``GLOBAL`` target (by its step's inputs, positional).
+    A target whose step keeps nothing has none. With one signature, ``body`` calls the
+    untyped form; with several, the template writes their implementation.
+    """
+    producers = graph.producers()
+    per_execution: list[str] = []
+    by_inputs: list[Step] = []
+    for target in graph.targets:
+        step = producers[target.type].spec
+        scope = persisted_scope(step)
+        if scope == "workflow":
+            per_execution.append(target.type)
+        elif scope == "global":
+            by_inputs.append(step)
+    found: list[dict[str, str]] = []
+    if per_execution:
+        kept = ref(per_execution[0])
+        if len(per_execution) == len(graph.targets) > 1:
+            kept = f"_{graph.name}Target"  # every target: result's TypeVar
+        elif len(per_execution) > 1:
+            kept = f"_{graph.name}CheckpointTarget"
+            declared.append((kept, per_execution))
+        found.append(
+            {
+                "signature": pyfmt.signature(
+                    "async def fetch",
+                    ["self", f"target: type[{kept}]", "/", "*", "execution_id: str"],
+                    f" -> {kept} | None:",
+                    depth=1,
+                ),
+                "doc": docstring(
+                    "What the step producing ``target`` kept for ``execution_id``, or ``None``.", 2
+                ),
+                "body": "        return await self.fetch_target(target, execution_id=execution_id)",
+            }
+        )
+    for step in by_inputs:
+        # Positional only: a step's parameter may be named like fetch's own.
+        names = [f"{i.name}_" if i.name in ("self", "target") else i.name for i in step.inputs]
+        params = [
+            f"{n}: {_input_annotation(i, ref)}" for n, i in zip(names, step.inputs, strict=True)
+        ]
+        out = ref(step.output)
+        found.append(
+            {
+                "signature": pyfmt.signature(
+                    "async def fetch",
+                    ["self", f"target: type[{out}]", *params, "/"],
+                    f" -> {out} | None:",
+                    depth=1,
+                ),
+                "doc": docstring(f"What step {step.name} kept for these inputs, or ``None``.", 2),
+                "body": pyfmt.render(
+                    Call(
+                        "self.fetch_target",
+                        [Raw("target")],
+                        [("inputs", Tuple([Raw(n) for n in names]))],
+                    ),
+                    2,
+                    "return await ",
+                ),
+            }
+        )
+    return {
+        "fetches": found,
+        "uses_sequence": any(i.kind is InputKind.REPEATED for s in by_inputs for i in s.inputs),
+    }
+
+
+@dataclass
+class _InputSet:
+    """Targets that take the same graph inputs: one ``enqueue`` and ``schedule`` signature.
+
+    ``name`` is the TypedDict of the inputs, nested in the graph class and named after
+    their messages (``OrderInputs``, ``MovieWeightInputs``, ``NoInputs``); ``target`` is
+    the annotation of the targets: a TypeVar constrained to them, or the one target's type.
+    """
+
+    inputs: tuple[str, ...]
+    optional: tuple[str, ...]
+    targets: list[str] = field(default_factory=list)
+    name: str = ""
+    target: str = ""
+
+
+def _durable_entries(
+    graph: GraphModel,
+    ref: Callable[[str], str],
+    short: Callable[[str], str],
+    declared: list[tuple[str, list[str]]],
+) -> dict[str, object]:
+    """The typed durable entry points: ``enqueue`` and ``schedule`` per set of inputs (an
+    overload each when there are several sets), ``result`` over every target. The TypeVars
+    they need are added to ``declared`` (name, constraints)."""
+    sets: dict[tuple[tuple[str, ...], tuple[str, ...]], _InputSet] = {}
+    for target in graph.targets:
+        key = (target.inputs, target.optional_inputs)
+        sets.setdefault(key, _InputSet(*key)).targets.append(target.type)
+    taken: Counter[str] = Counter()
+    for group in sets.values():
+        stem = "".join(short(t) for t in (*group.inputs, *group.optional)) or "No"
+        taken[stem] += 1
+        group.name = f"{stem}Inputs" if taken[stem] == 1 else f"{stem}Inputs{taken[stem]}"
+    every = f"_{graph.name}Target"
+    if len(graph.targets) > 1:
+        declared.append((every, [t.type for t in graph.targets]))
+    for group in sets.values():
+        if len(group.targets) == 1:
+            group.target = ref(group.targets[0])
+        elif len(group.targets) == len(graph.targets):
+            group.target = every
+        else:
+            group.target = f"_{graph.name}{group.name}Target"
+            declared.append((group.target, group.targets))
+    result_type = every if len(graph.targets) > 1 else ref(graph.targets[0].type)
+    return {
+        "typed_dicts": [_typed_dict(graph, group, ref) for group in sets.values()],
+        "enqueues": [
+            pyfmt.signature(
+                "async def enqueue",
+                [
+                    "self",
+                    _APP,
+                    f"target: type[{group.target}]",
+                    "/",
+                    "*",
+                    *ENQUEUE_PARAMS,
+                    f"**inputs: Unpack[{group.name}]",
+                ],
+                " -> int | None:",
+                depth=1,
+            )
+            for group in sets.values()
+        ],
+        "schedules": [
+            pyfmt.signature(
+                "def schedule",
+                [
+                    "self",
+                    _APP,
+                    'registry: "_durable.Registry"',
+                    f"target: type[{group.target}]",
+                    "/",
+                    "*",
+                    "cron: str",
+                    f"inputs: _MakeInputs[{group.target}, {group.name}]",
+                    "name: str | None = None",
+                    "queue: str | None = None",
+                ],
+                " -> str:",
+                depth=1,
+            )
+            for group in sets.values()
+        ],
+        "durable_overloads": len(sets) > 1,
+        "result": pyfmt.signature(
+            "async def result",
+            ["self", f"target: type[{result_type}]", "/", "execution_id: str"],
+            f" -> {result_type} | None:",
+            depth=1,
+        ),
+    }
+
+
+def _type_var(name: str, types: list[str], ref: Callable[[str], str]) -> str:
+    """A module-level TypeVar constrained to ``types``: a signature shared by those targets."""
+    constraints = [Raw(ref(t)) for t in types]
+    return pyfmt.render(Call("TypeVar", [string(name), *constraints]), 0, f"{name} = ")
+
+
+def _typed_dict(graph: GraphModel, group: _InputSet, ref: Callable[[str], str]) -> str:
+    fields = [f"{graph.inputs[t]}: {ref(t)}" for t in group.inputs]
+    fields += [f"{graph.inputs[t]}: NotRequired[{ref(t)} | None]" for t in group.optional]
+    lines = [f"    class {group.name}(TypedDict):"]
+    lines += [f"        {f}" for f in fields] or ["        pass"]
+    return "\n".join(lines)
 
 
 def _batch_runs(graph: GraphModel, ref: Callable[[str], str]) -> list[str]:

@@ -1,15 +1,18 @@
 """Binding an implementation to a generated graph, and running targets.
 
 A generated module subclasses :class:`Graph` once per proto service, sets its
-``plan`` and adds typed ``run`` overloads. Binding checks the implementation
-against the plan once and turns every step into a runner; running a target
-fills the execution's values and hands them to the scheduler.
+``plan`` and adds the typed entry points (``run``, ``run_batch``, ``fetch``,
+``result``, ``enqueue``, ``schedule``), which call the untyped ones here
+(``run_target``, ...) or in :mod:`docket_runtime.durable`. Binding checks the
+implementation against the plan once and turns every step into a runner;
+running a target fills the execution's values and hands them to the scheduler.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextvars
+import dataclasses
 import functools
 import inspect
 import logging
@@ -148,13 +151,22 @@ class Graph(Generic[S]):
         *,
         execution_id: str | None = None,
         deadline: float | None = None,
+        keep_result: bool = False,
     ) -> M:
         """Run ``target`` with graph inputs given by keyword; the untyped form of ``run``.
 
         ``execution_id`` names the execution (a random one otherwise);
         ``deadline`` bounds it, in seconds (default: the graph's).
+        ``keep_result`` keeps the target's value as a ``WORKFLOW`` row of the
+        execution before it is recorded ``succeeded``, for :meth:`result_target`,
+        even when the step producing it keeps nothing (a durable worker's runs do).
         """
         table = self._target_table(target)
+        if keep_result and (self.store is None or not self.record):
+            raise ValueError(
+                f"graph {self.plan.name} keeps results of executions only when bound with "
+                "a store and record=True"
+            )
         execution = Execution(self.plan.name, len(self._tables.slots), execution_id)
         fill_inputs(table.inputs, table.keywords, inputs, execution.values, self._where(table))
         deadline = self.deadline if deadline is None else deadline
@@ -171,6 +183,8 @@ class Graph(Generic[S]):
             async def body() -> None:
                 pending = await self._engine.resume(table, execution) if resume else table
                 await execute(pending, self._runners, execution)
+                if keep_result:
+                    await self._keep_result(table, execution)
 
             await lifecycle.run(body)
         result = execution.values[table.slot]
@@ -207,35 +221,87 @@ class Graph(Generic[S]):
             deadline=deadline,
         )
 
-    async def fetch(
+    async def fetch_target(
         self,
         target: type[M],
         *,
         execution_id: str | None = None,
         inputs: Sequence[Any] | None = None,
     ) -> M | None:
-        """The kept result of the step producing ``target``, without computing anything.
+        """The kept result of the step producing ``target``, without computing anything;
+        the untyped form of the generated ``fetch``.
 
         For a ``WORKFLOW``-scoped (or ``AT_MOST_ONCE``) step, give the
         ``execution_id``; for a ``GLOBAL`` one, the step's ``inputs`` in
-        parameter order. ``None`` when nothing valid is kept.
+        parameter order. ``None`` when nothing valid is kept. ``TypeError``
+        for a step that keeps nothing, or without what its scope needs.
         """
         table = self._step_producing(target)
-        scope = persisted_scope(table.step)
+        step = table.step
+        scope = persisted_scope(step)
         if scope is None or self.store is None:
-            raise TypeError(f"step {table.step.name!r} keeps no results (it has no cache scope)")
+            raise TypeError(f"step {step.name!r} keeps no results (it has no cache scope)")
         if scope == "workflow":
             if execution_id is None:
-                raise TypeError(f"step {table.step.name!r} keeps results per execution_id")
-            key = workflow_key(execution_id, table.step.name, table.step.cache.version)
+                raise TypeError(f"step {step.name!r} keeps results per execution_id")
+            key = workflow_key(execution_id, step.name, step.cache.version)
         else:
-            if inputs is None:
-                raise TypeError(f"step {table.step.name!r} keeps results by its inputs")
-            key = input_key(table.step.cache.namespace or self.plan.name, table.step, inputs)
+            if inputs is None or len(inputs) != len(step.inputs):
+                names = ", ".join(i.name for i in step.inputs) or "none"
+                raise TypeError(
+                    f"step {step.name!r} keeps results by its inputs: give them in order ({names})"
+                )
+            key = input_key(step.cache.namespace or self.plan.name, step, inputs)
         row = (await self.store.get_results((key,))).get(key)
         found = None if row is None else decode(row, table.out_cls)
         assert found is None or isinstance(found, target)
         return found
+
+    async def result_target(self, target: type[M], execution_id: str) -> M | None:
+        """The value of execution ``execution_id`` of ``target`` once it succeeded; the
+        untyped form of the generated ``result``.
+
+        An execution run by a durable worker keeps its value (``keep_result``);
+        one run in process only when the step producing ``target`` keeps its
+        result per execution. ``None`` until the execution succeeded, and when
+        nothing is kept (forgotten by :meth:`rerun_from`, or expired). Raises
+        ``ValueError`` when the graph does not record executions, or when the
+        execution ran another graph or target.
+        """
+        table = self._target_table(target)
+        store = self.store
+        if store is None or not self.record:
+            raise ValueError(
+                f"graph {self.plan.name} does not record executions: bind it with a store "
+                "and record=True (as a durable Registry does)"
+            )
+        row = await store.get_execution(execution_id)
+        if row is None or row.status != "succeeded":
+            return None
+        if (row.graph, row.target) != (self.plan.name, table.type_name):
+            raise ValueError(
+                f"execution {execution_id!r} ran {row.graph} -> {row.target}, "
+                f"not {self.plan.name} -> {table.type_name}"
+            )
+        producer = self._producer_of(table)
+        key = workflow_key(execution_id, producer.step.name, producer.step.cache.version)
+        found = (await store.get_results((key,))).get(key)
+        value = None if found is None else decode(found, producer.out_cls)
+        assert value is None or isinstance(value, target)
+        return value
+
+    async def _keep_result(self, table: TargetTable, execution: Execution) -> None:
+        """Keep the target's value as a ``WORKFLOW`` row of the execution, keyed as its
+        step's checkpoint (which, when the step keeps one, is that row already)."""
+        producer = self._producer_of(table)
+        if persisted_scope(producer.step) == "workflow":
+            return
+        assert self.store is not None  # checked by run_target
+        step = producer.step
+        key = workflow_key(execution.id, step.name, step.cache.version)
+        row = encode(step, key, "workflow", execution.id, execution.values[table.slot])
+        # The execution's value lasts as long as the execution's records: no cache ttl.
+        await self.store.put_result(dataclasses.replace(row, expires_at=None))
 
     async def rerun_from(self, step: str, execution_id: str) -> list[str]:
         """Forget what execution ``execution_id`` kept of ``step`` and of every step after it.
@@ -327,6 +393,9 @@ class Graph(Generic[S]):
                 f"it produces {', '.join(t.type for t in self.plan.targets)}"
             )
         return table
+
+    def _producer_of(self, table: TargetTable) -> StepTable:
+        return next(t for t in self._tables.steps if t.out_slot == table.slot)
 
     def _step_producing(self, target: type[Message]) -> StepTable:
         name = _type_name(target)

@@ -19,6 +19,7 @@ from google.protobuf.message import Message
 
 __all__ = [
     "BATCH_OPTIONS",
+    "ENQUEUE_OPTIONS",
     "RUN_OPTIONS",
     "Batch",
     "CachePolicy",
@@ -41,6 +42,10 @@ graph inputs, in signature order: no graph input may take one as its keyword."""
 BATCH_OPTIONS: Final = ("max_concurrency", "on_error")
 """The keyword options ``run_batch`` adds to :data:`RUN_OPTIONS`, before them: no graph
 input of a graph with batch runs may take one as its keyword (nor ``items``)."""
+
+ENQUEUE_OPTIONS: Final = ("execution_id", "queue", "priority", "connection")
+"""The keyword options of a generated ``enqueue`` besides the graph inputs, in signature
+order: no graph input may take one as its keyword."""
 
 
 class InputKind(enum.Enum):

@@ -784,3 +784,37 @@ def test_cache_namespace_must_be_a_name(tmp_path: Path) -> None:
         f"{BAD}:12:5: step Price: cache.namespace: 'acme pricing' is not a namespace: {fix}",
         f"{BAD}:15:5: step Tag: cache.namespace: '  ' is not a namespace: {fix}",
     ]
+
+
+RESERVED_KEYWORDS = (
+    HEAD
+    + """\
+message Queue { int32 v = 1; }
+message App { int32 v = 1; }
+message Out { int32 v = 1; }
+message OutInputs {
+  option (docket.bundle) = true;
+  Queue queue = 1;
+  App app = 2;
+}
+
+// App is fine: enqueue takes its app positionally.
+service Jobs {
+  option (docket.graph) = { inputs: ["Queue", "App"] };
+  rpc Go(OutInputs) returns (Out);
+}
+"""
+)
+
+
+def test_graph_inputs_may_not_take_the_keywords_of_enqueue(tmp_path: Path) -> None:
+    field = _at(RESERVED_KEYWORDS, "Queue queue = 1")
+    graph = _at(RESERVED_KEYWORDS, "option (docket.graph)")
+    assert (field, graph) == ("10:3", "16:3")
+    assert _errors(tmp_path, RESERVED_KEYWORDS) == [
+        f"{BAD}:10:3: step Go needs shop.Queue (queue), which no step of graph Jobs produces "
+        'and the graph does not declare as an input; add a step that returns Queue or add "Queue" '
+        "to (docket.graph).inputs",
+        f"{BAD}:16:3: graph Jobs: input shop.Queue would be passed as queue=, which the "
+        "enqueue() method already uses; rename one of the messages",
+    ]

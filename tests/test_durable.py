@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import json
 import signal
 import subprocess
@@ -270,6 +271,35 @@ def test_a_killed_worker_loses_nothing_and_the_charge_runs_once(url: str, worker
             )
             report("(a) until the first worker blocked in Ship", killed - started)
             report("(a) from SIGKILL to the order completed by a new worker", finished - killed)
+
+    run(body)
+
+
+def test_the_typed_enqueue_and_result_with_a_worker_process(url: str, workers: Workers) -> None:
+    async def body() -> None:
+        async with harness(url) as h:
+            chain, orders = h.graph("Chain"), h.graph("Orders")
+            seed = pb().Seed(value=2)
+            job = await chain.enqueue(h.app, pb().Report, seed=seed, execution_id="typed-chain")
+            assert job is not None
+            order = pb().Order(order_id="typed-order", amount_cents=700)
+            await orders.enqueue(h.app, pb().Confirmation, order=order, execution_id="typed-order")
+            assert await chain.result(pb().Report, "typed-chain") is None  # queued
+            workers.start()
+            for execution_id in ("typed-chain", "typed-order"):
+                row = await wait_for(functools.partial(h.ended, execution_id), timeout=30)
+                assert row.status == "succeeded", workers.output()
+            # Chain's Third keeps nothing, yet the execution's value is kept (handed off
+            # twice: three jobs); Confirm keeps its result, which is the value.
+            assert await chain.result(pb().Report, "typed-chain") == pb().Report(value=35)
+            confirmation = await orders.result(pb().Confirmation, "typed-order")
+            assert confirmation.charge_id == "ch-typed-order"
+            kept = await h.sql(
+                "SELECT step FROM docket_results WHERE execution_id = %s ORDER BY step",
+                "typed-chain",
+            )
+            assert kept == [("First",), ("Second",), ("Third",)]
+            assert len(await h.jobs("typed-chain")) == 3
 
     run(body)
 

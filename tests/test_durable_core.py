@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from conftest import raw_sql
 from durable_support import generated, pb
 from durable_worker import MemoryEffects, build
 
@@ -30,7 +31,7 @@ from docket_runtime.durable._resume import (
     StoreFailed,
     resume,
 )
-from docket_runtime.stores import MemoryStore, StoreUnavailable
+from docket_runtime.stores import MemoryStore, Store, StoreUnavailable, open_store
 
 
 @pytest.fixture(scope="module", autouse=True)
@@ -45,7 +46,7 @@ def never_stopping() -> bool:
 class Core:
     """A memory store and the registry of durabletest.orders, with no queue."""
 
-    def __init__(self, store: MemoryStore | None = None) -> None:
+    def __init__(self, store: Store | None = None) -> None:
         self.store = store or MemoryStore()
         self.effects = MemoryEffects()
         self.registry: Registry = build(self.store, self.effects)
@@ -126,6 +127,69 @@ def test_a_hand_off_continues_at_once() -> None:
         assert [type(o) for o in outcomes] == [Continue, Continue, Done]
         assert all(o.at is None for o in outcomes[:2] if isinstance(o, Continue))
         assert outcomes[2] == Done("succeeded")
+
+    run(body)
+
+
+def test_a_succeeded_execution_keeps_its_value_even_when_its_step_keeps_nothing(
+    db_url: str,
+) -> None:
+    async def body() -> None:
+        store = await open_store(db_url, migrate=True)
+        try:
+            core = Core(store)
+            chain = core.registry.get("durabletest.Chain")
+            orders = core.registry.get("durabletest.Orders")
+            assert chain is not None and orders is not None
+            await core.record("Chain", "Report", "c-1", seed=pb().Seed(value=1))
+            # Queued, then handed off twice: no value yet.
+            assert await chain.result_target(pb().Report, "c-1") is None
+            while isinstance(await core.resume("c-1"), Continue):
+                assert await chain.result_target(pb().Report, "c-1") is None
+            assert (await core.row("c-1")).status == "succeeded"
+            assert await chain.result_target(pb().Report, "c-1") == pb().Report(value=25)
+            # Step Third keeps nothing: its value is a WORKFLOW row of the execution, keyed
+            # as Third's checkpoint would be, with no expiry.
+            rows = raw_sql(
+                db_url,
+                "SELECT step, scope, output_type, expires_at FROM docket_results "
+                "WHERE execution_id = ? ORDER BY step",
+                ("c-1",),
+            )
+            assert [tuple(r) for r in rows] == [
+                ("First", "workflow", "durabletest.Part1", None),
+                ("Second", "workflow", "durabletest.Part2", None),
+                ("Third", "workflow", "durabletest.Report", None),
+            ]
+
+            # A target whose step keeps its result: the checkpoint is the value.
+            order = pb().Order(order_id="o-1", amount_cents=500)
+            await core.record("Orders", "Confirmation", "o-1", order=order)
+            assert await core.resume("o-1") == Done("succeeded")
+            confirmation = await orders.result_target(pb().Confirmation, "o-1")
+            assert confirmation is not None and confirmation.charge_id == "ch-o-1"
+
+            # Asking for another execution's target, or a graph's unknown target.
+            with pytest.raises(ValueError, match=r"ran durabletest\.Chain -> durabletest\.Report"):
+                await orders.result_target(pb().Confirmation, "c-1")
+            with pytest.raises(ValueError, match=r"not durabletest\.Chain -> durabletest\.Part1"):
+                await chain.result_target(pb().Part1, "c-1")
+            with pytest.raises(TypeError, match=r"cannot produce durabletest\.Total"):
+                await chain.result_target(pb().Total, "c-1")
+            # Failed, unknown: nothing. Forgotten by rerun_from: nothing either.
+            await core.record("Orders", "Confirmation", "bad", order=pb().Order(order_id="bad"))
+            assert isinstance(await core.resume("bad"), Failed)
+            assert await orders.result_target(pb().Confirmation, "bad") is None
+            assert await orders.result_target(pb().Confirmation, "never") is None
+            assert await chain.rerun_from("Third", "c-1") == ["Third"]
+            assert await chain.result_target(pb().Report, "c-1") is None
+
+            # A run in process keeps nothing beyond the steps' own checkpoints.
+            await chain.run_target(pb().Report, {"seed": pb().Seed(value=1)}, execution_id="c-2")
+            assert (await core.row("c-2")).status == "succeeded"
+            assert await chain.result_target(pb().Report, "c-2") is None
+        finally:
+            await store.close()
 
     run(body)
 

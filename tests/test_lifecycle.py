@@ -515,7 +515,7 @@ def test_graphs_sharing_a_cache_namespace_share_results(db_url: str, pb: Any, dk
             b = await dk.SharedScoringB(second, store=store).run(pb.RiskScore, **inputs)
             assert (a, first.calls, second.calls) == (b, 1, 0)
             fetched = await dk.SharedScoringB(second, store=store).fetch(
-                pb.RiskScore, inputs=[inputs["review"], inputs["model"]]
+                pb.RiskScore, inputs["review"], inputs["model"]
             )
             assert fetched == a
 

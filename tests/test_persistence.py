@@ -324,12 +324,12 @@ def test_ttl_is_honoured_on_read_and_purge_deletes_expired_rows(
             # The row as it will be once its hour is over (no clock to wait for).
             past = datetime.now(UTC) - timedelta(seconds=1)
             await store.put_result(dataclasses.replace(row, expires_at=past))
-            assert await graph.fetch(pb.RiskScore, inputs=[review, model]) is None
+            assert await graph.fetch(pb.RiskScore, review, model) is None
             again = await graph.run(pb.RiskScore, review=review, model=model)
             assert steps.calls == 2 and again != first  # expired: a miss, computed again
             fresh = (await store.get_results([key]))[key]
             assert fresh.expires_at is not None and fresh.expires_at > datetime.now(UTC)
-            assert await graph.fetch(pb.RiskScore, inputs=[review, model]) == again
+            assert await graph.fetch(pb.RiskScore, review, model) == again
 
             # Expire it again, next to rows that have not expired, and purge.
             await store.put_result(dataclasses.replace(fresh, expires_at=past))
@@ -477,16 +477,21 @@ def test_fetch_reads_kept_results_without_computing(db_url: str, pb: Any, dk: An
             shipment = await orders.fetch(pb.Shipment, execution_id="o-1")
             assert shipment is not None and shipment.tracking == done.tracking
             assert await orders.fetch(pb.Charge, execution_id="o-2") is None
-            assert await scoring.fetch(pb.RiskScore, inputs=[review, model]) == score
+            assert await scoring.fetch(pb.RiskScore, review, model) == score
             other = [pb.Review(text="other"), model]
-            assert await scoring.fetch(pb.RiskScore, inputs=other) is None
+            assert await scoring.fetch(pb.RiskScore, *other) is None
             assert steps.calls == {} and scorer.calls == 0
+            # What the typed fetch does not let through (tests/test_typing.py) fails here too.
             with pytest.raises(TypeError, match="no cache scope"):
                 await orders.fetch(pb.Confirmation, execution_id="o-1")
             with pytest.raises(TypeError, match="execution_id"):
                 await orders.fetch(pb.Charge)
-            with pytest.raises(TypeError, match="inputs"):
-                await scoring.fetch(pb.RiskScore, execution_id="o-1")
+            with pytest.raises(TypeError, match="per execution_id"):
+                await orders.fetch_target(pb.Charge)
+            with pytest.raises(TypeError, match=r"by its inputs: give them in order \(review, "):
+                await scoring.fetch_target(pb.RiskScore, execution_id="o-1")
+            with pytest.raises(TypeError, match="by its inputs"):
+                await scoring.fetch_target(pb.RiskScore, inputs=[review])
 
     run(body())
 

@@ -19,10 +19,15 @@ service that enqueues and in the worker)::
     install(app, registry)
 
     async with app.open_async():            # in the service
-        await enqueue(app, orders, Confirmation, {"order": order}, execution_id="order-42")
+        await orders.enqueue(app, Confirmation, order=order, execution_id="order-42")
+        confirmation = await orders.result(Confirmation, "order-42")  # once it succeeded
 
     async with app.open_async():            # in a worker process
         await run_worker(app, registry)
+
+The generated graph classes type those calls per target (``enqueue``,
+``schedule``, ``result``); :func:`enqueue` and :func:`schedule` here are their
+untyped forms.
 
 The modules, by role. Apart from the queue: the registry (``_registry``),
 the stored inputs (``_inputs``), recording an execution (``_record``),
@@ -44,7 +49,7 @@ except ImportError as err:  # pragma: no cover - exercised in a subprocess by th
         "pip install 'docket-proto[procrastinate]'"
     ) from err
 
-from ._client import cancel, enqueue
+from ._client import App, Connection, cancel, enqueue
 from ._cron import schedule
 from ._jobs import DEFAULT_QUEUE, RESUME_TASK, SCHEDULE_TASK, lock_key
 from ._registry import Registry
@@ -57,6 +62,8 @@ __all__ = [
     "DEFAULT_QUEUE",
     "RESUME_TASK",
     "SCHEDULE_TASK",
+    "App",
+    "Connection",
     "Registry",
     "apply_queue_schema",
     "blueprint",

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Any
+from typing import Any, TypeAlias
 
 import procrastinate
 import psycopg
@@ -14,28 +14,34 @@ from ..stores import Store
 from ._jobs import defer_resume, lock_key
 from ._record import record_execution
 
+App: TypeAlias = procrastinate.App
+"""``procrastinate.App``, as the generated ``enqueue`` and ``schedule`` name it."""
+
+Connection: TypeAlias = psycopg.AsyncConnection[Any]
+"""An open psycopg connection, as the generated ``enqueue`` names its ``connection``."""
+
 
 async def enqueue(
-    app: procrastinate.App,
+    app: App,
     graph: Graph[Any],
     target: type[Message],
-    inputs: Mapping[str, Message | None],
+    inputs: Mapping[str, object],
     *,
     execution_id: str,
-    connection: psycopg.AsyncConnection[Any] | None = None,
+    connection: Connection | None = None,
     queue: str | None = None,
     priority: int | None = None,
 ) -> int | None:
     """Record execution ``execution_id`` of ``target`` and defer the job that runs it.
 
-    ``graph`` is a bound graph (the one a worker's registry has under the
-    same name); ``inputs`` are the graph inputs by keyword, as for
-    ``run_target``, and are checked here. The execution id is an idempotency
-    key: enqueueing an id again does nothing while it is queued, running or
-    waiting, or once it succeeded; one that failed or was cancelled is queued
-    again (its checkpoints kept; the steps that ran out of attempts get one
-    more). The same id with another graph, target or inputs is a
-    ``ValueError``.
+    The untyped form of the generated ``enqueue`` method. ``graph`` is a bound
+    graph (the one a worker's registry has under the same name); ``inputs``
+    are the graph inputs by keyword, as for ``run_target``, and are checked
+    here. The execution id is an idempotency key: enqueueing an id again does
+    nothing while it is queued, running or waiting, or once it succeeded; one
+    that failed or was cancelled is queued again (its checkpoints kept; the
+    steps that ran out of attempts get one more). The same id with another
+    graph, target or inputs is a ``ValueError``.
 
     ``connection`` (an open psycopg connection to the database of the store
     and the queue) joins the caller's transaction: the execution row and its

@@ -23,9 +23,7 @@ def schedule(
     target: type[M],
     *,
     cron: str,
-    inputs: Callable[
-        [M | None], Mapping[str, Message | None] | Awaitable[Mapping[str, Message | None]]
-    ],
+    inputs: Callable[[M | None], Mapping[str, object] | Awaitable[Mapping[str, object]]],
     name: str | None = None,
     queue: str | None = None,
 ) -> str:
@@ -36,9 +34,7 @@ def schedule(
     (``name`` defaults to ``<graph>:<target>``), enqueued like any other.
     ``inputs(previous)`` builds its inputs (sync or async); ``previous`` is the
     output of the schedule's last *succeeded* run, or ``None`` for the first.
-    The previous output can be read only if the step producing ``target``
-    keeps its result per execution (``cache: { scope: WORKFLOW }``); otherwise
-    ``previous`` is always ``None`` (a warning says so here).
+    This is the untyped form of the generated ``schedule`` method.
 
     Call it where the worker is set up (a tick runs in a worker, which needs
     the ``inputs`` function), after :func:`install`, before the worker starts.

@@ -14,7 +14,7 @@ from __future__ import annotations
 import base64
 import json
 from collections.abc import Mapping
-from typing import Any
+from typing import Any, cast
 
 from google.protobuf import json_format
 from google.protobuf.message import Message
@@ -23,18 +23,18 @@ from .. import Graph
 from ..stores import ExecutionRecord
 
 
-def encode_inputs(
-    graph: Graph[Any], target: type[Message], inputs: Mapping[str, Message | None]
-) -> str:
+def encode_inputs(graph: Graph[Any], target: type[Message], inputs: Mapping[str, object]) -> str:
     """The JSON text kept in ``docket_executions.inputs``, after checking ``inputs``."""
-    graph.check_inputs(target, inputs)
+    # Any mapping (a generated TypedDict, say) until check_inputs says what it holds.
+    checked = cast(Mapping[str, Message | None], inputs)
+    graph.check_inputs(target, checked)
     encoded = {
         keyword: {
             "type": value.DESCRIPTOR.full_name,
             "proto": base64.b64encode(value.SerializeToString(deterministic=True)).decode(),
             "json": json_format.MessageToDict(value, preserving_proto_field_name=True),
         }
-        for keyword, value in inputs.items()
+        for keyword, value in checked.items()
         if value is not None
     }
     return json.dumps(encoded, sort_keys=True, separators=(",", ":"))

@@ -14,7 +14,7 @@ from ._inputs import encode_inputs, same_inputs
 async def record_execution(
     graph: Graph[Any],
     target: type[Message],
-    inputs: Mapping[str, Message | None],
+    inputs: Mapping[str, object],
     *,
     execution_id: str,
     connection: Any = None,

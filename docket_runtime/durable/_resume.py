@@ -3,8 +3,11 @@
 :func:`resume` loads the execution's row, finds its graph in the
 :class:`Registry`, decodes its stored inputs and runs the target in durable
 mode: the checkpoints are read from the store in one query and only what is
-missing is computed. It returns an :data:`Outcome`; the queue adapter acts on
-it (defers a job, or nothing) and reports it:
+missing is computed. The target's value is kept for ``Graph.result_target``
+(the generated ``result``) before the execution is recorded ``succeeded``,
+even when the step producing it keeps nothing. It returns an
+:data:`Outcome`; the queue adapter acts on it (defers a job, or nothing) and
+reports it:
 
 - :class:`Done`: the execution succeeded, or had ended (or vanished, or was
   cancelled) before or while this run went on: nothing to do;
@@ -130,7 +133,7 @@ async def resume(registry: Registry, execution_id: str, *, stopping: Callable[[]
         return Failed(error)
     token = _durable.set("all" if entry.durable_all else "steps")
     try:
-        await graph.run_target(target, inputs, execution_id=execution_id)
+        await graph.run_target(target, inputs, execution_id=execution_id, keep_result=True)
     except Suspended as signal:
         # After a durable retry or a hand-off: go on, unless cancelled meanwhile.
         now = await store.get_execution(execution_id)

@@ -134,14 +134,13 @@ class Wiring:
         pool: AsyncConnectionPool[Any],
         registry: Registry,
         app: procrastinate.App,
+        checkout: orders_docket.Checkout,
     ) -> None:
         self.store = store
         self.pool = pool
         self.registry = registry
         self.app = app
-        graph = registry.get(orders_docket.Checkout.plan.name)
-        assert graph is not None
-        self.checkout = graph
+        self.checkout = checkout
 
     async def close(self) -> None:
         await self.pool.close()
@@ -156,9 +155,9 @@ async def wire(url: str, *, failure_rate: float = 0.3, ship_failure_rate: float 
     )
     await pool.open()
     registry = Registry(store)
-    registry.bind(
+    checkout = registry.bind(
         orders_docket.Checkout, CheckoutSteps(Gateway(pool, failure_rate), ship_failure_rate)
     )
     app = make_app(url)
     install(app, registry)
-    return Wiring(store, pool, registry, app)
+    return Wiring(store, pool, registry, app, checkout)

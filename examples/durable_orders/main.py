@@ -29,7 +29,7 @@ import psycopg
 from checkout import GATEWAY_TABLE, Wiring, wire
 from durable_orders.orders_pb2 import Confirmation, Order
 
-from docket_runtime.durable import apply_queue_schema, enqueue
+from docket_runtime.durable import apply_queue_schema
 from docket_runtime.stores import open_store
 
 HERE = Path(__file__).resolve().parent
@@ -58,12 +58,9 @@ async def main(url: str, orders: int, workers: int) -> int:
             for n, order_id in enumerate(ids):
                 card = "0000000000000002" if n % 5 == 4 else "4242424242424242"
                 order = Order(order_id=order_id, customer=f"c{n}", card=card, amount_cents=1999)
-                await enqueue(
-                    wiring.app,
-                    wiring.checkout,
-                    Confirmation,
-                    {"order": order},
-                    execution_id=order_id,
+                # Typed like run(): a missing or mistyped input is a mypy error.
+                await wiring.checkout.enqueue(
+                    wiring.app, Confirmation, order=order, execution_id=order_id
                 )
             print(f"enqueued {orders} orders; waiting for {workers or 'your'} worker(s)...")
             started = time.monotonic()
@@ -105,7 +102,7 @@ async def report(wiring: Wiring, url: str, ids: list[str]) -> None:
             jobs = (await cur.fetchone() or (0,))[0]
             note = ""
             if row.status == "succeeded":
-                done = await wiring.checkout.fetch(Confirmation, execution_id=order_id)
+                done = await wiring.checkout.result(Confirmation, order_id)
                 note = "" if done is None else f"{done.payment_id} {done.tracking}"
             elif row.error:
                 note = row.error.splitlines()[0].split("attempt(s): ", 1)[-1][:60]
