@@ -739,3 +739,37 @@ def test_cache_namespace_must_be_a_name(tmp_path: Path) -> None:
         f"{BAD}:12:5: step Price: cache.namespace: 'acme pricing' is not a namespace: {fix}",
         f"{BAD}:15:5: step Tag: cache.namespace: '  ' is not a namespace: {fix}",
     ]
+
+
+MAX_ATTEMPTS = (
+    HEAD
+    + """\
+message Order { int32 v = 1; }
+message Quote { int32 v = 1; }
+message Label { int32 v = 1; }
+message Box { int32 v = 1; }
+
+service Pricing {
+  option (docket.graph) = { inputs: "Order" };
+  rpc Price(Order) returns (Quote) { option (docket.step) = { retry: { max_attempts: 0 } }; }
+  rpc Tag(Order) returns (Label) { option (docket.step) = { retry: { max_attempts: -2 } }; }
+  rpc Pack(Order) returns (Box) { option (docket.step) = { retry: { max_attempts: 1 } }; }
+}
+"""
+)
+
+
+def test_max_attempts_below_one(tmp_path: Path) -> None:
+    src = MAX_ATTEMPTS
+    price = _at(src, "option (docket.step) = { retry: { max_attempts: 0")
+    tag = _at(src, "option (docket.step) = { retry: { max_attempts: -2")
+    assert (price, tag) == ("12:38", "13:36")
+    fix = (
+        "it counts every attempt, the first one included; use 1 (no retry) or more, "
+        "or leave it out for the default (3)"
+    )
+    # Zero is an error, not the default: an unset max_attempts alone means 3. Pack (1) is fine.
+    assert _errors(tmp_path, src) == [
+        f"{BAD}:12:38: step Price: retry.max_attempts: 0 leaves no attempt at all: {fix}",
+        f"{BAD}:13:36: step Tag: retry.max_attempts: -2 leaves no attempt at all: {fix}",
+    ]
