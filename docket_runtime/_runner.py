@@ -259,9 +259,17 @@ def _plain_runner(
 
 
 def _wrong_type(name: str, result: object, out_cls: type[Message]) -> TypeError:
+    """The error of a step that broke its contract: never retried, since a retry would
+    return the same wrong value."""
+    if result is None:
+        found = "None"
+    elif isinstance(result, Message):
+        found = f"a {result.DESCRIPTOR.full_name} message"
+    else:
+        found = f"a {type(result).__qualname__}"
     return TypeError(
-        f"step {name!r} returned {type(result).__qualname__}, "
-        f"expected {out_cls.DESCRIPTOR.full_name}"
+        f"step {name!r} returned {found} instead of a {out_cls.DESCRIPTOR.full_name} "
+        "message; a wrong return value is a bug in the step, so it is not retried"
     )
 
 

@@ -1020,7 +1020,7 @@ def test_bad_user_code_fails_the_step_and_never_hangs(pb: Any, dk: Any) -> None:
         run(dk.Branches(Bad(pb)).run(pb.Core, ticket=pb.Ticket()))
     assert isinstance(caught.value.cause, KeyError)
 
-    with pytest.raises(StepFailed, match=r"returned NoneType, expected testgraphs\.Aside"):
+    with pytest.raises(StepFailed, match=r"returned None instead of a testgraphs\.Aside message"):
         run(dk.Branches(Bad(pb)).run(pb.Aside, ticket=pb.Ticket()))
 
     # Both at once, as siblings: one of them is reported, the other cancelled; no hang.
@@ -1029,9 +1029,53 @@ def test_bad_user_code_fails_the_step_and_never_hangs(pb: Any, dk: Any) -> None:
     assert caught.value.step in {"Main", "Side"}
 
 
-def test_returning_the_wrong_type_is_not_retried(pb: Any, dk: Any) -> None:
-    """A programming error, not a transient one: the runtime fails the step at once."""
+@pytest.mark.parametrize(
+    ("returned", "found"),
+    [
+        (lambda pb: None, "None"),
+        (lambda pb: pb.Done(value=1), "a testgraphs.Done message"),
+        (lambda pb: {"value": 1}, "a dict"),
+    ],
+    ids=["none", "another-message", "not-a-message"],
+)
+@pytest.mark.parametrize(
+    "default_retry", [RetryPolicy(max_attempts=5, initial_interval=0.01), None]
+)
+def test_returning_the_wrong_type_is_not_retried(
+    pb: Any,
+    dk: Any,
+    returned: Callable[[Any], Any],
+    found: str,
+    default_retry: RetryPolicy | None,
+) -> None:
+    """A broken contract, not a transient failure: the step fails at once, under a retry
+    policy (the general runner) as without one (the plain runner)."""
 
+    class WrongReturn(RetryingImpl):
+        async def plain(self, ticket: Any) -> Any:
+            self.calls["Plain"] += 1
+            return returned(self.pb)
+
+    impl = WrongReturn(pb)
+    sleep = FakeSleep()
+    graph = dk.Retrying(impl, default_retry=default_retry, sleep=sleep)
+
+    with pytest.raises(StepFailed) as caught:
+        run(graph.run(pb.Bare, ticket=pb.Ticket()))
+
+    message = (
+        f"step 'Plain' returned {found} instead of a testgraphs.Bare message; "
+        "a wrong return value is a bug in the step, so it is not retried"
+    )
+    assert isinstance(caught.value.cause, TypeError)
+    assert str(caught.value.cause) == message
+    assert str(caught.value) == f"step 'Plain' failed after 1 attempt(s): TypeError: {message}"
+    assert caught.value.attempts == 1
+    assert impl.calls["Plain"] == 1
+    assert sleep.delays == []
+
+
+def test_returning_the_wrong_type_is_not_retried_by_the_step_policy(pb: Any, dk: Any) -> None:
     class ReturnsNone(RetryingImpl):
         async def flaky(self, ticket: Any) -> Any:
             self.calls["Flaky"] += 1
