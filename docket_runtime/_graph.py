@@ -22,7 +22,7 @@ from google.protobuf.message import Message
 from . import _deps
 from ._batch import run_batch
 from ._engine import Engine
-from ._inputs import fill_inputs
+from ._inputs import fill_inputs, not_a_class
 from ._lifecycle import Exiting
 from ._persistence import decode, encode, input_key, persisted_scope
 from ._runner import Persistence, Runner, make_runner
@@ -154,7 +154,7 @@ class Graph(Generic[S]):
         ``execution_id`` names the execution (a random one otherwise);
         ``deadline`` bounds it, in seconds (default: the graph's).
         """
-        table = self._target_table(target)
+        table = self._target_table(target, "run")
         execution = Execution(self.plan.name, len(self._tables.slots), execution_id)
         fill_inputs(table.inputs, table.keywords, inputs, execution.values, self._where(table))
         deadline = self.deadline if deadline is None else deadline
@@ -220,7 +220,7 @@ class Graph(Generic[S]):
         ``execution_id``; for a ``GLOBAL`` one, the step's ``inputs`` in
         parameter order. ``None`` when nothing valid is kept.
         """
-        table = self._step_producing(target)
+        table = self._step_producing(target, "fetch")
         scope = persisted_scope(table.step)
         if scope is None or self.store is None:
             raise TypeError(f"step {table.step.name!r} keeps no results (it has no cache scope)")
@@ -319,21 +319,38 @@ class Graph(Generic[S]):
     def _where(self, table: TargetTable) -> str:
         return f"{self.plan.name}: target {table.type_name}"
 
-    def _target_table(self, target: type[Message]) -> TargetTable:
-        table = self._tables.targets.get(target)
+    def _target_table(self, target: type[Message], entry: str | None = None) -> TargetTable:
+        try:
+            table = self._tables.targets.get(target)
+        except TypeError:  # unhashable: a message instead of its class
+            table = None
         if table is None:
+            self._check_class(target, entry)
             raise TypeError(
                 f"graph {self.plan.name} cannot produce {_type_name(target)}; "
                 f"it produces {', '.join(t.type for t in self.plan.targets)}"
             )
         return table
 
-    def _step_producing(self, target: type[Message]) -> StepTable:
+    def _step_producing(self, target: type[Message], entry: str | None = None) -> StepTable:
+        self._check_class(target, entry)
         name = _type_name(target)
         for table in self._tables.steps:
             if table.step.output == name:
                 return table
         raise TypeError(f"graph {self.plan.name} has no step producing {name}")
+
+    def _check_class(self, target: object, entry: str | None) -> None:
+        """Raise TypeError unless ``target`` is a class; ``entry`` names the method called."""
+        where = f"graph {self.plan.name}" if entry is None else f"{self.plan.name}.{entry}()"
+        error = not_a_class(where, target, _example(self.plan))
+        if error is not None:
+            raise error
+
+
+def _example(plan: GraphPlan) -> str:
+    """The Python name of a class the graph produces, for messages."""
+    return plan.types[plan.targets[-1].type].__qualname__ if plan.targets else "Receipt"
 
 
 def _type_name(cls: type[Any]) -> str:

@@ -639,6 +639,16 @@ def test_wrong_inputs_are_type_errors(pb: Any, dk: Any) -> None:
             run(coro)
 
 
+def test_a_message_instead_of_its_class_says_to_pass_the_class(pb: Any, dk: Any) -> None:
+    graph = dk.Ranking(RankingImpl(pb))
+    with pytest.raises(TypeError) as caught:
+        run(graph.run_batch(pb.Ranked(), movies(pb, 2), weight=pb.Weight()))
+    assert str(caught.value) == (
+        "testgraphs.Ranking.run_batch() takes the message class as target: "
+        "pass Ranked, not Ranked()"
+    )
+
+
 def test_a_graph_without_items_has_no_batch_runs(gen_dir: Path) -> None:
     shapes_pb = importlib.import_module("testgraphs.shapes_pb2")
     shapes = importlib.import_module("testgraphs.shapes_docket")

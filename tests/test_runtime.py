@@ -463,6 +463,30 @@ def test_an_unknown_input_keyword_is_a_type_error(pb: Any, dk: Any) -> None:
     assert impl.calls == {}
 
 
+def test_a_message_instead_of_its_class_says_to_pass_the_class(pb: Any, dk: Any) -> None:
+    impl = DiamondImpl(pb)
+    graph = dk.Diamond(impl)
+    seed = pb.Seed(value=1)
+
+    with pytest.raises(TypeError) as caught:
+        run(graph.run(pb.Joined(), seed=seed))
+    assert str(caught.value) == (
+        "testgraphs.Diamond.run() takes the message class as target: pass Joined, not Joined()"
+    )
+    with pytest.raises(TypeError) as caught:
+        run(graph.run("testgraphs.Joined", seed=seed))
+    assert str(caught.value) == (
+        "testgraphs.Diamond.run() takes the message class as target (e.g. Joined), "
+        "not 'testgraphs.Joined'"
+    )
+    with pytest.raises(TypeError) as caught:
+        run(graph.fetch(pb.Left(), execution_id="e-1"))
+    assert str(caught.value) == (
+        "testgraphs.Diamond.fetch() takes the message class as target: pass Left, not Left()"
+    )
+    assert impl.calls == {}
+
+
 def test_a_target_the_graph_cannot_produce_is_a_type_error(pb: Any, dk: Any) -> None:
     impl = DiamondImpl(pb)
     graph = dk.Diamond(impl)
