@@ -229,6 +229,10 @@ class _ItemExecution(Execution):
         self._id = None
         self._batch = batch
         self._index = index
+        self.cut = None
+
+    def was_cut(self, step: str, attempt: int, waiting: bool = False) -> None:
+        self._batch.was_cut(step, attempt, waiting)  # the batch's deadline reports it
 
     @property
     def id(self) -> str:
@@ -291,7 +295,7 @@ async def run_batch(
             return await run.run()
         except Exiting as exc:
             raise exc.exc from None
-    lifecycle = engine.lifecycle(shared.id, table.type_name, deadline)
+    lifecycle = engine.lifecycle(shared, table.type_name, deadline)
     return await lifecycle.run(run.run)
 
 
@@ -455,7 +459,7 @@ class _Run:
                 if recording:
                     lifecycle = opened.get(index)
                     if lifecycle is None:
-                        lifecycle = engine.lifecycle(execution.id, target, None, report=False)
+                        lifecycle = engine.lifecycle(execution, target, None, report=False)
                         opened[index] = lifecycle
                         await lifecycle.start()
                 try:

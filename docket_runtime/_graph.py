@@ -166,7 +166,7 @@ class Graph(Generic[S]):
             except Exiting as exc:
                 raise exc.exc from None
         else:
-            lifecycle = self._engine.lifecycle(execution.id, table.type_name, deadline)
+            lifecycle = self._engine.lifecycle(execution, table.type_name, deadline)
 
             async def body() -> None:
                 pending = await self._engine.resume(table, execution) if resume else table

@@ -136,6 +136,7 @@ def make_runner(
             except asyncio.CancelledError as exc:
                 ctx._cancel()
                 if _cancel_requested():
+                    execution.was_cut(name, attempt)
                     if persist is not None:
                         attempt_end = _Attempt(attempt, began, started, exc)
                         await shielded(_ended(persist, execution, step, "cancelled", attempt_end))
@@ -202,15 +203,21 @@ def make_runner(
                     events.step_failed(_done(graph, execution, name, attempt, started, error))
                 if persist is not None:
                     await shielded(_ended(persist, execution, step, "failed", attempt_end))
-                failure = StepTimedOut if timed_out else StepFailed
-                raise failure(name, error, attempt) from error
+                if timed_out:
+                    assert timeout is not None
+                    raise StepTimedOut(name, error, attempt, timeout) from error
+                raise StepFailed(name, error, attempt) from error
             if events is not None:
                 events.step_retrying(StepRetrying(graph, execution.id, name, attempt, delay, error))
             if persist is not None and persist.record:
                 await shielded(_ended(persist, execution, step, "failed", attempt_end))
             if queued_retry:
                 raise RetryLater(name, attempt, delay, error) from error
-            await sleep(delay)
+            try:
+                await sleep(delay)
+            except asyncio.CancelledError:
+                execution.was_cut(name, attempt, waiting=True)
+                raise
             attempt += 1
 
     return run
@@ -236,6 +243,7 @@ def _plain_runner(
         except asyncio.CancelledError as exc:
             ctx._cancel()
             if _cancel_requested():
+                execution.was_cut(name, 1)
                 raise
             raise StepFailed(name, exc, 1) from exc
         except Suspended:

@@ -579,8 +579,13 @@ def test_a_deadline_bounds_the_whole_batch(pb: Any, dk: Any) -> None:
             await forever()
             raise AssertionError("unreachable")
 
-    with pytest.raises(DeadlineExceeded, match=r"testgraphs\.EnrichedMovie not produced within"):
+    with pytest.raises(DeadlineExceeded) as caught:
         run(dk.Movies(Slow(pb)).run_batch(pb.EnrichedMovie, movies(pb, 3), deadline=0.05))
+    # Cut in three items: named once.
+    assert str(caught.value) == (
+        "testgraphs.Movies: testgraphs.EnrichedMovie not produced within the deadline of 0.05s; "
+        "cut in flight: EnrichMovie (attempt 1)"
+    )
 
 
 # 4. Inputs and ids ------------------------------------------------------------------------------

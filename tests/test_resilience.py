@@ -635,6 +635,11 @@ def test_timed_out_attempts_are_retried_then_fail_as_step_timed_out(pb: Any, dk:
     assert isinstance(error, StepFailed)
     assert error.step == "Slow"
     assert error.attempts == 3
+    assert error.timeout == 0.05
+    assert str(error) == (
+        "step 'Slow' timed out after 3 attempt(s): the last one ran past the step's timeout "
+        "of 0.05s; raise (docket.step).timeout if the step needs longer"
+    )
     assert isinstance(error.cause, TimeoutError)
     assert impl.cancelled_attempts == [1, 2, 3]  # each attempt was cancelled at its timeout
     assert sleep.delays == pytest.approx([0.01, 0.02])
@@ -717,7 +722,12 @@ def test_the_deadline_cancels_the_steps_in_flight(pb: Any, dk: Any) -> None:
     assert error.deadline == 0.05
     assert error.graph == "testgraphs.Branches"
     assert error.target == "testgraphs.Report"
-    assert "testgraphs.Report not produced within the deadline of 0.05s" in str(error)
+    assert str(error) == (
+        "testgraphs.Branches: testgraphs.Report not produced within the deadline of 0.05s; "
+        "cut in flight: Main (attempt 1), Side (attempt 1)"
+    )
+    assert error.in_flight == {"Main": 1, "Side": 1}
+    assert error.waiting == frozenset()
     assert impl.cancelled == {"Main", "Side"}
     assert impl.calls["Combine"] == 0
     assert leftovers == set()
@@ -752,16 +762,62 @@ def test_the_deadline_wins_over_a_longer_attempt_timeout(pb: Any, dk: Any) -> No
         run(graph.run(pb.Late, ticket=pb.Ticket(id=1), deadline=0.02))  # each attempt: 50ms
 
     assert not isinstance(caught.value, StepFailed)
+    assert caught.value.in_flight == {"Slow": 1}
     assert impl.cancelled_attempts == [1]
     assert sleep.delays == []
+
+
+def test_the_deadline_names_the_attempt_running_or_the_retry_awaited(pb: Any, dk: Any) -> None:
+    class Hangs(RetryingImpl):
+        """Flaky fails once, then hangs; Jittery fails once and waits for its retry."""
+
+        async def flaky(self, ticket: Any) -> Any:
+            self._attempt("Flaky")
+            await forever()
+            raise AssertionError("unreachable")
+
+    async def sleep(delay: float) -> None:
+        if delay >= 0.4:  # Jittery's wait (0.5s to 1.5s), not Flaky's (100ms): past the deadline
+            await forever()
+
+    async def main() -> list[DeadlineExceeded]:
+        impl = Hangs(pb, Flaky=[ConnectionError("once")], Jittery=[ConnectionError("once")])
+        graph = dk.Retrying(impl, sleep=sleep)
+        flaky = graph.run(pb.Done, ticket=pb.Ticket(), deadline=0.05)
+        jittery = graph.run(pb.Spread, ticket=pb.Ticket(), deadline=0.05)
+        return cast(
+            list[DeadlineExceeded], await asyncio.gather(flaky, jittery, return_exceptions=True)
+        )
+
+    flaky, jittery = run(main())
+    assert isinstance(flaky, DeadlineExceeded) and isinstance(jittery, DeadlineExceeded)
+    assert str(flaky) == (
+        "testgraphs.Retrying: testgraphs.Done not produced within the deadline of 0.05s; "
+        "cut in flight: Flaky (attempt 2)"
+    )
+    assert (flaky.in_flight, flaky.waiting) == ({"Flaky": 2}, frozenset())
+    assert str(jittery) == (
+        "testgraphs.Retrying: testgraphs.Spread not produced within the deadline of 0.05s; "
+        "cut in flight: Jittery (attempt 1 failed, waiting to retry)"
+    )
+    assert (jittery.in_flight, jittery.waiting) == ({"Jittery": 1}, frozenset({"Jittery"}))
+
+
+def test_a_deadline_with_no_step_in_flight_says_so() -> None:
+    error = DeadlineExceeded("shop.Orders", "shop.Receipt", 2.5)
+    assert str(error) == (
+        "shop.Orders: shop.Receipt not produced within the deadline of 2.5s; no step was in flight"
+    )
+    assert error.in_flight == {}
 
 
 def test_the_deadline_cancels_a_step_awaited_inline(pb: Any, dk: Any) -> None:
     impl = PipelineImpl(pb, hang=frozenset({"Begin"}))
 
-    with pytest.raises(DeadlineExceeded):
+    with pytest.raises(DeadlineExceeded) as caught:
         run(dk.Pipeline(impl).run(pb.Stage3, ticket=pb.Ticket(id=1), deadline=0.05))
 
+    assert caught.value.in_flight == {"Begin": 1}
     assert impl.cancelled == {"Begin"}
     assert impl.calls == {"Begin": 1}
 
