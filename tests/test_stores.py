@@ -784,6 +784,10 @@ def test_step_run_and_attempt_rows() -> None:
 
 def test_migrate_is_idempotent_and_required(db_url: str) -> None:
     async def body() -> None:
+        if db_url.startswith("sqlite:"):
+            with pytest.raises(SchemaVersionError, match=r"does not exist.*docket db migrate"):
+                await open_store(db_url)
+            await (await connect(db_url)).close()  # connect() creates the file, empty
         with pytest.raises(SchemaVersionError, match=r"has no Docket tables.*docket db migrate"):
             await open_store(db_url)
         async with await connect(db_url) as store:
@@ -976,15 +980,51 @@ def test_the_runtime_imports_without_psycopg() -> None:
     assert done.returncode == 0, done.stderr
 
 
-def docket_cli(*args: str) -> subprocess.CompletedProcess[str]:
+def docket_cli(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
     env = {k: v for k, v in os.environ.items() if k != "DOCKET_DATABASE_URL"}
     return subprocess.run(
         [sys.executable, "-m", "docket_runtime.cli", *args],
         capture_output=True,
         text=True,
         env=env,
+        cwd=cwd,
         timeout=SAFETY_NET,
     )
+
+
+def test_reading_a_missing_sqlite_file_does_not_create_it(tmp_path: Path) -> None:
+    done = docket_cli("db", "purge", "--url", "sqlite:///missing.db", cwd=tmp_path)
+    missing = tmp_path / "missing.db"
+    assert (done.returncode, done.stdout) == (1, "")
+    assert done.stderr == (
+        f"docket: error: SQLite database {missing} does not exist; create it with "
+        f"`docket db migrate --url sqlite:///{missing}`, or open it with migrate=True\n"
+    )
+    assert list(tmp_path.iterdir()) == []
+
+    folder = tmp_path / "my state"
+    folder.mkdir()
+    path = folder / "docket db.db"
+
+    async def body() -> None:
+        for url in (f"sqlite:///{path}", str(path)):
+            with pytest.raises(SchemaVersionError) as caught:
+                await open_store(url)
+            assert str(caught.value) == (
+                f"SQLite database {path} does not exist; create it with "
+                f"`docket db migrate --url sqlite:///{path}`, or open it with migrate=True"
+            )
+            assert not path.exists()
+        # An existing file opens without being created (read-write mode, its name as a URI).
+        sqlite3.connect(path).close()
+        with pytest.raises(SchemaVersionError, match="has no Docket tables"):
+            await open_store(f"sqlite:///{path}")
+        async with await open_store(f"sqlite:///{path}", migrate=True) as store:
+            assert await store.schema_version() == SCHEMA_VERSION
+        async with await open_store(f"sqlite:///{path}") as store:
+            assert await store.get_results(["x"]) == {}
+
+    run(body())
 
 
 def test_cli_migrate_and_purge(db_url: str) -> None:

@@ -80,8 +80,12 @@ async def connect(url: str) -> Store:
     """Connect to the store at ``url`` without looking at its schema.
 
     Most callers want :func:`open_store`; this is for tools that inspect or
-    migrate the schema themselves.
+    migrate the schema themselves. A missing SQLite file is created.
     """
+    return await _connect(url, create=True)
+
+
+async def _connect(url: str, *, create: bool) -> Store:
     if not isinstance(url, str) or not url.strip():
         raise StoreUrlError("a store URL is required, e.g. sqlite:///docket.db")
     url = url.strip()
@@ -93,7 +97,7 @@ async def connect(url: str) -> Store:
     if scheme in ("postgresql", "postgres"):
         return await _open_postgres(url)
     if scheme == "sqlite" or not scheme:
-        return await _open_sqlite(url, scheme)
+        return await _open_sqlite(url, scheme, create)
     raise StoreUrlError(
         f"unknown store URL scheme {scheme!r} in {redact_url(url)!r}: "
         "use memory://, sqlite:///path.db or postgresql://..."
@@ -105,10 +109,10 @@ async def open_store(url: str, *, migrate: bool = False) -> Store:
 
     With ``migrate=True`` missing migrations are applied first; otherwise a
     database that lacks them is refused with a message saying how to apply
-    them. A database migrated by a newer release is always refused
-    (:class:`SchemaVersionError`).
+    them, and a SQLite file that does not exist is not created. A database
+    migrated by a newer release is always refused (:class:`SchemaVersionError`).
     """
-    store = await connect(url)
+    store = await _connect(url, create=migrate)
     try:
         if migrate:
             await store.migrate()
@@ -128,11 +132,11 @@ async def open_store(url: str, *, migrate: bool = False) -> Store:
     return store
 
 
-async def _open_sqlite(url: str, scheme: str) -> Store:
+async def _open_sqlite(url: str, scheme: str, create: bool) -> Store:
     from .sqlite import SqliteStore
 
     if not scheme:
-        return await SqliteStore.open(url)
+        return await SqliteStore.open(url, create=create)
     parts = urlsplit(url)
     if parts.netloc:
         raise StoreUrlError(
@@ -161,6 +165,7 @@ async def _open_sqlite(url: str, scheme: str) -> Store:
         path,
         busy_timeout_ms=busy,
         synchronous=cast(Literal["normal", "full", "extra"], synchronous),
+        create=create,
     )
 
 
