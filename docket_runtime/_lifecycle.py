@@ -24,7 +24,7 @@ from typing import Literal, TypeVar
 from .context import Execution, shielded
 from .errors import DeadlineExceeded, RetryLater, Suspended
 from .events import Dispatch, ExecutionFinished, outcome_of
-from .stores.base import Store, StoreError
+from .stores.base import Store, StoreError, StoreUnavailable
 
 __all__ = ["Exiting", "Lifecycle", "error_text"]
 
@@ -170,9 +170,11 @@ class Lifecycle:
                 status=_status(error),
                 error=None if error is None else error_text(error),
             )
-        except StoreError:
+        except StoreError as exc:
             if error is None:
                 raise
+            if isinstance(error, StoreUnavailable) and isinstance(exc, StoreUnavailable):
+                return  # the store failed the execution: its error already says so
             # The execution already failed: its own error says more than this one.
             _log.warning(
                 "could not record the end of execution %s", self.execution_id, exc_info=True

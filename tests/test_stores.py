@@ -23,7 +23,7 @@ from urllib.parse import urlsplit
 
 import psycopg
 import pytest
-from conftest import PG_URL, PgSession, Proxy, proxied, raw_sql
+from conftest import PG_URL, PgSession, Proxy, proxied, raw_sql, with_query
 
 from docket_runtime.stores import (
     SCHEMA_VERSION,
@@ -1166,6 +1166,62 @@ def test_postgres_server_gone_is_an_error_not_a_hang(pg: PgSession) -> None:
             await store.close()
 
     run(body())
+
+
+def test_postgres_pool_options_come_from_the_url(pg: PgSession) -> None:
+    url = with_query(pg.fresh_url(), pool_max_size="1", pool_timeout="0.2")
+
+    async def body() -> None:
+        async with await open_store(url, migrate=True) as store:
+            assert isinstance(store, PostgresStore)
+            pool = store._pool
+            # A max_size below the default min_size (2) brings min_size down to it.
+            assert (pool.min_size, pool.max_size, pool.timeout) == (1, 1, 0.2)
+            assert "pool_" not in store.url  # libpq would refuse them: they are taken out
+            holding = asyncio.Event()
+
+            async def hold(conn: psycopg.AsyncConnection[Any]) -> None:
+                holding.set()
+                await conn.execute("SELECT pg_sleep(1)")
+
+            held = asyncio.create_task(store._run(hold))
+            await holding.wait()
+            # The one connection is busy: the next operation waits pool_timeout and says why.
+            with pytest.raises(StoreUnavailable) as caught:
+                await store.get_results(["k"])
+            assert str(caught.value) == (
+                f"Postgres at {store.url}: no pooled connection came free within 0.2s "
+                "(all 1 busy); raise pool_max_size or pool_timeout in the URL, or run fewer "
+                "executions at once"
+            )
+            await held
+            assert await store.get_results(["k"]) == {}
+
+    run(body())
+
+
+@pytest.mark.parametrize(
+    ("query", "message"),
+    [
+        (
+            "pool_max_size=0",
+            "pool_max_size must be a whole number of connections, 1 or more, not '0'",
+        ),
+        (
+            "pool_min_size=-1",
+            "pool_min_size must be a whole number of connections, 0 or more, not '-1'",
+        ),
+        ("pool_timeout=soon", "pool_timeout must be a number of seconds above 0, not 'soon'"),
+        ("pool_timeout=0", "pool_timeout must be a number of seconds above 0, not '0'"),
+        ("pool_min_size=5&pool_max_size=2", "pool_min_size (5) is above pool_max_size (2)"),
+    ],
+)
+def test_bad_postgres_pool_options_are_url_errors(query: str, message: str) -> None:
+    url = f"postgresql://u:secret@127.0.0.1:1/x?sslmode=disable&{query}"
+    with pytest.raises(StoreUrlError) as caught:
+        run(open_store(url))
+    assert str(caught.value) == f"{message}, in {redact_url(url)!r}"
+    assert "secret" not in str(caught.value)
 
 
 # -- keys and rows -------------------------------------------------------------
