@@ -21,6 +21,7 @@ from google.protobuf.message import Message
 
 from . import _deps
 from ._batch import run_batch
+from ._checks import check_annotations
 from ._engine import Engine
 from ._inputs import fill_inputs, not_a_class
 from ._lifecycle import Exiting
@@ -131,6 +132,7 @@ class Graph(Generic[S]):
             )
             for index, table in enumerate(self._tables.steps)
         )
+        check_annotations(self.plan, self._tables.steps, steps, f"{type(self).__name__}Steps")
         self._engine = Engine(
             plan=self.plan,
             tables=self._tables,
