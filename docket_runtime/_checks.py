@@ -8,23 +8,29 @@
   parameter, ``Any``, a base class such as ``Message``, a type variable or a
   form this check cannot judge is accepted: only a sure contradiction is
   reported.
+- :func:`unknown_error_names`: the ``non_retryable_errors`` names that match
+  no exception class the implementation can see, which would never stop a
+  retry (a typo, most likely).
 """
 
 from __future__ import annotations
 
+import builtins
+import importlib
 import inspect
+import sys
 import types
 import typing
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import Any
 
 from google.protobuf.message import Message
 
 from ._tables import StepTable
 from .errors import BindError
-from .plan import GraphPlan, InputKind
+from .plan import Delivery, GraphPlan, InputKind, RetryPolicy
 
-__all__ = ["check_annotations"]
+__all__ = ["check_annotations", "unknown_error_names"]
 
 
 # Annotations ---------------------------------------------------------------------------------
@@ -202,3 +208,98 @@ def _show(annotation: Any) -> str:
             else annotation.__qualname__
         )
     return repr(annotation)
+
+
+# non_retryable_errors names -----------------------------------------------------------------
+
+
+def unknown_error_names(
+    plan: GraphPlan, impl: object, default_retry: RetryPolicy | None
+) -> tuple[list[str], list[str]]:
+    """The ``non_retryable_errors`` names of the graph's retry policies that match no
+    exception class reachable from the implementation, grouped by where they are set
+    (``"'X', 'Y' (step S)"``, ``"'Z' (default_retry)"``), and the modules searched.
+
+    Reachable: the builtins; the modules of the implementation's class and step methods,
+    their globals that are exception classes (with their bases and nested classes) or
+    modules (with theirs); and a dotted ``module.Qualname`` that imports.
+    """
+    wanted: dict[str, list[str]] = {}
+    for step in plan.steps:
+        if step.delivery is Delivery.AT_MOST_ONCE:
+            continue  # never retried: its names do not matter
+        policy = step.retry or default_retry
+        if policy is None or not policy.non_retryable_errors:
+            continue
+        where = f"step {step.name}" if step.retry is not None else "default_retry"
+        for name in policy.non_retryable_errors:
+            places = wanted.setdefault(name, [])
+            if where not in places:
+                places.append(where)
+    if not wanted:
+        return [], []
+    modules = _impl_modules(plan, impl)
+    known = _names(_reachable(modules))
+    unknown: dict[str, list[str]] = {}
+    for name, places in wanted.items():
+        if name not in known and not _imports(name):
+            for place in places:
+                unknown.setdefault(place, []).append(repr(name))
+    listed = [f"{', '.join(names)} ({place})" for place, names in unknown.items()]
+    return listed, [m.__name__ for m in modules]
+
+
+def _impl_modules(plan: GraphPlan, impl: object) -> list[types.ModuleType]:
+    names = [type(impl).__module__]
+    for step in plan.steps:
+        method = getattr(impl, step.method, None)
+        function = getattr(method, "__func__", method)
+        module = getattr(function, "__module__", None)
+        if isinstance(module, str):
+            names.append(module)
+    found: dict[str, types.ModuleType] = {}
+    for name in names:
+        module = sys.modules.get(name)
+        if module is not None and name not in found and name != "builtins":
+            found[name] = module
+    return list(found.values())
+
+
+def _reachable(modules: Sequence[types.ModuleType]) -> Iterator[type[BaseException]]:
+    yield from _exceptions(vars(builtins))
+    for module in modules:
+        space = vars(module)
+        yield from _exceptions(space)
+        for value in list(space.values()):
+            if isinstance(value, types.ModuleType):
+                yield from _exceptions(vars(value))
+            elif isinstance(value, type):
+                yield from _exceptions(vars(value))  # nested classes
+
+
+def _exceptions(space: Mapping[str, Any]) -> Iterator[type[BaseException]]:
+    for value in list(space.values()):
+        if isinstance(value, type) and issubclass(value, BaseException):
+            yield from (c for c in value.__mro__ if issubclass(c, BaseException))
+
+
+def _names(classes: Iterator[type[BaseException]]) -> set[str]:
+    """Every name ``retry.is_listed`` matches these classes by."""
+    names: set[str] = set()
+    for cls in classes:
+        names.update((cls.__name__, cls.__qualname__, f"{cls.__module__}.{cls.__qualname__}"))
+    return names
+
+
+def _imports(name: str) -> bool:
+    """Whether ``name`` is ``module.Qualname`` of an exception class that imports."""
+    parts = name.split(".")
+    for cut in range(len(parts) - 1, 0, -1):
+        try:
+            value: Any = importlib.import_module(".".join(parts[:cut]))
+        except Exception:  # not a module (or one that fails to import): try a shorter one
+            continue
+        for part in parts[cut:]:
+            value = getattr(value, part, None)
+        return isinstance(value, type) and issubclass(value, BaseException)
+    return False

@@ -21,7 +21,7 @@ from google.protobuf.message import Message
 
 from . import _deps
 from ._batch import run_batch
-from ._checks import check_annotations
+from ._checks import check_annotations, unknown_error_names
 from ._engine import Engine
 from ._inputs import fill_inputs, not_a_class
 from ._lifecycle import Exiting
@@ -133,6 +133,16 @@ class Graph(Generic[S]):
             for index, table in enumerate(self._tables.steps)
         )
         check_annotations(self.plan, self._tables.steps, steps, f"{type(self).__name__}Steps")
+        unknown, modules = unknown_error_names(self.plan, steps, default_retry)
+        if unknown:
+            _log.warning(
+                "%s: non_retryable_errors %s match no exception class among the builtins, "
+                "%s and the modules it imports, so they never stop a retry; check the "
+                "spelling, or name the class as module.Qualname (e.g. acme.errors.Declined)",
+                self.plan.name,
+                "; ".join(unknown),
+                ", ".join(modules) or "the implementation's module",
+            )
         self._engine = Engine(
             plan=self.plan,
             tables=self._tables,

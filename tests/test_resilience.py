@@ -553,6 +553,41 @@ def test_a_classifier_cannot_give_retries_to_a_step_without_a_policy(pb: Any, dk
     assert caught.value.attempts == 1
 
 
+def test_binding_warns_once_of_non_retryable_names_that_match_no_exception_class(
+    pb: Any, dk: Any, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.WARNING, logger="docket.graph")
+    names = ("NotFoundd", "KeyError", "Declinedd", "acme.errors.Nope")
+    dk.Retrying(RetryingImpl(pb), default_retry=RetryPolicy(non_retryable_errors=names))
+
+    assert [(r.name, r.getMessage()) for r in caplog.records] == [
+        (
+            "docket.graph",
+            "testgraphs.Retrying: non_retryable_errors 'NotFoundd', 'Declinedd', "
+            "'acme.errors.Nope' (default_retry) match no exception class among the builtins, "
+            f"{__name__} and the modules it imports, so they never stop a retry; check the "
+            "spelling, or name the class as module.Qualname (e.g. acme.errors.Declined)",
+        )
+    ]
+
+
+def test_real_non_retryable_names_bind_without_a_warning(
+    pb: Any, dk: Any, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.WARNING, logger="docket.graph")
+    names = (
+        "ValueError",  # a builtin
+        "InvalidTicket",  # a class of the implementation's module
+        "Gateway.Refused",  # a base of one (HardRefused), by its qualname
+        "acme.errors.Declined",  # module.qualname of one (its __module__ is acme.errors)
+        "InvalidStateError",  # a class of a module it imports (asyncio)
+        "json.decoder.JSONDecodeError",  # not imported there, but it imports
+    )
+    # The steps' own names in the proto (Flaky, Strict) are checked too.
+    dk.Retrying(RetryingImpl(pb), default_retry=RetryPolicy(non_retryable_errors=names))
+    assert caplog.records == []
+
+
 def test_a_classifier_that_raises_is_logged_and_the_policy_decides(
     pb: Any, dk: Any, caplog: pytest.LogCaptureFixture
 ) -> None:
