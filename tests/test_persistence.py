@@ -1015,7 +1015,9 @@ def test_two_processes_racing_on_at_most_once_steps(
             assert theirs["charge"] == mine["charge"]  # the winner's result, not a second charge
             seen["result"] += 1
         else:
-            assert theirs["claimed"] == {"owner": winner, "status": "claimed"}
+            # Told, not run: the winner's claim, before its charge started or during it.
+            assert theirs["claimed"]["owner"] == winner
+            assert theirs["claimed"]["status"] in ("claimed", "running")
             seen["claimed"] += 1
         if group == "held":
             assert "claimed" in theirs
