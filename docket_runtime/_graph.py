@@ -25,6 +25,7 @@ from ._checks import check_annotations, unknown_error_names
 from ._engine import Engine
 from ._inputs import fill_inputs, not_a_class
 from ._lifecycle import Exiting
+from ._loopwatch import Watch
 from ._persistence import decode, encode, input_key, persisted_scope
 from ._runner import Persistence, Runner, make_runner
 from ._scheduler import execute
@@ -73,6 +74,11 @@ class Graph(Generic[S]):
     in-memory store, which lives as long as this object). ``record`` also
     writes every execution and step run to it, for SQL and the CLI.
     ``owner`` names this process in claims (default: host, pid and a random part).
+
+    ``loop_block_warning``: an ``async def`` step that holds the event loop
+    longer than this, in seconds, is logged once (logger ``docket.runner``)
+    with the advice to make it ``blocking: true``; ``None`` turns the check off
+    (see :mod:`docket_runtime._loopwatch`).
     """
 
     plan: ClassVar[GraphPlan]
@@ -91,6 +97,7 @@ class Graph(Generic[S]):
         store: Store | None = None,
         record: bool = False,
         owner: str | None = None,
+        loop_block_warning: float | None = 0.1,
     ) -> None:
         self.steps = steps
         self.deadline = deadline
@@ -133,6 +140,16 @@ class Graph(Generic[S]):
             for index, table in enumerate(self._tables.steps)
         )
         check_annotations(self.plan, self._tables.steps, steps, f"{type(self).__name__}Steps")
+        watched = [
+            (t.step.name, getattr(steps, t.step.method))
+            for t in self._tables.steps
+            if t.step.subgraph is None and not t.step.blocking
+        ]
+        self._watch = (
+            Watch(self.plan.name, loop_block_warning, watched)
+            if loop_block_warning is not None and watched
+            else None
+        )
         unknown, modules = unknown_error_names(self.plan, steps, default_retry)
         if unknown:
             _log.warning(
@@ -172,19 +189,26 @@ class Graph(Generic[S]):
         deadline = self.deadline if deadline is None else deadline
         # Checkpoints can exist only for an id the caller chose (a rerun or a resume).
         resume = execution_id is not None and target in self._resumable
-        if self._events is None and deadline is None and not resume and not self.record:
-            try:
-                await execute(table, self._runners, execution)
-            except Exiting as exc:
-                raise exc.exc from None
-        else:
-            lifecycle = self._engine.lifecycle(execution, table.type_name, deadline)
+        watch = self._watch
+        if watch is not None:
+            watch.enter()
+        try:
+            if self._events is None and deadline is None and not resume and not self.record:
+                try:
+                    await execute(table, self._runners, execution)
+                except Exiting as exc:
+                    raise exc.exc from None
+            else:
+                lifecycle = self._engine.lifecycle(execution, table.type_name, deadline)
 
-            async def body() -> None:
-                pending = await self._engine.resume(table, execution) if resume else table
-                await execute(pending, self._runners, execution)
+                async def body() -> None:
+                    pending = await self._engine.resume(table, execution) if resume else table
+                    await execute(pending, self._runners, execution)
 
-            await lifecycle.run(body)
+                await lifecycle.run(body)
+        finally:
+            if watch is not None:
+                watch.leave()
         result = execution.values[table.slot]
         assert isinstance(result, target)
         return result
@@ -208,16 +232,23 @@ class Graph(Generic[S]):
         ``on_error="collect"``, an :class:`~docket_runtime._batch.ItemError`.
         ``deadline`` bounds the whole batch (the graph's own deadline does not apply).
         """
-        return await run_batch(
-            self._engine,
-            target,
-            items,
-            inputs,
-            max_concurrency=max_concurrency,
-            on_error=on_error,
-            execution_id=execution_id,
-            deadline=deadline,
-        )
+        watch = self._watch
+        if watch is not None:
+            watch.enter()
+        try:
+            return await run_batch(
+                self._engine,
+                target,
+                items,
+                inputs,
+                max_concurrency=max_concurrency,
+                on_error=on_error,
+                execution_id=execution_id,
+                deadline=deadline,
+            )
+        finally:
+            if watch is not None:
+                watch.leave()
 
     async def fetch(
         self,

@@ -16,6 +16,7 @@ import asyncio
 import importlib
 import logging
 import threading
+import time
 from collections import Counter, defaultdict
 from collections.abc import Awaitable, Callable, Coroutine, Mapping, Sequence
 from dataclasses import dataclass, replace
@@ -738,6 +739,78 @@ def test_a_blocking_step_past_its_timeout_sees_is_cancelled(pb: Any, dk: Any) ->
     assert impl.context is not None
     assert impl.context.step == "SlowThread"
     assert impl.context.execution_id == "x"
+
+
+# 3b. An async step that blocks the loop ---------------------------------------------------------
+
+
+class BlocksTheLoop(RetryingImpl):
+    """Plain (an async def step) calls time.sleep(0.2): the whole loop stops meanwhile."""
+
+    async def plain(self, ticket: Any) -> Any:
+        time.sleep(0.2)
+        return await super().plain(ticket)
+
+
+class AwaitsItsSleep(RetryingImpl):
+    async def plain(self, ticket: Any) -> Any:
+        await asyncio.sleep(0.2)
+        return await super().plain(ticket)
+
+
+def test_an_async_step_that_blocks_the_loop_is_warned_of_once(
+    pb: Any, dk: Any, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.WARNING, logger="docket.runner")
+    assert dk.Retrying(BlocksTheLoop(pb))._watch.threshold == 0.1  # the default
+    # A lower threshold than the default's 100ms leaves the watchdog room on a busy machine.
+    graph = dk.Retrying(BlocksTheLoop(pb), loop_block_warning=0.05)
+    for _ in range(2):
+        assert run(graph.run(pb.Bare, ticket=pb.Ticket(id=1))) == pb.Bare(value=4)
+
+    # Once per step, however often it blocks; not for the graph bound above, which never ran.
+    assert [(r.name, r.getMessage()) for r in caplog.records] == [
+        (
+            "docket.runner",
+            "step 'Plain' of testgraphs.Retrying has held the event loop for over 0.05s "
+            "without yielding: every other step and execution on the loop waits meanwhile. "
+            "If it calls blocking code, make it a plain def and mark it blocking: true in its "
+            "(docket.step) options, so that it runs in a thread (warned once per step; "
+            "Graph(loop_block_warning=None) turns this off)",
+        )
+    ]
+
+
+def test_steps_that_block_briefly_are_not_warned_of(
+    pb: Any, dk: Any, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Twenty steps of 20ms in one iteration of the loop stall it 0.4s, but none holds it
+    past the threshold: no warning (the sum is not any one step's doing)."""
+
+    class Brief(RetryingImpl):
+        async def plain(self, ticket: Any) -> Any:
+            time.sleep(0.02)
+            return await super().plain(ticket)
+
+    caplog.set_level(logging.WARNING, logger="docket.runner")
+    graph = dk.Retrying(Brief(pb), loop_block_warning=0.1)
+
+    async def twenty() -> None:
+        await asyncio.gather(*(graph.run(pb.Bare, ticket=pb.Ticket()) for _ in range(20)))
+
+    run(twenty())
+    assert caplog.records == []
+
+
+def test_no_warning_for_a_step_that_awaits_nor_when_turned_off(
+    pb: Any, dk: Any, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.WARNING, logger="docket.runner")
+    run(dk.Retrying(AwaitsItsSleep(pb), loop_block_warning=0.05).run(pb.Bare, ticket=pb.Ticket()))
+    graph = dk.Retrying(BlocksTheLoop(pb), loop_block_warning=None)
+    assert graph._watch is None  # no cost at all
+    run(graph.run(pb.Bare, ticket=pb.Ticket()))
+    assert caplog.records == []
 
 
 # 4. The overall deadline -----------------------------------------------------------------------
