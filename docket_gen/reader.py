@@ -420,6 +420,14 @@ def _read_retry(options: options_pb2.StepOptions, where: _OptionErrors) -> Retry
             f"{retry.maximum_interval!r} is shorter than initial_interval "
             f"({retry.initial_interval or '1s'})",
         )
+    attempts = retry.max_attempts if retry.HasField("max_attempts") else default.max_attempts
+    if attempts < 1:
+        where.error(
+            "retry.max_attempts",
+            f"{attempts} leaves no attempt at all: it counts every attempt, the first one "
+            f"included; use 1 (no retry) or more, or leave it out for the default "
+            f"({default.max_attempts})",
+        )
     jitter = retry.jitter if retry.HasField("jitter") else default.jitter
     if not 0 <= jitter <= 1:
         where.error("retry.jitter", f"{retry.jitter:g} is not a fraction between 0 and 1")
@@ -431,7 +439,7 @@ def _read_retry(options: options_pb2.StepOptions, where: _OptionErrors) -> Retry
                 "(e.g. ValueError or acme.errors.Declined)",
             )
     return RetryPolicy(
-        max_attempts=retry.max_attempts or default.max_attempts,
+        max_attempts=attempts,
         initial_interval=initial,
         backoff_coefficient=coefficient,
         maximum_interval=maximum if maximum is not None else 100 * initial,

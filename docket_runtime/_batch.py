@@ -33,7 +33,7 @@ from typing import TYPE_CHECKING, Any, Literal
 from google.protobuf.message import Message
 
 from . import _deps
-from ._inputs import fill_inputs
+from ._inputs import fill_inputs, not_a_class
 from ._lifecycle import Exiting, Lifecycle
 from ._runner import Runner
 from ._scheduler import execute
@@ -229,6 +229,10 @@ class _ItemExecution(Execution):
         self._id = None
         self._batch = batch
         self._index = index
+        self.cut = None
+
+    def was_cut(self, step: str, attempt: int, waiting: bool = False) -> None:
+        self._batch.was_cut(step, attempt, waiting)  # the batch's deadline reports it
 
     @property
     def id(self) -> str:
@@ -250,9 +254,15 @@ async def run_batch(
 ) -> list[Any]:
     """Run ``target`` over ``items`` on a bound graph: the untyped form of ``run_batch``."""
     plan = engine.plan
-    table = _batch_tables(engine.tables).get(target)
+    try:
+        table = _batch_tables(engine.tables).get(target)
+    except TypeError:  # unhashable: a message instead of its class
+        table = None
     if table is None:
-        raise TypeError(_no_batch(plan, target))
+        batched = [t.type for t in plan.targets if t.batch is not None]
+        example = plan.types[batched[-1]].__qualname__ if batched else "Receipt"
+        error = not_a_class(f"{plan.name}.run_batch()", target, example)
+        raise error or TypeError(_no_batch(plan, target))
     if on_error not in ("raise", "collect"):
         raise ValueError(f"on_error must be 'raise' or 'collect', not {on_error!r}")
     limit = DEFAULT_CONCURRENCY if max_concurrency is None else max_concurrency
@@ -285,7 +295,7 @@ async def run_batch(
             return await run.run()
         except Exiting as exc:
             raise exc.exc from None
-    lifecycle = engine.lifecycle(shared.id, table.type_name, deadline)
+    lifecycle = engine.lifecycle(shared, table.type_name, deadline)
     return await lifecycle.run(run.run)
 
 
@@ -449,7 +459,7 @@ class _Run:
                 if recording:
                     lifecycle = opened.get(index)
                     if lifecycle is None:
-                        lifecycle = engine.lifecycle(execution.id, target, None, report=False)
+                        lifecycle = engine.lifecycle(execution, target, None, report=False)
                         opened[index] = lifecycle
                         await lifecycle.start()
                 try:

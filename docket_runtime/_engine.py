@@ -39,14 +39,14 @@ class Engine:
     kept: tuple[bool, ...]
 
     def lifecycle(
-        self, execution_id: str, target: str, deadline: float | None, *, report: bool = True
+        self, execution: Execution, target: str, deadline: float | None, *, report: bool = True
     ) -> Lifecycle:
         """The lifecycle of one execution of ``target``; ``report=False`` sends no event
         (a batch item: its batch reports)."""
         return Lifecycle(
             graph=self.plan.name,
             target=target,
-            execution_id=execution_id,
+            execution=execution,
             store=self.store if self.record else None,
             events=self.events if report else None,
             deadline=deadline,

@@ -24,9 +24,11 @@ from google.protobuf.message import Message
 
 from . import _deps
 from ._batch import run_batch
+from ._checks import check_annotations, unknown_error_names
 from ._engine import Engine
-from ._inputs import fill_inputs
+from ._inputs import fill_inputs, not_a_class
 from ._lifecycle import Exiting
+from ._loopwatch import Watch
 from ._persistence import decode, encode, input_key, persisted_scope
 from ._runner import Persistence, Runner, make_runner
 from ._scheduler import execute
@@ -75,6 +77,11 @@ class Graph(Generic[S]):
     in-memory store, which lives as long as this object). ``record`` also
     writes every execution and step run to it, for SQL and the CLI.
     ``owner`` names this process in claims (default: host, pid and a random part).
+
+    ``loop_block_warning``: an ``async def`` step that holds the event loop
+    longer than this, in seconds, is logged once (logger ``docket.runner``)
+    with the advice to make it ``blocking: true``; ``None`` turns the check off
+    (see :mod:`docket_runtime._loopwatch`).
     """
 
     plan: ClassVar[GraphPlan]
@@ -93,6 +100,7 @@ class Graph(Generic[S]):
         store: Store | None = None,
         record: bool = False,
         owner: str | None = None,
+        loop_block_warning: float | None = 0.1,
     ) -> None:
         self.steps = steps
         self.deadline = deadline
@@ -134,6 +142,27 @@ class Graph(Generic[S]):
             )
             for index, table in enumerate(self._tables.steps)
         )
+        check_annotations(self.plan, self._tables.steps, steps, f"{type(self).__name__}Steps")
+        watched = [
+            (t.step.name, getattr(steps, t.step.method))
+            for t in self._tables.steps
+            if t.step.subgraph is None and not t.step.blocking
+        ]
+        self._watch = (
+            Watch(self.plan.name, loop_block_warning, watched)
+            if loop_block_warning is not None and watched
+            else None
+        )
+        unknown, modules = unknown_error_names(self.plan, steps, default_retry)
+        if unknown:
+            _log.warning(
+                "%s: non_retryable_errors %s match no exception class among the builtins, "
+                "%s and the modules it imports, so they never stop a retry; check the "
+                "spelling, or name the class as module.Qualname (e.g. acme.errors.Declined)",
+                self.plan.name,
+                "; ".join(unknown),
+                ", ".join(modules) or "the implementation's module",
+            )
         self._engine = Engine(
             plan=self.plan,
             tables=self._tables,
@@ -161,7 +190,7 @@ class Graph(Generic[S]):
         execution before it is recorded ``succeeded``, for :meth:`result_target`,
         even when the step producing it keeps nothing (a durable worker's runs do).
         """
-        table = self._target_table(target)
+        table = self._target_table(target, "run")
         if keep_result and (self.store is None or not self.record):
             raise ValueError(
                 f"graph {self.plan.name} keeps results of executions only when bound with "
@@ -172,21 +201,28 @@ class Graph(Generic[S]):
         deadline = self.deadline if deadline is None else deadline
         # Checkpoints can exist only for an id the caller chose (a rerun or a resume).
         resume = execution_id is not None and target in self._resumable
-        if self._events is None and deadline is None and not resume and not self.record:
-            try:
-                await execute(table, self._runners, execution)
-            except Exiting as exc:
-                raise exc.exc from None
-        else:
-            lifecycle = self._engine.lifecycle(execution.id, table.type_name, deadline)
+        watch = self._watch
+        if watch is not None:
+            watch.enter()
+        try:
+            if self._events is None and deadline is None and not resume and not self.record:
+                try:
+                    await execute(table, self._runners, execution)
+                except Exiting as exc:
+                    raise exc.exc from None
+            else:
+                lifecycle = self._engine.lifecycle(execution, table.type_name, deadline)
 
-            async def body() -> None:
-                pending = await self._engine.resume(table, execution) if resume else table
-                await execute(pending, self._runners, execution)
-                if keep_result:
-                    await self._keep_result(table, execution)
+                async def body() -> None:
+                    pending = await self._engine.resume(table, execution) if resume else table
+                    await execute(pending, self._runners, execution)
+                    if keep_result:
+                        await self._keep_result(table, execution)
 
-            await lifecycle.run(body)
+                await lifecycle.run(body)
+        finally:
+            if watch is not None:
+                watch.leave()
         result = execution.values[table.slot]
         assert isinstance(result, target)
         return result
@@ -210,16 +246,23 @@ class Graph(Generic[S]):
         ``on_error="collect"``, an :class:`~docket_runtime._batch.ItemError`.
         ``deadline`` bounds the whole batch (the graph's own deadline does not apply).
         """
-        return await run_batch(
-            self._engine,
-            target,
-            items,
-            inputs,
-            max_concurrency=max_concurrency,
-            on_error=on_error,
-            execution_id=execution_id,
-            deadline=deadline,
-        )
+        watch = self._watch
+        if watch is not None:
+            watch.enter()
+        try:
+            return await run_batch(
+                self._engine,
+                target,
+                items,
+                inputs,
+                max_concurrency=max_concurrency,
+                on_error=on_error,
+                execution_id=execution_id,
+                deadline=deadline,
+            )
+        finally:
+            if watch is not None:
+                watch.leave()
 
     async def fetch_target(
         self,
@@ -236,7 +279,7 @@ class Graph(Generic[S]):
         parameter order. ``None`` when nothing valid is kept. ``TypeError``
         for a step that keeps nothing, or without what its scope needs.
         """
-        table = self._step_producing(target)
+        table = self._step_producing(target, "fetch")
         step = table.step
         scope = persisted_scope(step)
         if scope is None or self.store is None:
@@ -385,9 +428,13 @@ class Graph(Generic[S]):
     def _where(self, table: TargetTable) -> str:
         return f"{self.plan.name}: target {table.type_name}"
 
-    def _target_table(self, target: type[Message]) -> TargetTable:
-        table = self._tables.targets.get(target)
+    def _target_table(self, target: type[Message], entry: str | None = None) -> TargetTable:
+        try:
+            table = self._tables.targets.get(target)
+        except TypeError:  # unhashable: a message instead of its class
+            table = None
         if table is None:
+            self._check_class(target, entry)
             raise TypeError(
                 f"graph {self.plan.name} cannot produce {_type_name(target)}; "
                 f"it produces {', '.join(t.type for t in self.plan.targets)}"
@@ -397,12 +444,25 @@ class Graph(Generic[S]):
     def _producer_of(self, table: TargetTable) -> StepTable:
         return next(t for t in self._tables.steps if t.out_slot == table.slot)
 
-    def _step_producing(self, target: type[Message]) -> StepTable:
+    def _step_producing(self, target: type[Message], entry: str | None = None) -> StepTable:
+        self._check_class(target, entry)
         name = _type_name(target)
         for table in self._tables.steps:
             if table.step.output == name:
                 return table
         raise TypeError(f"graph {self.plan.name} has no step producing {name}")
+
+    def _check_class(self, target: object, entry: str | None) -> None:
+        """Raise TypeError unless ``target`` is a class; ``entry`` names the method called."""
+        where = f"graph {self.plan.name}" if entry is None else f"{self.plan.name}.{entry}()"
+        error = not_a_class(where, target, _example(self.plan))
+        if error is not None:
+            raise error
+
+
+def _example(plan: GraphPlan) -> str:
+    """The Python name of a class the graph produces, for messages."""
+    return plan.types[plan.targets[-1].type].__qualname__ if plan.targets else "Receipt"
 
 
 def _type_name(cls: type[Any]) -> str:

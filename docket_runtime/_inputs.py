@@ -1,4 +1,5 @@
-"""Checking the graph inputs a caller passes by keyword, and placing them in an execution."""
+"""Checking what a caller passes: the target class, and the graph inputs by keyword, which
+are placed in an execution."""
 
 from __future__ import annotations
 
@@ -52,3 +53,15 @@ def fill_inputs(
         )
     takes = ", ".join(sorted(keywords)) or ("none besides the items" if items else "none")
     raise TypeError(f"{where} takes no input {', '.join(unknown)}; it takes {takes}")
+
+
+def not_a_class(entry: str, target: object, example: str) -> TypeError | None:
+    """The error for a ``target`` that is not a class (a message instance, most likely), or
+    ``None``; ``entry`` names the method called (``"shop.Orders.run()"``), ``example`` a
+    class it takes."""
+    if isinstance(target, type):
+        return None
+    if isinstance(target, Message):
+        name = type(target).__qualname__
+        return TypeError(f"{entry} takes the message class as target: pass {name}, not {name}()")
+    return TypeError(f"{entry} takes the message class as target (e.g. {example}), not {target!r}")

@@ -21,10 +21,10 @@ import time
 from collections.abc import Awaitable, Callable
 from typing import Literal, TypeVar
 
-from .context import shielded
+from .context import Execution, shielded
 from .errors import DeadlineExceeded, RetryLater, Suspended
 from .events import Dispatch, ExecutionFinished, outcome_of
-from .stores.base import Store, StoreError
+from .stores.base import Store, StoreError, StoreUnavailable
 
 __all__ = ["Exiting", "Lifecycle", "error_text"]
 
@@ -55,26 +55,37 @@ def error_text(error: BaseException) -> str:
 class Lifecycle:
     """The lifecycle of one execution (see the module docstring).
 
-    ``store`` is set when the execution is recorded; ``events`` when hooks
-    are bound and this execution reports to them (a batch's items do not:
-    their batch does). ``deadline`` is in seconds.
+    ``execution`` notes the steps that a passing deadline cut. ``store`` is
+    set when the execution is recorded; ``events`` when hooks are bound and
+    this execution reports to them (a batch's items do not: their batch
+    does). ``deadline`` is in seconds.
     """
 
-    __slots__ = ("deadline", "events", "execution_id", "graph", "started", "store", "target")
+    __slots__ = (
+        "deadline",
+        "events",
+        "execution",
+        "execution_id",
+        "graph",
+        "started",
+        "store",
+        "target",
+    )
 
     def __init__(
         self,
         *,
         graph: str,
         target: str,
-        execution_id: str,
+        execution: Execution,
         store: Store | None,
         events: Dispatch | None,
         deadline: float | None,
     ) -> None:
         self.graph = graph
         self.target = target
-        self.execution_id = execution_id
+        self.execution = execution
+        self.execution_id = execution.id
         self.store = store
         self.events = events
         self.deadline = deadline
@@ -132,7 +143,15 @@ class Lifecycle:
         except TimeoutError as exc:
             if not scope.expired():
                 raise
-            raise DeadlineExceeded(self.graph, self.target, self.deadline) from exc
+            # What was cut: each cancelled step noted itself on its way out (no cost before).
+            cut = self.execution.cut or {}
+            raise DeadlineExceeded(
+                self.graph,
+                self.target,
+                self.deadline,
+                {step: attempt for step, (attempt, _) in cut.items()},
+                [step for step, (_, waiting) in cut.items() if waiting],
+            ) from exc
 
     async def _record(self, error: BaseException | None) -> None:
         store = self.store
@@ -151,9 +170,11 @@ class Lifecycle:
                 status=_status(error),
                 error=None if error is None else error_text(error),
             )
-        except StoreError:
+        except StoreError as exc:
             if error is None:
                 raise
+            if isinstance(error, StoreUnavailable) and isinstance(exc, StoreUnavailable):
+                return  # the store failed the execution: its error already says so
             # The execution already failed: its own error says more than this one.
             _log.warning(
                 "could not record the end of execution %s", self.execution_id, exc_info=True

@@ -136,6 +136,7 @@ def make_runner(
             except asyncio.CancelledError as exc:
                 ctx._cancel()
                 if _cancel_requested():
+                    execution.was_cut(name, attempt)
                     if persist is not None:
                         attempt_end = _Attempt(attempt, began, started, exc)
                         await shielded(_ended(persist, execution, step, "cancelled", attempt_end))
@@ -202,15 +203,21 @@ def make_runner(
                     events.step_failed(_done(graph, execution, name, attempt, started, error))
                 if persist is not None:
                     await shielded(_ended(persist, execution, step, "failed", attempt_end))
-                failure = StepTimedOut if timed_out else StepFailed
-                raise failure(name, error, attempt) from error
+                if timed_out:
+                    assert timeout is not None
+                    raise StepTimedOut(name, error, attempt, timeout) from error
+                raise StepFailed(name, error, attempt) from error
             if events is not None:
                 events.step_retrying(StepRetrying(graph, execution.id, name, attempt, delay, error))
             if persist is not None and persist.record:
                 await shielded(_ended(persist, execution, step, "failed", attempt_end))
             if queued_retry:
                 raise RetryLater(name, attempt, delay, error) from error
-            await sleep(delay)
+            try:
+                await sleep(delay)
+            except asyncio.CancelledError:
+                execution.was_cut(name, attempt, waiting=True)
+                raise
             attempt += 1
 
     return run
@@ -236,6 +243,7 @@ def _plain_runner(
         except asyncio.CancelledError as exc:
             ctx._cancel()
             if _cancel_requested():
+                execution.was_cut(name, 1)
                 raise
             raise StepFailed(name, exc, 1) from exc
         except Suspended:
@@ -259,9 +267,17 @@ def _plain_runner(
 
 
 def _wrong_type(name: str, result: object, out_cls: type[Message]) -> TypeError:
+    """The error of a step that broke its contract: never retried, since a retry would
+    return the same wrong value."""
+    if result is None:
+        found = "None"
+    elif isinstance(result, Message):
+        found = f"a {result.DESCRIPTOR.full_name} message"
+    else:
+        found = f"a {type(result).__qualname__}"
     return TypeError(
-        f"step {name!r} returned {type(result).__qualname__}, "
-        f"expected {out_cls.DESCRIPTOR.full_name}"
+        f"step {name!r} returned {found} instead of a {out_cls.DESCRIPTOR.full_name} "
+        "message; a wrong return value is a bug in the step, so it is not retried"
     )
 
 

@@ -32,12 +32,24 @@ DETACHED = "detached"
 class Execution:
     """One execution of a target: its values and its id, made on first use when not given."""
 
-    __slots__ = ("_id", "graph", "values")
+    __slots__ = ("_id", "cut", "graph", "values")
 
     def __init__(self, graph: str, slots: int, execution_id: str | None = None) -> None:
         self.graph = graph
         self.values: list[Any] = [None] * slots
         self._id = execution_id
+        self.cut: dict[str, tuple[int, bool]] | None = None
+
+    def was_cut(self, step: str, attempt: int, waiting: bool = False) -> None:
+        """Note that ``step`` was cancelled on ``attempt``: the attempt it was running, or,
+        ``waiting``, the failed one whose retry it was waiting for. Called on the way out of
+        a cancelled step only; a :class:`~docket_runtime.errors.DeadlineExceeded` reads it."""
+        cut = self.cut
+        if cut is None:
+            cut = self.cut = {}
+        seen = cut.get(step)
+        if seen is None or seen[0] <= attempt:
+            cut[step] = (attempt, waiting)
 
     @property
     def id(self) -> str:

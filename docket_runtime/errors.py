@@ -4,10 +4,11 @@ What a caller of ``run`` can get, and what each means:
 
 - :class:`StepFailed`: a step raised and will not be retried (not retryable, or
   out of attempts). :class:`StepTimedOut` is the same for a step whose last
-  attempt ran out of time.
+  attempt ran out of time (its ``timeout``).
 - :class:`ExecutionAborted`: a step raised :class:`Abort`; everything in
   flight was cancelled and nothing was retried.
-- :class:`DeadlineExceeded`: the execution's overall deadline passed.
+- :class:`DeadlineExceeded`: the execution's overall deadline passed; it names
+  the steps it cut (``in_flight``).
 - ``asyncio.CancelledError``: the caller itself was cancelled.
 
 Only under a durable queue (:mod:`docket_runtime.durable`) can a run also
@@ -15,13 +16,14 @@ end with a :class:`Suspended` signal: :class:`RetryLater` (a durable step's
 retry is due later) or :class:`HandOff` (a step asked to continue in a new
 job). The queue adapter catches them; a plain ``run`` never sees them.
 
-Each carries the step's name, the attempts made, the original exception as
-``__cause__`` and its traceback text.
+Each step error carries the step's name, the attempts made, the original
+exception as ``__cause__`` and its traceback text.
 """
 
 from __future__ import annotations
 
 import traceback
+from collections.abc import Collection, Mapping
 from datetime import UTC, datetime, timedelta
 
 __all__ = [
@@ -53,14 +55,16 @@ class Abort(Exception):
 
 
 class _StepError(DocketError):
-    def __init__(self, step: str, cause: BaseException, attempts: int, what: str) -> None:
+    def __init__(
+        self, step: str, cause: BaseException, attempts: int, what: str, why: str = ""
+    ) -> None:
         self.step = step
         self.cause = cause
         self.attempts = attempts
         self.traceback_text = "".join(traceback.format_exception(cause))
-        kind = type(cause).__qualname__
-        detail = f": {cause}" if str(cause) else ""
-        super().__init__(f"step {step!r} {what} after {attempts} attempt(s): {kind}{detail}")
+        if not why:
+            why = type(cause).__qualname__ + (f": {cause}" if str(cause) else "")
+        super().__init__(f"step {step!r} {what} after {attempts} attempt(s): {why}")
 
 
 class StepFailed(_StepError):
@@ -75,7 +79,22 @@ class StepFailed(_StepError):
 
 
 class StepTimedOut(StepFailed):
-    """A step's last attempt exceeded its ``(docket.step).timeout``."""
+    """A step's last attempt exceeded its ``(docket.step).timeout``: ``timeout``, in seconds.
+
+    ``cause`` is the attempt's ``TimeoutError``.
+    """
+
+    def __init__(self, step: str, cause: BaseException, attempts: int, timeout: float) -> None:
+        self.timeout = timeout
+        _StepError.__init__(
+            self,
+            step,
+            cause,
+            attempts,
+            "timed out",
+            f"the last one ran past the step's timeout of {timeout:g}s; "
+            "raise (docket.step).timeout if the step needs longer",
+        )
 
 
 class ExecutionAborted(_StepError):
@@ -90,13 +109,37 @@ class ExecutionAborted(_StepError):
 
 
 class DeadlineExceeded(DocketError, TimeoutError):
-    """The execution did not finish within its deadline; the steps in flight were cancelled."""
+    """The execution did not finish within its deadline; the steps in flight were cancelled.
 
-    def __init__(self, graph: str, target: str, deadline: float) -> None:
+    ``in_flight`` maps each step that was cut to its attempt then: the attempt
+    it was running, or, for a step in ``waiting``, the attempt that failed
+    before the retry it was waiting for. In a batch, a step cut in several
+    items appears once, with its highest attempt.
+    """
+
+    def __init__(
+        self,
+        graph: str,
+        target: str,
+        deadline: float,
+        in_flight: Mapping[str, int] | None = None,
+        waiting: Collection[str] = (),
+    ) -> None:
         self.graph = graph
         self.target = target
         self.deadline = deadline
-        super().__init__(f"{graph}: {target} not produced within the deadline of {deadline:g}s")
+        self.in_flight: dict[str, int] = dict(in_flight or {})
+        self.waiting = frozenset(waiting)
+        cut = ", ".join(
+            f"{step} (attempt {attempt} failed, waiting to retry)"
+            if step in self.waiting
+            else f"{step} (attempt {attempt})"
+            for step, attempt in sorted(self.in_flight.items())
+        )
+        super().__init__(
+            f"{graph}: {target} not produced within the deadline of {deadline:g}s; "
+            + (f"cut in flight: {cut}" if cut else "no step was in flight")
+        )
 
 
 class ItemFailed(DocketError):

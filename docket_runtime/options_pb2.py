@@ -25,7 +25,7 @@ _sym_db = _symbol_database.Default()
 from google.protobuf import descriptor_pb2 as google_dot_protobuf_dot_descriptor__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1c\x64ocket_runtime/options.proto\x12\x06\x64ocket\x1a google/protobuf/descriptor.proto\"B\n\x0cGraphOptions\x12\x13\n\x0b\x64\x65scription\x18\x01 \x01(\t\x12\x0e\n\x06inputs\x18\x02 \x03(\t\x12\r\n\x05items\x18\x03 \x01(\t\"\xb2\x01\n\x0bRetryPolicy\x12\x14\n\x0cmax_attempts\x18\x01 \x01(\r\x12\x18\n\x10initial_interval\x18\x02 \x01(\t\x12\x1b\n\x13\x62\x61\x63koff_coefficient\x18\x03 \x01(\x01\x12\x18\n\x10maximum_interval\x18\x04 \x01(\t\x12\x1c\n\x14non_retryable_errors\x18\x05 \x03(\t\x12\x13\n\x06jitter\x18\x06 \x01(\x01H\x00\x88\x01\x01\x42\t\n\x07_jitter\"\x95\x01\n\x0b\x43\x61\x63hePolicy\x12(\n\x05scope\x18\x01 \x01(\x0e\x32\x19.docket.CachePolicy.Scope\x12\x0b\n\x03ttl\x18\x02 \x01(\t\x12\x0f\n\x07version\x18\x03 \x01(\t\x12\x11\n\tnamespace\x18\x04 \x01(\t\"+\n\x05Scope\x12\x08\n\x04NONE\x10\x00\x12\x0c\n\x08WORKFLOW\x10\x01\x12\n\n\x06GLOBAL\x10\x02\"\xa3\x02\n\x0bStepOptions\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\"\n\x05retry\x18\x02 \x01(\x0b\x32\x13.docket.RetryPolicy\x12\x0f\n\x07timeout\x18\x03 \x01(\t\x12\"\n\x05\x63\x61\x63he\x18\x04 \x01(\x0b\x32\x13.docket.CachePolicy\x12\x10\n\x08\x62locking\x18\x05 \x01(\x08\x12\x17\n\x0fmax_concurrency\x18\x06 \x01(\r\x12.\n\x08\x64\x65livery\x18\x07 \x01(\x0e\x32\x1c.docket.StepOptions.Delivery\x12\x10\n\x08subgraph\x18\x08 \x01(\t\x12\x0f\n\x07\x64urable\x18\t \x01(\x08\"/\n\x08\x44\x65livery\x12\x11\n\rAT_LEAST_ONCE\x10\x00\x12\x10\n\x0c\x41T_MOST_ONCE\x10\x01:F\n\x05graph\x12\x1f.google.protobuf.ServiceOptions\x18\xca\x97\x03 \x01(\x0b\x32\x14.docket.GraphOptions:C\n\x04step\x12\x1e.google.protobuf.MethodOptions\x18\xca\x97\x03 \x01(\x0b\x32\x13.docket.StepOptions:1\n\x06\x62undle\x12\x1f.google.protobuf.MessageOptions\x18\xca\x97\x03 \x01(\x08\x42\x02P\x01\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1c\x64ocket_runtime/options.proto\x12\x06\x64ocket\x1a google/protobuf/descriptor.proto\"B\n\x0cGraphOptions\x12\x13\n\x0b\x64\x65scription\x18\x01 \x01(\t\x12\x0e\n\x06inputs\x18\x02 \x03(\t\x12\r\n\x05items\x18\x03 \x01(\t\"\xc8\x01\n\x0bRetryPolicy\x12\x19\n\x0cmax_attempts\x18\x01 \x01(\x05H\x00\x88\x01\x01\x12\x18\n\x10initial_interval\x18\x02 \x01(\t\x12\x1b\n\x13\x62\x61\x63koff_coefficient\x18\x03 \x01(\x01\x12\x18\n\x10maximum_interval\x18\x04 \x01(\t\x12\x1c\n\x14non_retryable_errors\x18\x05 \x03(\t\x12\x13\n\x06jitter\x18\x06 \x01(\x01H\x01\x88\x01\x01\x42\x0f\n\r_max_attemptsB\t\n\x07_jitter\"\x95\x01\n\x0b\x43\x61\x63hePolicy\x12(\n\x05scope\x18\x01 \x01(\x0e\x32\x19.docket.CachePolicy.Scope\x12\x0b\n\x03ttl\x18\x02 \x01(\t\x12\x0f\n\x07version\x18\x03 \x01(\t\x12\x11\n\tnamespace\x18\x04 \x01(\t\"+\n\x05Scope\x12\x08\n\x04NONE\x10\x00\x12\x0c\n\x08WORKFLOW\x10\x01\x12\n\n\x06GLOBAL\x10\x02\"\xa3\x02\n\x0bStepOptions\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\"\n\x05retry\x18\x02 \x01(\x0b\x32\x13.docket.RetryPolicy\x12\x0f\n\x07timeout\x18\x03 \x01(\t\x12\"\n\x05\x63\x61\x63he\x18\x04 \x01(\x0b\x32\x13.docket.CachePolicy\x12\x10\n\x08\x62locking\x18\x05 \x01(\x08\x12\x17\n\x0fmax_concurrency\x18\x06 \x01(\r\x12.\n\x08\x64\x65livery\x18\x07 \x01(\x0e\x32\x1c.docket.StepOptions.Delivery\x12\x10\n\x08subgraph\x18\x08 \x01(\t\x12\x0f\n\x07\x64urable\x18\t \x01(\x08\"/\n\x08\x44\x65livery\x12\x11\n\rAT_LEAST_ONCE\x10\x00\x12\x10\n\x0c\x41T_MOST_ONCE\x10\x01:F\n\x05graph\x12\x1f.google.protobuf.ServiceOptions\x18\xca\x97\x03 \x01(\x0b\x32\x14.docket.GraphOptions:C\n\x04step\x12\x1e.google.protobuf.MethodOptions\x18\xca\x97\x03 \x01(\x0b\x32\x13.docket.StepOptions:1\n\x06\x62undle\x12\x1f.google.protobuf.MessageOptions\x18\xca\x97\x03 \x01(\x08\x42\x02P\x01\x62\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -36,13 +36,13 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_GRAPHOPTIONS']._serialized_start=74
   _globals['_GRAPHOPTIONS']._serialized_end=140
   _globals['_RETRYPOLICY']._serialized_start=143
-  _globals['_RETRYPOLICY']._serialized_end=321
-  _globals['_CACHEPOLICY']._serialized_start=324
-  _globals['_CACHEPOLICY']._serialized_end=473
-  _globals['_CACHEPOLICY_SCOPE']._serialized_start=430
-  _globals['_CACHEPOLICY_SCOPE']._serialized_end=473
-  _globals['_STEPOPTIONS']._serialized_start=476
-  _globals['_STEPOPTIONS']._serialized_end=767
-  _globals['_STEPOPTIONS_DELIVERY']._serialized_start=720
-  _globals['_STEPOPTIONS_DELIVERY']._serialized_end=767
+  _globals['_RETRYPOLICY']._serialized_end=343
+  _globals['_CACHEPOLICY']._serialized_start=346
+  _globals['_CACHEPOLICY']._serialized_end=495
+  _globals['_CACHEPOLICY_SCOPE']._serialized_start=452
+  _globals['_CACHEPOLICY_SCOPE']._serialized_end=495
+  _globals['_STEPOPTIONS']._serialized_start=498
+  _globals['_STEPOPTIONS']._serialized_end=789
+  _globals['_STEPOPTIONS_DELIVERY']._serialized_start=742
+  _globals['_STEPOPTIONS_DELIVERY']._serialized_end=789
 # @@protoc_insertion_point(module_scope)

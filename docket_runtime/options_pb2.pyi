@@ -100,7 +100,7 @@ class RetryPolicy(_message.Message):
     NON_RETRYABLE_ERRORS_FIELD_NUMBER: _builtins.int
     JITTER_FIELD_NUMBER: _builtins.int
     max_attempts: _builtins.int
-    """Attempts in all, the first one included; 1 means no retry."""
+    """Attempts in all, the first one included; 1 means no retry (default 3)."""
     initial_interval: _builtins.str
     """Wait before the first retry (a duration string)."""
     backoff_coefficient: _builtins.float
@@ -120,20 +120,25 @@ class RetryPolicy(_message.Message):
     def __init__(
         self,
         *,
-        max_attempts: _builtins.int = ...,
+        max_attempts: _builtins.int | None = ...,
         initial_interval: _builtins.str = ...,
         backoff_coefficient: _builtins.float = ...,
         maximum_interval: _builtins.str = ...,
         non_retryable_errors: _abc.Iterable[_builtins.str] | None = ...,
         jitter: _builtins.float | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["_jitter", b"_jitter", "jitter", b"jitter"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["_jitter", b"_jitter", "_max_attempts", b"_max_attempts", "jitter", b"jitter", "max_attempts", b"max_attempts"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["_jitter", b"_jitter", "backoff_coefficient", b"backoff_coefficient", "initial_interval", b"initial_interval", "jitter", b"jitter", "max_attempts", b"max_attempts", "maximum_interval", b"maximum_interval", "non_retryable_errors", b"non_retryable_errors"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_jitter", b"_jitter", "_max_attempts", b"_max_attempts", "backoff_coefficient", b"backoff_coefficient", "initial_interval", b"initial_interval", "jitter", b"jitter", "max_attempts", b"max_attempts", "maximum_interval", b"maximum_interval", "non_retryable_errors", b"non_retryable_errors"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     _WhichOneofReturnType__jitter: _TypeAlias = _typing.Literal["jitter"]  # noqa: Y015
     _WhichOneofArgType__jitter: _TypeAlias = _typing.Literal["_jitter", b"_jitter"]  # noqa: Y015
+    _WhichOneofReturnType__max_attempts: _TypeAlias = _typing.Literal["max_attempts"]  # noqa: Y015
+    _WhichOneofArgType__max_attempts: _TypeAlias = _typing.Literal["_max_attempts", b"_max_attempts"]  # noqa: Y015
+    @_typing.overload
     def WhichOneof(self, oneof_group: _WhichOneofArgType__jitter) -> _WhichOneofReturnType__jitter | None: ...
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__max_attempts) -> _WhichOneofReturnType__max_attempts | None: ...
 
 Global___RetryPolicy: _TypeAlias = RetryPolicy  # noqa: Y015
 

@@ -189,11 +189,14 @@ def raw_sql(url: str, query: str, params: tuple[Any, ...] = ()) -> list[tuple[An
 
 
 class Proxy:
-    """A TCP relay to Postgres that can be cut, so the server seems to vanish."""
+    """A TCP relay to Postgres that can be cut, so the server seems to vanish.
 
-    def __init__(self, target: tuple[str, int]) -> None:
+    A new Proxy on the ``port`` of a cut one makes the server come back there.
+    """
+
+    def __init__(self, target: tuple[str, int], port: int = 0) -> None:
         self.target = target
-        self.listener = socket.create_server(("127.0.0.1", 0))
+        self.listener = socket.create_server(("127.0.0.1", port))
         self.port = self.listener.getsockname()[1]
         self.sockets: list[socket.socket] = []
         self.lock = threading.Lock()

@@ -579,8 +579,13 @@ def test_a_deadline_bounds_the_whole_batch(pb: Any, dk: Any) -> None:
             await forever()
             raise AssertionError("unreachable")
 
-    with pytest.raises(DeadlineExceeded, match=r"testgraphs\.EnrichedMovie not produced within"):
+    with pytest.raises(DeadlineExceeded) as caught:
         run(dk.Movies(Slow(pb)).run_batch(pb.EnrichedMovie, movies(pb, 3), deadline=0.05))
+    # Cut in three items: named once.
+    assert str(caught.value) == (
+        "testgraphs.Movies: testgraphs.EnrichedMovie not produced within the deadline of 0.05s; "
+        "cut in flight: EnrichMovie (attempt 1)"
+    )
 
 
 # 4. Inputs and ids ------------------------------------------------------------------------------
@@ -637,6 +642,16 @@ def test_wrong_inputs_are_type_errors(pb: Any, dk: Any) -> None:
     for coro, message in cases:
         with pytest.raises(TypeError, match=message):
             run(coro)
+
+
+def test_a_message_instead_of_its_class_says_to_pass_the_class(pb: Any, dk: Any) -> None:
+    graph = dk.Ranking(RankingImpl(pb))
+    with pytest.raises(TypeError) as caught:
+        run(graph.run_batch(pb.Ranked(), movies(pb, 2), weight=pb.Weight()))
+    assert str(caught.value) == (
+        "testgraphs.Ranking.run_batch() takes the message class as target: "
+        "pass Ranked, not Ranked()"
+    )
 
 
 def test_a_graph_without_items_has_no_batch_runs(gen_dir: Path) -> None:

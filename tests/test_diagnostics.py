@@ -818,3 +818,37 @@ def test_graph_inputs_may_not_take_the_keywords_of_enqueue(tmp_path: Path) -> No
         f"{BAD}:16:3: graph Jobs: input shop.Queue would be passed as queue=, which the "
         "enqueue() method already uses; rename one of the messages",
     ]
+
+
+MAX_ATTEMPTS = (
+    HEAD
+    + """\
+message Order { int32 v = 1; }
+message Quote { int32 v = 1; }
+message Label { int32 v = 1; }
+message Box { int32 v = 1; }
+
+service Pricing {
+  option (docket.graph) = { inputs: "Order" };
+  rpc Price(Order) returns (Quote) { option (docket.step) = { retry: { max_attempts: 0 } }; }
+  rpc Tag(Order) returns (Label) { option (docket.step) = { retry: { max_attempts: -2 } }; }
+  rpc Pack(Order) returns (Box) { option (docket.step) = { retry: { max_attempts: 1 } }; }
+}
+"""
+)
+
+
+def test_max_attempts_below_one(tmp_path: Path) -> None:
+    src = MAX_ATTEMPTS
+    price = _at(src, "option (docket.step) = { retry: { max_attempts: 0")
+    tag = _at(src, "option (docket.step) = { retry: { max_attempts: -2")
+    assert (price, tag) == ("12:38", "13:36")
+    fix = (
+        "it counts every attempt, the first one included; use 1 (no retry) or more, "
+        "or leave it out for the default (3)"
+    )
+    # Zero is an error, not the default: an unset max_attempts alone means 3. Pack (1) is fine.
+    assert _errors(tmp_path, src) == [
+        f"{BAD}:12:38: step Price: retry.max_attempts: 0 leaves no attempt at all: {fix}",
+        f"{BAD}:13:36: step Tag: retry.max_attempts: -2 leaves no attempt at all: {fix}",
+    ]

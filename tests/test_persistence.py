@@ -47,7 +47,7 @@ from docket_runtime.stores import (
     connect,
     open_store,
 )
-from docket_runtime.stores.postgres import PostgresStore
+from docket_runtime.stores.postgres import RECHECK_AFTER
 
 T = TypeVar("T")
 
@@ -739,16 +739,68 @@ def test_postgres_server_gone_mid_execution(pg: PgSession, pb: Any, dk: Any) -> 
     proxy = Proxy((parts.hostname or "127.0.0.1", parts.port or 5432))
 
     async def body() -> None:
-        store = await PostgresStore.open(proxied(url, proxy), timeout=1.0, connect_timeout=1)
-        try:
+        # The default pool settings: no timeout tuned down for the test.
+        async with await open_store(proxied(url, proxy)) as store:
             started = time.monotonic()
             await hold_ship_then(store, pb, dk, proxy.cut, "Postgres at .* is unavailable")
-            assert time.monotonic() - started < 15
-        finally:
-            await store.close()
+            assert time.monotonic() - started < 5  # it took the pool's 10s timeout, and more
 
     run(body())
     assert_ship_not_done(url)
+
+
+def test_postgres_gone_fails_fast_with_one_error_and_one_log_line_then_comes_back(
+    pg: PgSession, pb: Any, dk: Any, caplog: pytest.LogCaptureFixture
+) -> None:
+    url = migrated(pg.fresh_url())
+    parts = urlsplit(PG_URL)
+    server = (parts.hostname or "127.0.0.1", parts.port or 5432)
+    proxy = Proxy(server)
+    via = proxied(url, proxy)
+    down = (
+        f"Postgres at {via} is unavailable: cannot connect (connection to server at "
+        f'"127.0.0.1", port {proxy.port} failed: Connection refused); check that the server '
+        "is running and reachable. Until it answers, every operation of this store fails at "
+        "once; it tries to connect again at most every 1s"
+    )
+    caplog.set_level(logging.WARNING)
+
+    async def body() -> None:
+        async with await open_store(via) as store:
+            graph = dk.Orders(OrderSteps(pb), store=store, record=True)
+
+            async def order(number: int) -> Any:
+                return await graph.run(
+                    pb.Confirmation,
+                    order=an_order(pb, f"o-{number}"),
+                    execution_id=f"o-{number}",
+                )
+
+            await asyncio.gather(*(order(n) for n in range(5)))  # pooled connections, alive
+            proxy.cut()
+            started = time.monotonic()
+            errors = await asyncio.gather(
+                *(order(n) for n in range(10, 15)), return_exceptions=True
+            )
+            assert [str(e) for e in errors] == [down] * 5
+            assert all(type(e) is StoreUnavailable for e in errors)
+            # Loosely: it took 10 to 20 seconds before (the pool's timeout, then its retries).
+            assert time.monotonic() - started < 5
+            with pytest.raises(StoreUnavailable) as caught:
+                await store.get_results(["k"])
+            assert str(caught.value) == down
+
+            # Back on the same port: the next operation after RECHECK_AFTER reconnects.
+            back = Proxy(server, port=proxy.port)
+            try:
+                await asyncio.sleep(RECHECK_AFTER)
+                assert (await order(20)).order_id == "o-20"
+            finally:
+                back.cut()
+
+    run(body())
+    warnings = [(r.name, r.getMessage()) for r in caplog.records if r.levelno >= logging.WARNING]
+    assert warnings == [("docket.store", down)]
 
 
 def test_a_newer_schema_is_refused_before_anything_runs(db_url: str, pb: Any, dk: Any) -> None:
@@ -811,6 +863,7 @@ def test_a_second_executor_gets_the_result_or_a_claim_error_never_a_second_charg
 
             # B started before A finished (no checkpoint yet), claims after: A's result.
             b.calls.clear()
+            b.entered.clear()  # wait below for this run's Validate, not the first run's
             b.gates["Validate"] = b_validate = asyncio.Event()
             late = asyncio.create_task(graph_b.run(pb.Charge, order=order, execution_id="o-1"))
             await b.entered["Validate"].wait()
@@ -967,7 +1020,7 @@ def test_two_processes_racing_on_at_most_once_steps(
             assert theirs["charge"] == mine["charge"]  # the winner's result, not a second charge
             seen["result"] += 1
         else:
-            # The winner's claim, seen before its step started or while it runs.
+            # Told, not run: the winner's claim, before its charge started or during it.
             assert theirs["claimed"]["owner"] == winner
             assert theirs["claimed"]["status"] in ("claimed", "running")
             seen["claimed"] += 1

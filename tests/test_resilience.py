@@ -16,6 +16,7 @@ import asyncio
 import importlib
 import logging
 import threading
+import time
 from collections import Counter, defaultdict
 from collections.abc import Awaitable, Callable, Coroutine, Mapping, Sequence
 from dataclasses import dataclass, replace
@@ -553,6 +554,41 @@ def test_a_classifier_cannot_give_retries_to_a_step_without_a_policy(pb: Any, dk
     assert caught.value.attempts == 1
 
 
+def test_binding_warns_once_of_non_retryable_names_that_match_no_exception_class(
+    pb: Any, dk: Any, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.WARNING, logger="docket.graph")
+    names = ("NotFoundd", "KeyError", "Declinedd", "acme.errors.Nope")
+    dk.Retrying(RetryingImpl(pb), default_retry=RetryPolicy(non_retryable_errors=names))
+
+    assert [(r.name, r.getMessage()) for r in caplog.records] == [
+        (
+            "docket.graph",
+            "testgraphs.Retrying: non_retryable_errors 'NotFoundd', 'Declinedd', "
+            "'acme.errors.Nope' (default_retry) match no exception class among the builtins, "
+            f"{__name__} and the modules it imports, so they never stop a retry; check the "
+            "spelling, or name the class as module.Qualname (e.g. acme.errors.Declined)",
+        )
+    ]
+
+
+def test_real_non_retryable_names_bind_without_a_warning(
+    pb: Any, dk: Any, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.WARNING, logger="docket.graph")
+    names = (
+        "ValueError",  # a builtin
+        "InvalidTicket",  # a class of the implementation's module
+        "Gateway.Refused",  # a base of one (HardRefused), by its qualname
+        "acme.errors.Declined",  # module.qualname of one (its __module__ is acme.errors)
+        "InvalidStateError",  # a class of a module it imports (asyncio)
+        "json.decoder.JSONDecodeError",  # not imported there, but it imports
+    )
+    # The steps' own names in the proto (Flaky, Strict) are checked too.
+    dk.Retrying(RetryingImpl(pb), default_retry=RetryPolicy(non_retryable_errors=names))
+    assert caplog.records == []
+
+
 def test_a_classifier_that_raises_is_logged_and_the_policy_decides(
     pb: Any, dk: Any, caplog: pytest.LogCaptureFixture
 ) -> None:
@@ -635,6 +671,11 @@ def test_timed_out_attempts_are_retried_then_fail_as_step_timed_out(pb: Any, dk:
     assert isinstance(error, StepFailed)
     assert error.step == "Slow"
     assert error.attempts == 3
+    assert error.timeout == 0.05
+    assert str(error) == (
+        "step 'Slow' timed out after 3 attempt(s): the last one ran past the step's timeout "
+        "of 0.05s; raise (docket.step).timeout if the step needs longer"
+    )
     assert isinstance(error.cause, TimeoutError)
     assert impl.cancelled_attempts == [1, 2, 3]  # each attempt was cancelled at its timeout
     assert sleep.delays == pytest.approx([0.01, 0.02])
@@ -700,6 +741,78 @@ def test_a_blocking_step_past_its_timeout_sees_is_cancelled(pb: Any, dk: Any) ->
     assert impl.context.execution_id == "x"
 
 
+# 3b. An async step that blocks the loop ---------------------------------------------------------
+
+
+class BlocksTheLoop(RetryingImpl):
+    """Plain (an async def step) calls time.sleep(0.2): the whole loop stops meanwhile."""
+
+    async def plain(self, ticket: Any) -> Any:
+        time.sleep(0.2)
+        return await super().plain(ticket)
+
+
+class AwaitsItsSleep(RetryingImpl):
+    async def plain(self, ticket: Any) -> Any:
+        await asyncio.sleep(0.2)
+        return await super().plain(ticket)
+
+
+def test_an_async_step_that_blocks_the_loop_is_warned_of_once(
+    pb: Any, dk: Any, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.WARNING, logger="docket.runner")
+    assert dk.Retrying(BlocksTheLoop(pb))._watch.threshold == 0.1  # the default
+    # A lower threshold than the default's 100ms leaves the watchdog room on a busy machine.
+    graph = dk.Retrying(BlocksTheLoop(pb), loop_block_warning=0.05)
+    for _ in range(2):
+        assert run(graph.run(pb.Bare, ticket=pb.Ticket(id=1))) == pb.Bare(value=4)
+
+    # Once per step, however often it blocks; not for the graph bound above, which never ran.
+    assert [(r.name, r.getMessage()) for r in caplog.records] == [
+        (
+            "docket.runner",
+            "step 'Plain' of testgraphs.Retrying has held the event loop for over 0.05s "
+            "without yielding: every other step and execution on the loop waits meanwhile. "
+            "If it calls blocking code, make it a plain def and mark it blocking: true in its "
+            "(docket.step) options, so that it runs in a thread (warned once per step; "
+            "Graph(loop_block_warning=None) turns this off)",
+        )
+    ]
+
+
+def test_steps_that_block_briefly_are_not_warned_of(
+    pb: Any, dk: Any, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Twenty steps of 20ms in one iteration of the loop stall it 0.4s, but none holds it
+    past the threshold: no warning (the sum is not any one step's doing)."""
+
+    class Brief(RetryingImpl):
+        async def plain(self, ticket: Any) -> Any:
+            time.sleep(0.02)
+            return await super().plain(ticket)
+
+    caplog.set_level(logging.WARNING, logger="docket.runner")
+    graph = dk.Retrying(Brief(pb), loop_block_warning=0.1)
+
+    async def twenty() -> None:
+        await asyncio.gather(*(graph.run(pb.Bare, ticket=pb.Ticket()) for _ in range(20)))
+
+    run(twenty())
+    assert caplog.records == []
+
+
+def test_no_warning_for_a_step_that_awaits_nor_when_turned_off(
+    pb: Any, dk: Any, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.WARNING, logger="docket.runner")
+    run(dk.Retrying(AwaitsItsSleep(pb), loop_block_warning=0.05).run(pb.Bare, ticket=pb.Ticket()))
+    graph = dk.Retrying(BlocksTheLoop(pb), loop_block_warning=None)
+    assert graph._watch is None  # no cost at all
+    run(graph.run(pb.Bare, ticket=pb.Ticket()))
+    assert caplog.records == []
+
+
 # 4. The overall deadline -----------------------------------------------------------------------
 
 
@@ -717,7 +830,12 @@ def test_the_deadline_cancels_the_steps_in_flight(pb: Any, dk: Any) -> None:
     assert error.deadline == 0.05
     assert error.graph == "testgraphs.Branches"
     assert error.target == "testgraphs.Report"
-    assert "testgraphs.Report not produced within the deadline of 0.05s" in str(error)
+    assert str(error) == (
+        "testgraphs.Branches: testgraphs.Report not produced within the deadline of 0.05s; "
+        "cut in flight: Main (attempt 1), Side (attempt 1)"
+    )
+    assert error.in_flight == {"Main": 1, "Side": 1}
+    assert error.waiting == frozenset()
     assert impl.cancelled == {"Main", "Side"}
     assert impl.calls["Combine"] == 0
     assert leftovers == set()
@@ -752,16 +870,62 @@ def test_the_deadline_wins_over_a_longer_attempt_timeout(pb: Any, dk: Any) -> No
         run(graph.run(pb.Late, ticket=pb.Ticket(id=1), deadline=0.02))  # each attempt: 50ms
 
     assert not isinstance(caught.value, StepFailed)
+    assert caught.value.in_flight == {"Slow": 1}
     assert impl.cancelled_attempts == [1]
     assert sleep.delays == []
+
+
+def test_the_deadline_names_the_attempt_running_or_the_retry_awaited(pb: Any, dk: Any) -> None:
+    class Hangs(RetryingImpl):
+        """Flaky fails once, then hangs; Jittery fails once and waits for its retry."""
+
+        async def flaky(self, ticket: Any) -> Any:
+            self._attempt("Flaky")
+            await forever()
+            raise AssertionError("unreachable")
+
+    async def sleep(delay: float) -> None:
+        if delay >= 0.4:  # Jittery's wait (0.5s to 1.5s), not Flaky's (100ms): past the deadline
+            await forever()
+
+    async def main() -> list[DeadlineExceeded]:
+        impl = Hangs(pb, Flaky=[ConnectionError("once")], Jittery=[ConnectionError("once")])
+        graph = dk.Retrying(impl, sleep=sleep)
+        flaky = graph.run(pb.Done, ticket=pb.Ticket(), deadline=0.05)
+        jittery = graph.run(pb.Spread, ticket=pb.Ticket(), deadline=0.05)
+        return cast(
+            list[DeadlineExceeded], await asyncio.gather(flaky, jittery, return_exceptions=True)
+        )
+
+    flaky, jittery = run(main())
+    assert isinstance(flaky, DeadlineExceeded) and isinstance(jittery, DeadlineExceeded)
+    assert str(flaky) == (
+        "testgraphs.Retrying: testgraphs.Done not produced within the deadline of 0.05s; "
+        "cut in flight: Flaky (attempt 2)"
+    )
+    assert (flaky.in_flight, flaky.waiting) == ({"Flaky": 2}, frozenset())
+    assert str(jittery) == (
+        "testgraphs.Retrying: testgraphs.Spread not produced within the deadline of 0.05s; "
+        "cut in flight: Jittery (attempt 1 failed, waiting to retry)"
+    )
+    assert (jittery.in_flight, jittery.waiting) == ({"Jittery": 1}, frozenset({"Jittery"}))
+
+
+def test_a_deadline_with_no_step_in_flight_says_so() -> None:
+    error = DeadlineExceeded("shop.Orders", "shop.Receipt", 2.5)
+    assert str(error) == (
+        "shop.Orders: shop.Receipt not produced within the deadline of 2.5s; no step was in flight"
+    )
+    assert error.in_flight == {}
 
 
 def test_the_deadline_cancels_a_step_awaited_inline(pb: Any, dk: Any) -> None:
     impl = PipelineImpl(pb, hang=frozenset({"Begin"}))
 
-    with pytest.raises(DeadlineExceeded):
+    with pytest.raises(DeadlineExceeded) as caught:
         run(dk.Pipeline(impl).run(pb.Stage3, ticket=pb.Ticket(id=1), deadline=0.05))
 
+    assert caught.value.in_flight == {"Begin": 1}
     assert impl.cancelled == {"Begin"}
     assert impl.calls == {"Begin": 1}
 
@@ -1020,7 +1184,7 @@ def test_bad_user_code_fails_the_step_and_never_hangs(pb: Any, dk: Any) -> None:
         run(dk.Branches(Bad(pb)).run(pb.Core, ticket=pb.Ticket()))
     assert isinstance(caught.value.cause, KeyError)
 
-    with pytest.raises(StepFailed, match=r"returned NoneType, expected testgraphs\.Aside"):
+    with pytest.raises(StepFailed, match=r"returned None instead of a testgraphs\.Aside message"):
         run(dk.Branches(Bad(pb)).run(pb.Aside, ticket=pb.Ticket()))
 
     # Both at once, as siblings: one of them is reported, the other cancelled; no hang.
@@ -1029,9 +1193,53 @@ def test_bad_user_code_fails_the_step_and_never_hangs(pb: Any, dk: Any) -> None:
     assert caught.value.step in {"Main", "Side"}
 
 
-def test_returning_the_wrong_type_is_not_retried(pb: Any, dk: Any) -> None:
-    """A programming error, not a transient one: the runtime fails the step at once."""
+@pytest.mark.parametrize(
+    ("returned", "found"),
+    [
+        (lambda pb: None, "None"),
+        (lambda pb: pb.Done(value=1), "a testgraphs.Done message"),
+        (lambda pb: {"value": 1}, "a dict"),
+    ],
+    ids=["none", "another-message", "not-a-message"],
+)
+@pytest.mark.parametrize(
+    "default_retry", [RetryPolicy(max_attempts=5, initial_interval=0.01), None]
+)
+def test_returning_the_wrong_type_is_not_retried(
+    pb: Any,
+    dk: Any,
+    returned: Callable[[Any], Any],
+    found: str,
+    default_retry: RetryPolicy | None,
+) -> None:
+    """A broken contract, not a transient failure: the step fails at once, under a retry
+    policy (the general runner) as without one (the plain runner)."""
 
+    class WrongReturn(RetryingImpl):
+        async def plain(self, ticket: Any) -> Any:
+            self.calls["Plain"] += 1
+            return returned(self.pb)
+
+    impl = WrongReturn(pb)
+    sleep = FakeSleep()
+    graph = dk.Retrying(impl, default_retry=default_retry, sleep=sleep)
+
+    with pytest.raises(StepFailed) as caught:
+        run(graph.run(pb.Bare, ticket=pb.Ticket()))
+
+    message = (
+        f"step 'Plain' returned {found} instead of a testgraphs.Bare message; "
+        "a wrong return value is a bug in the step, so it is not retried"
+    )
+    assert isinstance(caught.value.cause, TypeError)
+    assert str(caught.value.cause) == message
+    assert str(caught.value) == f"step 'Plain' failed after 1 attempt(s): TypeError: {message}"
+    assert caught.value.attempts == 1
+    assert impl.calls["Plain"] == 1
+    assert sleep.delays == []
+
+
+def test_returning_the_wrong_type_is_not_retried_by_the_step_policy(pb: Any, dk: Any) -> None:
     class ReturnsNone(RetryingImpl):
         async def flaky(self, ticket: Any) -> Any:
             self.calls["Flaky"] += 1

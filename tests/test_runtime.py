@@ -13,11 +13,12 @@ import asyncio
 import importlib
 import threading
 from collections import Counter
-from collections.abc import Coroutine, Sequence
+from collections.abc import Coroutine, Iterable, Sequence
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, Optional, TypeVar
 
 import pytest
+from google.protobuf.message import Message
 
 from docket_runtime import BindError, StepFailed
 
@@ -414,8 +415,10 @@ def test_a_step_returning_the_wrong_type_fails_naming_the_expected_type(pb: Any,
     error = caught.value
     assert error.step == "MakeLeft"
     assert isinstance(error.__cause__, TypeError)
-    assert "expected testgraphs.Left" in str(error)
-    assert "Right" in str(error)
+    assert str(error.__cause__) == (
+        "step 'MakeLeft' returned a testgraphs.Right message instead of a testgraphs.Left "
+        "message; a wrong return value is a bug in the step, so it is not retried"
+    )
 
 
 def test_a_step_returning_none_fails(pb: Any, dk: Any) -> None:
@@ -423,7 +426,9 @@ def test_a_step_returning_none_fails(pb: Any, dk: Any) -> None:
         async def step_b(self, seed: Any) -> Any:
             return None
 
-    with pytest.raises(StepFailed, match=r"expected testgraphs\.B") as caught:
+    with pytest.raises(
+        StepFailed, match=r"returned None instead of a testgraphs\.B message"
+    ) as caught:
         run(dk.Fan(ReturnsNone(pb)).run(pb.Fanned, seed=pb.Seed(value=1)))
 
     assert caught.value.step == "StepB"
@@ -456,6 +461,30 @@ def test_an_unknown_input_keyword_is_a_type_error(pb: Any, dk: Any) -> None:
         run(dk.Diamond(impl).run(pb.Joined, seed=pb.Seed(value=1), bogus=pb.Hint()))
 
     assert "it takes seed" in str(caught.value)
+    assert impl.calls == {}
+
+
+def test_a_message_instead_of_its_class_says_to_pass_the_class(pb: Any, dk: Any) -> None:
+    impl = DiamondImpl(pb)
+    graph = dk.Diamond(impl)
+    seed = pb.Seed(value=1)
+
+    with pytest.raises(TypeError) as caught:
+        run(graph.run(pb.Joined(), seed=seed))
+    assert str(caught.value) == (
+        "testgraphs.Diamond.run() takes the message class as target: pass Joined, not Joined()"
+    )
+    with pytest.raises(TypeError) as caught:
+        run(graph.run("testgraphs.Joined", seed=seed))
+    assert str(caught.value) == (
+        "testgraphs.Diamond.run() takes the message class as target (e.g. Joined), "
+        "not 'testgraphs.Joined'"
+    )
+    with pytest.raises(TypeError) as caught:
+        run(graph.fetch_target(pb.Left(), execution_id="e-1"))
+    assert str(caught.value) == (
+        "testgraphs.Diamond.fetch() takes the message class as target: pass Left, not Left()"
+    )
     assert impl.calls == {}
 
 
@@ -525,6 +554,83 @@ def test_binding_a_plain_def_to_an_async_step_fails(pb: Any, dk: Any) -> None:
 
     with pytest.raises(BindError, match=r"'Top'.*async def"):
         dk.Diamond(PlainTop(pb))
+
+
+def annotate(function: Any, hints: dict[str, Any]) -> None:
+    """Give ``function`` annotations that are the fixtures' classes (this module's are text)."""
+    function.__annotations__ = hints
+
+
+def test_binding_checks_annotations_and_reports_every_mismatch_at_once(pb: Any, dk: Any) -> None:
+    class BadFan(FanImpl):
+        async def step_a(self, seed: Any) -> Any:
+            return await super().step_a(seed)
+
+        async def step_b(self, seed: Any) -> Any:
+            return await super().step_b(seed)
+
+        async def step_c(self) -> Any:  # type: ignore[override]
+            return pb.C()
+
+        async def gather(self, a: Any, b: Any, c: Any, hint: Any) -> Any:
+            return await super().gather(a, b, c, hint)
+
+    annotate(BadFan.step_a, {"seed": pb.A, "return": pb.A})
+    annotate(BadFan.step_b, {"seed": pb.Seed, "return": pb.B | None})
+    # c: wider than needed is fine; hint is optional, so it must accept None.
+    hints = {"a": pb.A, "b": Sequence[pb.B], "c": pb.C | None, "hint": pb.Hint, "return": pb.A}
+    annotate(BadFan.gather, hints)
+
+    with pytest.raises(BindError) as caught:
+        dk.Fan(BadFan(pb))
+    assert str(caught.value) == (
+        "BadFan does not match the steps of testgraphs.Fan: fix these to match FanSteps in "
+        "the generated module\n"
+        "  step StepA (BadFan.step_a), parameter seed: expected testgraphs.Seed, "
+        "found testgraphs.A\n"
+        "  step StepB (BadFan.step_b), return: expected testgraphs.B, "
+        "found testgraphs.B | None\n"
+        "  step StepC (BadFan.step_c): takes 0 positional parameter(s), the step passes "
+        "1 input(s) (seed)\n"
+        "  step Gather (BadFan.gather), parameter b: expected testgraphs.B, "
+        "found Sequence[testgraphs.B]\n"
+        "  step Gather (BadFan.gather), parameter hint: expected testgraphs.Hint | None, "
+        "found testgraphs.Hint\n"
+        "  step Gather (BadFan.gather), return: expected testgraphs.Fanned, found testgraphs.A"
+    )
+
+
+def test_binding_accepts_annotations_that_fit_what_the_runtime_passes(pb: Any, dk: Any) -> None:
+    class WideFan(FanImpl):
+        async def step_c(self, seed: Any, extra: int = 0) -> Any:
+            return await super().step_c(seed)
+
+    annotate(WideFan.step_a, {"seed": Message, "return": Message})  # base classes
+    annotate(WideFan.step_b, {"seed": object, "return": Any})
+    annotate(WideFan.step_c, {"seed": "NotImportedHere", "return": pb.C})  # unresolvable
+    optional = Optional[pb.C]  # noqa: UP045 (typing.Optional is a union too)
+    annotate(WideFan.gather, {"hint": Message | None, "c": optional, "return": pb.Fanned})
+    fanned = run(dk.Fan(WideFan(pb)).run(pb.Fanned, seed=pb.Seed(value=1)))
+    assert fanned.total == 2 + 3 + 4
+
+    # A repeated input is a list: list, Sequence, Iterable of the type or of a base all fit.
+    for repeated in (list[pb.A], Sequence[pb.A], Iterable[Message], Sequence, list):
+
+        class Summing(ChainImpl):
+            async def sum(self, values: Any) -> Any:
+                return await super().sum(values)
+
+        annotate(Summing.sum, {"values": repeated, "return": pb.Total})
+        total = run(dk.Chain(Summing(pb)).run(pb.Total, seed=pb.Seed(value=7)))
+        assert total.value == 7
+
+    class Singular(ChainImpl):
+        async def sum(self, values: Any) -> Any:
+            return await super().sum(values)
+
+    annotate(Singular.sum, {"values": pb.A})
+    with pytest.raises(BindError, match=r"parameter values: expected Sequence\[testgraphs\.A\], "):
+        dk.Chain(Singular(pb))
 
 
 # 7. Cancelling the caller ---------------------------------------------------------------------

@@ -23,7 +23,7 @@ from urllib.parse import urlsplit
 
 import psycopg
 import pytest
-from conftest import PG_URL, PgSession, Proxy, proxied, raw_sql
+from conftest import PG_URL, PgSession, Proxy, proxied, raw_sql, with_query
 
 from docket_runtime.stores import (
     SCHEMA_VERSION,
@@ -784,6 +784,10 @@ def test_step_run_and_attempt_rows() -> None:
 
 def test_migrate_is_idempotent_and_required(db_url: str) -> None:
     async def body() -> None:
+        if db_url.startswith("sqlite:"):
+            with pytest.raises(SchemaVersionError, match=r"does not exist.*docket db migrate"):
+                await open_store(db_url)
+            await (await connect(db_url)).close()  # connect() creates the file, empty
         with pytest.raises(SchemaVersionError, match=r"has no Docket tables.*docket db migrate"):
             await open_store(db_url)
         async with await connect(db_url) as store:
@@ -976,15 +980,51 @@ def test_the_runtime_imports_without_psycopg() -> None:
     assert done.returncode == 0, done.stderr
 
 
-def docket_cli(*args: str) -> subprocess.CompletedProcess[str]:
+def docket_cli(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
     env = {k: v for k, v in os.environ.items() if k != "DOCKET_DATABASE_URL"}
     return subprocess.run(
         [sys.executable, "-m", "docket_runtime.cli", *args],
         capture_output=True,
         text=True,
         env=env,
+        cwd=cwd,
         timeout=SAFETY_NET,
     )
+
+
+def test_reading_a_missing_sqlite_file_does_not_create_it(tmp_path: Path) -> None:
+    done = docket_cli("db", "purge", "--url", "sqlite:///missing.db", cwd=tmp_path)
+    missing = tmp_path / "missing.db"
+    assert (done.returncode, done.stdout) == (1, "")
+    assert done.stderr == (
+        f"docket: error: SQLite database {missing} does not exist; create it with "
+        f"`docket db migrate --url sqlite:///{missing}`, or open it with migrate=True\n"
+    )
+    assert list(tmp_path.iterdir()) == []
+
+    folder = tmp_path / "my state"
+    folder.mkdir()
+    path = folder / "docket db.db"
+
+    async def body() -> None:
+        for url in (f"sqlite:///{path}", str(path)):
+            with pytest.raises(SchemaVersionError) as caught:
+                await open_store(url)
+            assert str(caught.value) == (
+                f"SQLite database {path} does not exist; create it with "
+                f"`docket db migrate --url sqlite:///{path}`, or open it with migrate=True"
+            )
+            assert not path.exists()
+        # An existing file opens without being created (read-write mode, its name as a URI).
+        sqlite3.connect(path).close()
+        with pytest.raises(SchemaVersionError, match="has no Docket tables"):
+            await open_store(f"sqlite:///{path}")
+        async with await open_store(f"sqlite:///{path}", migrate=True) as store:
+            assert await store.schema_version() == SCHEMA_VERSION
+        async with await open_store(f"sqlite:///{path}") as store:
+            assert await store.get_results(["x"]) == {}
+
+    run(body())
 
 
 def test_cli_migrate_and_purge(db_url: str) -> None:
@@ -1126,6 +1166,62 @@ def test_postgres_server_gone_is_an_error_not_a_hang(pg: PgSession) -> None:
             await store.close()
 
     run(body())
+
+
+def test_postgres_pool_options_come_from_the_url(pg: PgSession) -> None:
+    url = with_query(pg.fresh_url(), pool_max_size="1", pool_timeout="0.2")
+
+    async def body() -> None:
+        async with await open_store(url, migrate=True) as store:
+            assert isinstance(store, PostgresStore)
+            pool = store._pool
+            # A max_size below the default min_size (2) brings min_size down to it.
+            assert (pool.min_size, pool.max_size, pool.timeout) == (1, 1, 0.2)
+            assert "pool_" not in store.url  # libpq would refuse them: they are taken out
+            holding = asyncio.Event()
+
+            async def hold(conn: psycopg.AsyncConnection[Any]) -> None:
+                holding.set()
+                await conn.execute("SELECT pg_sleep(1)")
+
+            held = asyncio.create_task(store._run(hold))
+            await holding.wait()
+            # The one connection is busy: the next operation waits pool_timeout and says why.
+            with pytest.raises(StoreUnavailable) as caught:
+                await store.get_results(["k"])
+            assert str(caught.value) == (
+                f"Postgres at {store.url}: no pooled connection came free within 0.2s "
+                "(all 1 busy); raise pool_max_size or pool_timeout in the URL, or run fewer "
+                "executions at once"
+            )
+            await held
+            assert await store.get_results(["k"]) == {}
+
+    run(body())
+
+
+@pytest.mark.parametrize(
+    ("query", "message"),
+    [
+        (
+            "pool_max_size=0",
+            "pool_max_size must be a whole number of connections, 1 or more, not '0'",
+        ),
+        (
+            "pool_min_size=-1",
+            "pool_min_size must be a whole number of connections, 0 or more, not '-1'",
+        ),
+        ("pool_timeout=soon", "pool_timeout must be a number of seconds above 0, not 'soon'"),
+        ("pool_timeout=0", "pool_timeout must be a number of seconds above 0, not '0'"),
+        ("pool_min_size=5&pool_max_size=2", "pool_min_size (5) is above pool_max_size (2)"),
+    ],
+)
+def test_bad_postgres_pool_options_are_url_errors(query: str, message: str) -> None:
+    url = f"postgresql://u:secret@127.0.0.1:1/x?sslmode=disable&{query}"
+    with pytest.raises(StoreUrlError) as caught:
+        run(open_store(url))
+    assert str(caught.value) == f"{message}, in {redact_url(url)!r}"
+    assert "secret" not in str(caught.value)
 
 
 # -- keys and rows -------------------------------------------------------------

@@ -277,6 +277,10 @@ def test_apply_refuses_a_database_without_tables_and_the_other_dialect(
 ) -> None:
     url = f"sqlite:///{tmp_path / 'empty.db'}"
     sqlite_file = _views_file(views_gen, url)
+    with pytest.raises(StoreError, match="does not exist; create it with"):
+        asyncio.run(apply_views(url, [sqlite_file]))
+    assert not (tmp_path / "empty.db").exists()
+    sqlite3.connect(tmp_path / "empty.db").close()  # a database, but not Docket's
     with pytest.raises(StoreError, match="has no Docket tables"):
         asyncio.run(apply_views(url, [sqlite_file]))
     asyncio.run(_migrate(url))

@@ -14,8 +14,12 @@ URLs:
   options: ``busy_timeout`` (milliseconds, default 5000) and ``synchronous``
   (``full``, the default, ``normal`` or ``extra``);
 - ``postgresql://user@host:5432/db`` (or ``postgres://``; libpq query
-  parameters such as ``?options=-csearch_path%3Ddocket`` pass through): needs
-  ``pip install 'docket-proto[postgres]'``.
+  parameters such as ``?options=-csearch_path%3Ddocket`` or
+  ``connect_timeout`` pass through): needs ``pip install
+  'docket-proto[postgres]'``. Query options of the connection pool:
+  ``pool_min_size`` (default 2), ``pool_max_size`` (default 10) and
+  ``pool_timeout`` (seconds an operation waits for a free connection,
+  default 10).
 
 The SQL that creates the tables is in ``migrations/``; ``docket db migrate
 --url URL`` applies it.
@@ -23,8 +27,10 @@ The SQL that creates the tables is in ``migrations/``; ``docket db migrate
 
 from __future__ import annotations
 
-from typing import Literal, cast
-from urllib.parse import parse_qsl, urlsplit
+import math
+from collections.abc import Callable
+from typing import Any, Literal, cast
+from urllib.parse import parse_qsl, urlsplit, urlunsplit
 
 from . import _migrations
 from .base import (
@@ -80,8 +86,12 @@ async def connect(url: str) -> Store:
     """Connect to the store at ``url`` without looking at its schema.
 
     Most callers want :func:`open_store`; this is for tools that inspect or
-    migrate the schema themselves.
+    migrate the schema themselves. A missing SQLite file is created.
     """
+    return await _connect(url, create=True)
+
+
+async def _connect(url: str, *, create: bool) -> Store:
     if not isinstance(url, str) or not url.strip():
         raise StoreUrlError("a store URL is required, e.g. sqlite:///docket.db")
     url = url.strip()
@@ -93,7 +103,7 @@ async def connect(url: str) -> Store:
     if scheme in ("postgresql", "postgres"):
         return await _open_postgres(url)
     if scheme == "sqlite" or not scheme:
-        return await _open_sqlite(url, scheme)
+        return await _open_sqlite(url, scheme, create)
     raise StoreUrlError(
         f"unknown store URL scheme {scheme!r} in {redact_url(url)!r}: "
         "use memory://, sqlite:///path.db or postgresql://..."
@@ -105,10 +115,10 @@ async def open_store(url: str, *, migrate: bool = False) -> Store:
 
     With ``migrate=True`` missing migrations are applied first; otherwise a
     database that lacks them is refused with a message saying how to apply
-    them. A database migrated by a newer release is always refused
-    (:class:`SchemaVersionError`).
+    them, and a SQLite file that does not exist is not created. A database
+    migrated by a newer release is always refused (:class:`SchemaVersionError`).
     """
-    store = await connect(url)
+    store = await _connect(url, create=migrate)
     try:
         if migrate:
             await store.migrate()
@@ -128,11 +138,11 @@ async def open_store(url: str, *, migrate: bool = False) -> Store:
     return store
 
 
-async def _open_sqlite(url: str, scheme: str) -> Store:
+async def _open_sqlite(url: str, scheme: str, create: bool) -> Store:
     from .sqlite import SqliteStore
 
     if not scheme:
-        return await SqliteStore.open(url)
+        return await SqliteStore.open(url, create=create)
     parts = urlsplit(url)
     if parts.netloc:
         raise StoreUrlError(
@@ -161,7 +171,21 @@ async def _open_sqlite(url: str, scheme: str) -> Store:
         path,
         busy_timeout_ms=busy,
         synchronous=cast(Literal["normal", "full", "extra"], synchronous),
+        create=create,
     )
+
+
+_POOL_OPTIONS = {
+    "pool_min_size": "min_size",
+    "pool_max_size": "max_size",
+    "pool_timeout": "timeout",
+}
+_POOL_DEFAULTS = {"min_size": 2, "max_size": 10}  # PostgresStore.open's
+_POOL_VALUES: dict[str, tuple[str, Callable[[float], bool]]] = {
+    "pool_min_size": ("a whole number of connections, 0 or more", lambda v: v >= 0),
+    "pool_max_size": ("a whole number of connections, 1 or more", lambda v: v >= 1),
+    "pool_timeout": ("a number of seconds above 0", lambda v: v > 0),
+}
 
 
 async def _open_postgres(url: str) -> Store:
@@ -172,4 +196,42 @@ async def _open_postgres(url: str) -> Store:
             f"{redact_url(url)} needs the Postgres driver: "
             "pip install 'docket-proto[postgres]' (psycopg and psycopg-pool)"
         ) from err
-    return await PostgresStore.open(url)
+    conninfo, pool = _pool_options(url)
+    return await PostgresStore.open(conninfo, **pool)
+
+
+def _pool_options(url: str) -> tuple[str, dict[str, Any]]:
+    """``url`` without Docket's pool parameters (libpq would refuse them), and their values.
+
+    The other parameters are kept as written, for libpq to decode.
+    """
+    parts = urlsplit(url)
+    given: dict[str, float] = {}
+    kept: list[str] = []
+    for item in parts.query.split("&") if parts.query else ():
+        name, _, text = item.partition("=")
+        if name not in _POOL_OPTIONS:
+            kept.append(item)
+            continue
+        try:
+            value = float(text) if name == "pool_timeout" else int(text)
+        except ValueError:
+            value = -1
+        what, fits = _POOL_VALUES[name]
+        if not (math.isfinite(value) and fits(value)):
+            raise StoreUrlError(f"{name} must be {what}, not {text!r}, in {redact_url(url)!r}")
+        given[name] = value
+    if not given:
+        return url, {}
+    low, high = given.get("pool_min_size"), given.get("pool_max_size")
+    if low is not None and high is not None and low > high:
+        raise StoreUrlError(
+            f"pool_min_size ({low:g}) is above pool_max_size ({high:g}), in {redact_url(url)!r}"
+        )
+    pool: dict[str, Any] = {_POOL_OPTIONS[name]: value for name, value in given.items()}
+    # One bound alone moves the other's default out of its way.
+    if high is not None and low is None:
+        pool["min_size"] = min(_POOL_DEFAULTS["min_size"], int(high))
+    if low is not None and high is None:
+        pool["max_size"] = max(_POOL_DEFAULTS["max_size"], int(low))
+    return urlunsplit(parts._replace(query="&".join(kept))), pool

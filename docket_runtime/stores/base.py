@@ -90,7 +90,8 @@ class StoreUrlError(StoreError, ValueError):
 
 
 class SchemaVersionError(StoreError):
-    """The database's schema version is not the one this release works with."""
+    """The database's schema version is not the one this release works with (a SQLite file
+    that does not exist has none)."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -13,11 +13,25 @@ second round trip per operation). A connection the server dropped (restart,
 ``pg_terminate_backend``) therefore fails once: reads then check the pool and
 retry once; writes raise :class:`~docket_runtime.stores.StoreUnavailable`,
 since whether they happened is unknown.
+
+A server that goes away altogether is told apart from one dropped
+connection by one plain connection attempt, made when a pooled connection
+turns out dead (or no connection comes within the pool's timeout). If it
+fails, the store is *down*: it logs one warning (logger ``docket.store``),
+closes its pool (no background reconnection loop, whose every attempt
+psycopg-pool would log, and no caller left waiting for the pool's timeout),
+and every operation raises :class:`~docket_runtime.stores.StoreUnavailable`
+at once, naming the URL (password hidden). At most once per
+:data:`RECHECK_AFTER` seconds an operation tries to connect again; when it
+succeeds, a new pool takes over and the operation goes on.
 """
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
+import logging
+import time
 from collections.abc import Awaitable, Callable, Collection
 from datetime import datetime
 from typing import Any, Final, Literal, TypeVar
@@ -25,7 +39,7 @@ from typing import Any, Final, Literal, TypeVar
 import psycopg
 from psycopg.conninfo import conninfo_to_dict, make_conninfo
 from psycopg.rows import TupleRow, tuple_row
-from psycopg_pool import AsyncConnectionPool, PoolTimeout
+from psycopg_pool import AsyncConnectionPool, PoolClosed, PoolTimeout
 
 from . import _migrations
 from .base import (
@@ -51,10 +65,16 @@ from .base import (
     utc,
 )
 
-__all__ = ["PostgresStore"]
+__all__ = ["RECHECK_AFTER", "PostgresStore"]
 
 T = TypeVar("T")
 Conn = psycopg.AsyncConnection[TupleRow]
+
+_log = logging.getLogger("docket.store")
+
+RECHECK_AFTER: Final = 1.0
+"""Seconds between two attempts to connect while the server is down (see the module
+docstring); the operations in between fail at once."""
 
 # pg_advisory_xact_lock key serialising migrations: the bytes of "docket".
 _MIGRATE_LOCK: Final = int.from_bytes(b"docket", "big")
@@ -198,10 +218,31 @@ class PostgresStore(StoreBase):
     The tables live in the first schema of the connection's ``search_path``.
     """
 
-    def __init__(self, pool: AsyncConnectionPool[Conn], url: str) -> None:
-        """Use :meth:`open`; this takes an open pool of autocommit connections."""
+    def __init__(
+        self,
+        pool: AsyncConnectionPool[Conn],
+        url: str,
+        *,
+        conninfo: str | None = None,
+        max_size: int = 10,
+        timeout: float = 10.0,
+    ) -> None:
+        """Use :meth:`open`; this takes an open pool of autocommit connections.
+
+        With the ``conninfo`` of the pool's connections the store can tell a server
+        that is down from a dropped connection, and replace its pool when the server
+        is back (see the module docstring); ``max_size`` and ``timeout`` are the pool's.
+        """
         self.url = url
         self._pool = pool
+        self._conninfo = conninfo
+        self._max_size = max_size
+        self._timeout = timeout
+        self._min_size = pool.min_size
+        self._down: str | None = None
+        self._recheck_at = 0.0
+        self._answered_at = float("-inf")
+        self._probing = asyncio.Lock()
 
     @classmethod
     async def open(
@@ -215,15 +256,23 @@ class PostgresStore(StoreBase):
     ) -> PostgresStore:
         """Connect to ``conninfo`` (a ``postgresql://`` URL or ``key=value`` string).
 
-        ``timeout`` bounds the wait for a pooled connection, ``connect_timeout``
-        (unless the conninfo sets one) each connection attempt: an unreachable
-        server is an error within seconds, never a hang.
+        ``min_size`` and ``max_size`` bound the pool's connections; ``timeout``
+        bounds the wait for a pooled connection, ``connect_timeout`` (unless the
+        conninfo sets one) each connection attempt: an unreachable server is an
+        error within seconds, never a hang.
         """
         url = redact_url(conninfo)
         try:
             params = conninfo_to_dict(conninfo)
         except psycopg.Error as err:
             raise StoreUrlError(f"not a valid Postgres URL {url!r}: {err}") from err
+        if not 0 <= min_size <= max_size or max_size < 1:
+            raise StoreUrlError(
+                f"pool sizes must satisfy 0 <= min_size <= max_size and max_size >= 1, "
+                f"not min_size={min_size}, max_size={max_size}, for {url}"
+            )
+        if not timeout > 0:
+            raise StoreUrlError(f"the pool timeout must be positive, not {timeout!r}, for {url}")
         if "connect_timeout" not in params:
             conninfo = make_conninfo(conninfo, connect_timeout=connect_timeout)
         # One plain connection first: when the server cannot be reached, the
@@ -233,41 +282,113 @@ class PostgresStore(StoreBase):
         except psycopg.Error as err:
             raise StoreUnavailable(f"cannot connect to Postgres at {url}: {err}") from err
         await probe.close()
-        pool: AsyncConnectionPool[Conn] = AsyncConnectionPool(
-            conninfo,
-            min_size=min_size,
-            max_size=max_size,
-            timeout=timeout,
-            kwargs={"autocommit": True},
-            open=False,
-            name="docket",
-        )
+        pool = _new_pool(conninfo, min_size, max_size, timeout)
         try:
             await pool.open(wait=True, timeout=timeout)
         except PoolTimeout as err:
             await pool.close()
             raise StoreUnavailable(f"cannot connect to Postgres at {url}: {err}") from err
-        return cls(pool, url)
+        return cls(pool, url, conninfo=conninfo, max_size=max_size, timeout=timeout)
 
     # -- plumbing ---------------------------------------------------------
 
     async def _run(self, fn: Callable[[Conn], Awaitable[T]], *, read: bool = False) -> T:
+        if self._down is not None:
+            await self._reconnect()
         retried = False
         while True:
+            pool = self._pool
             try:
-                async with self._pool.connection() as conn:
+                conn = await pool.getconn()
+            except PoolClosed as err:
+                # Closed by a probe that found the server gone, while this one waited.
+                raise self._unavailable(err) from err
+            except PoolTimeout as err:
+                if await self._server_up(pool):
+                    raise StoreUnavailable(
+                        f"Postgres at {self.url}: no pooled connection came free within "
+                        f"{self._timeout:g}s (all {self._max_size} busy); raise pool_max_size "
+                        "or pool_timeout in the URL, or run fewer executions at once"
+                    ) from err
+                raise self._unavailable(err) from err
+            except psycopg.OperationalError as err:
+                raise self._unavailable(err) from err
+            try:
+                async with conn:
                     return await fn(conn)
             except (psycopg.OperationalError, psycopg.InterfaceError) as err:
-                if read and not retried and not isinstance(err, PoolTimeout):
-                    # Most likely a pooled connection the server dropped: let
-                    # the pool discard the dead ones, then read again once.
+                if conn.closed and not await self._server_up(pool):
+                    raise self._unavailable(err) from err
+                if read and not retried and conn.closed:
+                    # A pooled connection the server dropped: let the pool discard the
+                    # dead ones, then read again once.
                     retried = True
                     with contextlib.suppress(psycopg.Error):
-                        await self._pool.check()
+                        await pool.check()
                     continue
                 raise StoreUnavailable(f"Postgres at {self.url} is unavailable: {err}") from err
             except psycopg.Error as err:
                 raise StoreError(f"Postgres at {self.url}: {err}") from err
+            finally:
+                # Into a pool closed meanwhile, a connection is closed quietly.
+                await pool.putconn(conn)
+
+    def _unavailable(self, err: BaseException) -> StoreUnavailable:
+        return StoreUnavailable(self._down or f"Postgres at {self.url} is unavailable: {err}")
+
+    async def _server_up(self, pool: AsyncConnectionPool[Conn]) -> bool:
+        """Whether the server answers, after a pooled connection was found dead.
+
+        One connection attempt answers it for every operation failing at the same
+        time. When it fails, the store is down: one warning, and the pool is closed.
+        """
+        if self._conninfo is None:
+            return True  # built by hand, without the means to tell
+        async with self._probing:
+            if self._down is not None or pool is not self._pool:
+                return self._down is None
+            if time.monotonic() - self._answered_at < RECHECK_AFTER:
+                return True
+            try:
+                probe = await psycopg.AsyncConnection.connect(self._conninfo, autocommit=True)
+            except psycopg.Error as err:
+                self._down = (
+                    f"Postgres at {self.url} is unavailable: cannot connect "
+                    f"({_first_line(err)}); check that the server is running and reachable. "
+                    "Until it answers, every operation of this store fails at once; "
+                    f"it tries to connect again at most every {RECHECK_AFTER:g}s"
+                )
+                self._recheck_at = time.monotonic() + RECHECK_AFTER
+                _log.warning("%s", self._down)
+                # Waiting operations fail now; connections given back are closed quietly.
+                await pool.close()
+                return False
+            await probe.close()
+            self._answered_at = time.monotonic()
+            return True
+
+    async def _reconnect(self) -> None:
+        """While down: raise at once, unless it is time to try again and the server answers;
+        then a new pool replaces the closed one."""
+        down = self._down
+        assert down is not None and self._conninfo is not None
+        if time.monotonic() < self._recheck_at or self._probing.locked():
+            raise StoreUnavailable(down)
+        async with self._probing:
+            if self._down is None:
+                return  # another operation reconnected meanwhile
+            self._recheck_at = time.monotonic() + RECHECK_AFTER
+            try:
+                probe = await psycopg.AsyncConnection.connect(self._conninfo, autocommit=True)
+            except psycopg.Error as err:
+                raise StoreUnavailable(down) from err
+            await probe.close()
+            pool = _new_pool(self._conninfo, self._min_size, self._max_size, self._timeout)
+            await pool.open(wait=False)
+            self._pool = pool
+            self._down = None
+            self._answered_at = time.monotonic()
+            _log.info("Postgres at %s answers again; the store reconnected", self.url)
 
     # -- schema -------------------------------------------------------------
 
@@ -762,6 +883,26 @@ class PostgresStore(StoreBase):
     async def close(self) -> None:
         """Close the pool."""
         await self._pool.close()
+
+
+def _new_pool(
+    conninfo: str, min_size: int, max_size: int, timeout: float
+) -> AsyncConnectionPool[Conn]:
+    return AsyncConnectionPool(
+        conninfo,
+        min_size=min_size,
+        max_size=max_size,
+        timeout=timeout,
+        kwargs={"autocommit": True},
+        open=False,
+        name="docket",
+    )
+
+
+def _first_line(err: BaseException) -> str:
+    """The gist of a libpq error: its first line, without psycopg's prefix."""
+    text = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+    return text.removeprefix("connection failed: ")
 
 
 async def _version(conn: Conn) -> int:

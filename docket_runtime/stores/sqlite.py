@@ -46,6 +46,7 @@ from .base import (
     Claim,
     ExecutionRecord,
     ExecutionStatus,
+    SchemaVersionError,
     StepRunRecord,
     StoreBase,
     StoredResult,
@@ -208,8 +209,10 @@ class SqliteStore(StoreBase):
         *,
         busy_timeout_ms: int = 5000,
         synchronous: Literal["normal", "full", "extra"] = "full",
+        create: bool = True,
     ) -> SqliteStore:
-        """Open (creating if missing) the database file at ``path``.
+        """Open the database file at ``path``, creating it if missing unless ``create`` is
+        false: then a missing file is a :class:`SchemaVersionError` saying how to create it.
 
         ``busy_timeout_ms`` bounds how long an operation waits for another
         process's lock before raising :class:`StoreUnavailable`.
@@ -217,20 +220,31 @@ class SqliteStore(StoreBase):
         if synchronous not in ("normal", "full", "extra"):
             raise ValueError(f"synchronous must be normal, full or extra, not {synchronous!r}")
         target = Path(os.path.abspath(path))
+        if not create and not target.exists():
+            raise SchemaVersionError(
+                f"SQLite database {target} does not exist; create it with "
+                f"`docket db migrate --url sqlite:///{target}`, or open it with migrate=True"
+            )
+        # Without create, SQLite's read-write mode never makes the file, even in a race.
+        where = target if create else f"{target.as_uri()}?mode=rw"
         executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="docket-sqlite")
 
         def connect() -> tuple[sqlite3.Connection, sqlite3.Connection, bool]:
             writer = reader = None
             try:
                 # isolation_level=None: no implicit BEGIN; transactions are explicit.
-                writer = sqlite3.connect(target, isolation_level=None, check_same_thread=False)
+                writer = sqlite3.connect(
+                    where, isolation_level=None, check_same_thread=False, uri=not create
+                )
                 writer.execute(f"PRAGMA busy_timeout = {int(busy_timeout_ms)}")
                 # Some file systems (network mounts) cannot do WAL; SQLite then
                 # silently keeps a rollback journal, where readers wait for writers.
                 (mode,) = writer.execute("PRAGMA journal_mode = WAL").fetchone()
                 writer.execute(f"PRAGMA synchronous = {synchronous.upper()}")
                 writer.create_function("docket_ms_between", 2, _ms_between, deterministic=True)
-                reader = sqlite3.connect(target, isolation_level=None, check_same_thread=False)
+                reader = sqlite3.connect(
+                    where, isolation_level=None, check_same_thread=False, uri=not create
+                )
                 reader.execute(f"PRAGMA busy_timeout = {int(busy_timeout_ms)}")
                 return reader, writer, str(mode).lower() == "wal"
             except BaseException:
