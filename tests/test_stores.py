@@ -784,7 +784,7 @@ def test_step_run_and_attempt_rows() -> None:
 
 def test_migrate_is_idempotent_and_required(db_url: str) -> None:
     async def body() -> None:
-        with pytest.raises(SchemaVersionError, match=r"has no Docket tables.*docket db migrate"):
+        with pytest.raises(SchemaVersionError, match=r"has no Docket tables.*docketctl db migrate"):
             await open_store(db_url)
         async with await connect(db_url) as store:
             assert await store.schema_version() == 0
@@ -990,7 +990,7 @@ def docket_cli(*args: str) -> subprocess.CompletedProcess[str]:
 def test_cli_migrate_and_purge(db_url: str) -> None:
     done = docket_cli("db", "purge", "--url", db_url)
     assert done.returncode == 1
-    assert "docket db migrate" in done.stderr and "Traceback" not in done.stderr
+    assert "docketctl db migrate" in done.stderr and "Traceback" not in done.stderr
 
     done = docket_cli("db", "migrate", "--url", db_url)
     assert done.returncode == 0, done.stderr

@@ -17,7 +17,7 @@ URLs:
   parameters such as ``?options=-csearch_path%3Ddocket`` pass through): needs
   ``pip install 'docket-proto[postgres]'``.
 
-The SQL that creates the tables is in ``migrations/``; ``docket db migrate
+The SQL that creates the tables is in ``migrations/``; ``docketctl db migrate
 --url URL`` applies it.
 """
 
@@ -120,7 +120,7 @@ async def open_store(url: str, *, migrate: bool = False) -> Store:
             what = "has no Docket tables" if found == 0 else f"is at schema version {found}"
             raise SchemaVersionError(
                 f"{store.url} {what}; this docket-proto needs version {SCHEMA_VERSION}. "
-                f"Run `docket db migrate --url {store.url}`, or open it with migrate=True."
+                f"Run `docketctl db migrate --url {store.url}`, or open it with migrate=True."
             )
     except BaseException:
         await store.close()

@@ -2,9 +2,9 @@
 
 From the repository root, against a Postgres database you can write to:
 
-    pip install -e '.[gen,procrastinate]'
+    pip install -e '.[gen,cli,procrastinate]'
     docket-gen examples/durable_orders/protos -o examples/durable_orders/gen
-    docket db migrate --url "$DOCKET_DATABASE_URL" --with-queue
+    docketctl db migrate --url "$DOCKET_DATABASE_URL" --with-queue
     python examples/durable_orders/main.py --url "$DOCKET_DATABASE_URL"
 
 It enqueues ``--orders`` orders (every fifth one with a card that is
@@ -36,7 +36,7 @@ HERE = Path(__file__).resolve().parent
 
 
 async def prepare(url: str) -> None:
-    """Both schemas and the gateway's table (what `docket db migrate --with-queue` does)."""
+    """Both schemas and the gateway's table (what `docketctl db migrate --with-queue` does)."""
     store = await open_store(url, migrate=True)
     await store.close()
     await apply_queue_schema(url)

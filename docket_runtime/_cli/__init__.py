@@ -1,0 +1,59 @@
+"""The commands of ``docketctl`` (the entry point is :mod:`docket_runtime.cli`).
+
+One module per command group: ``db`` (:mod:`.db`). Shared by all of them
+(:mod:`._common`): the ``--url`` and ``--json`` options, :class:`Failure`
+and the exit codes, opening a store that must exist.
+
+To add a command group: write a module defining a ``click.Group`` whose
+commands take :func:`~._common.url_option` (and :func:`~._common.json_option`
+when they print data), run their async body with :func:`~._common.run` and
+raise :class:`~._common.Failure` to stop with a message; then add the group to
+:data:`COMMANDS`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Final
+
+import click
+
+from .db import db
+
+__all__ = ["COMMANDS", "docketctl", "run"]
+
+COMMANDS: Final[tuple[click.Command, ...]] = (db,)
+"""The top-level commands and groups, in the order ``--help`` lists them."""
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
+@click.version_option(package_name="docket-proto", prog_name="docketctl")
+def docketctl() -> None:
+    """Look after the database where Docket keeps executions and results.
+
+    Every command takes --url (default: $DOCKET_DATABASE_URL). Exit status:
+    0 done, 1 not found, refused or failed, 2 usage.
+    """
+
+
+for _command in COMMANDS:
+    docketctl.add_command(_command)
+
+
+def run(argv: Sequence[str] | None = None) -> int:
+    """Run ``docketctl`` with ``argv`` (default: ``sys.argv[1:]``); return the exit status."""
+    try:
+        docketctl.main(
+            args=None if argv is None else list(argv),
+            prog_name="docketctl",
+            standalone_mode=False,
+        )
+    except click.ClickException as err:
+        err.show()
+        return err.exit_code
+    except click.exceptions.Exit as done:
+        return done.exit_code
+    except click.Abort:
+        click.echo("Aborted.", err=True)
+        return 130
+    return 0
