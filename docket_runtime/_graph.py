@@ -297,7 +297,7 @@ class Graph(Generic[S]):
             await store.delete_results(execution_id, [step])
             return
         key = workflow_key(execution_id, step, plan_step.cache.version)
-        row = encode(plan_step, key, "workflow", execution_id, result)
+        row = encode(plan_step, key, "workflow", execution_id, result, graph=self.plan.name)
         await store.settle_step(execution_id, step, result=row, owner=f"settled:{self._owner}")
 
     def _step_named(self, step: str) -> StepTable:

@@ -171,7 +171,7 @@ def make_runner(
                 if persist is not None:
                     row = None
                     if persist.scope is not None and key is not None:
-                        row = encode(step, key, persist.scope, execution.id, result)
+                        row = encode(step, key, persist.scope, execution.id, result, graph=graph)
                     attempt_end = _Attempt(attempt, began, started, None)
                     await shielded(_ended(persist, execution, step, "succeeded", attempt_end, row))
                 execution.values[out_slot] = result
