@@ -326,25 +326,29 @@ def _abandoned(run: StepRunRecord) -> bool:
 
 
 def owner_dead(owner: str) -> bool:
-    """Whether ``owner`` (``host:pid:token``) names a process of this host that is gone.
+    """Whether ``owner`` (``host:pid:token``) names a process of this host that is gone."""
+    return owner_alive(owner) is False
 
-    ``False`` when it cannot be told: another host, this very process, or an
-    owner given by hand in another form.
+
+def owner_alive(owner: str) -> bool | None:
+    """Whether the process ``owner`` (``host:pid:token``) names is alive: ``True`` or
+    ``False`` for a process of this host, ``None`` when it cannot be told (another
+    host, or an owner given by hand in another form). This very process is alive.
     """
     host, _, rest = owner.partition(":")
     pid_text = rest.partition(":")[0]
     if host != socket.gethostname() or not pid_text.isdigit():
-        return False
+        return None
     pid = int(pid_text)
     if pid == os.getpid():
-        return False
+        return True
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
-        return True
-    except OSError:  # PermissionError: it exists, under another user
         return False
-    return False
+    except OSError:  # PermissionError: it exists, under another user
+        return True
+    return True
 
 
 async def _attempt_started(persist: Persistence, execution: Execution, step: str) -> int:
