@@ -1,8 +1,9 @@
 """The commands of ``docketctl`` (the entry point is :mod:`docket_runtime.cli`).
 
-One module per command group: ``db`` (:mod:`.db`). Shared by all of them
-(:mod:`._common`): the ``--url`` and ``--json`` options, :class:`Failure`
-and the exit codes, opening a store that must exist.
+One module per command group: ``cache`` (:mod:`.cache`); ``db`` (:mod:`.db`).
+Shared by all of them: the ``--url`` and ``--json`` options, :class:`Failure`
+and the exit codes, opening a store that must exist (:mod:`._common`); tables
+and times (:mod:`._render`).
 
 To add a command group: write a module defining a ``click.Group`` whose
 commands take :func:`~._common.url_option` (and :func:`~._common.json_option`
@@ -18,11 +19,12 @@ from typing import Final
 
 import click
 
+from .cache import cache
 from .db import db
 
 __all__ = ["COMMANDS", "docketctl", "run"]
 
-COMMANDS: Final[tuple[click.Command, ...]] = (db,)
+COMMANDS: Final[tuple[click.Command, ...]] = (cache, db)
 """The top-level commands and groups, in the order ``--help`` lists them."""
 
 

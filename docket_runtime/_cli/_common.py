@@ -18,7 +18,7 @@ from urllib.parse import urlsplit
 
 import click
 
-from ..stores import Store, StoreError, open_store
+from ..stores import Store, StoreError, connect, open_store
 
 T = TypeVar("T")
 F = TypeVar("F", bound=Callable[..., Any])
@@ -82,15 +82,16 @@ def sqlite_path(url: str) -> Path | None:
 
 
 @asynccontextmanager
-async def open_existing(url: str) -> AsyncIterator[Store]:
-    """The store at ``url``, which must exist with Docket's tables: a missing SQLite file
-    is an error, never created here (``db migrate`` creates it)."""
+async def open_existing(url: str, *, any_schema: bool = False) -> AsyncIterator[Store]:
+    """The store at ``url``, which must exist: a missing SQLite file is an error, never
+    created here (``db migrate`` creates it). Its tables must be at the schema version of
+    this release, unless ``any_schema`` (for commands that report on the schema)."""
     path = sqlite_path(url)
     if path is not None and not path.is_file():
         raise Failure(
             f"no SQLite database at {path.absolute()}: check --url "
             f"(`docketctl db migrate --url {url}` creates one)"
         )
-    store = await open_store(url)
+    store = await (connect(url) if any_schema else open_store(url))
     async with store:
         yield store

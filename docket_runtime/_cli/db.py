@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import click
 
-from ..stores import SCHEMA_VERSION, StoreError, connect
-from ._common import Failure, open_existing, run, url_option
+from ..stores import SCHEMA_VERSION, MigrationRecord, StoreError, connect
+from ._common import Failure, emit_json, json_option, open_existing, run, url_option
+from ._render import iso, table, when
 
 
 @click.group()
@@ -31,6 +32,48 @@ def migrate(url: str, with_queue: bool) -> None:
 def purge(url: str) -> None:
     """Delete cached results whose ttl has expired."""
     click.echo(run(_purge(url)))
+
+
+@db.command()
+@url_option
+@json_option
+def status(url: str, as_json: bool) -> None:
+    """Show the schema version, and the migrations applied and pending."""
+    where, version, migrations = run(_status(url))
+    applied = [m for m in migrations if m.applied_at is not None]
+    pending = [m for m in migrations if m.applied_at is None]
+    if as_json:
+        emit_json(
+            {
+                "url": where,
+                "schema_version": version,
+                "supported_version": SCHEMA_VERSION,
+                "applied": [
+                    {"version": m.version, "name": m.name, "applied_at": iso(m.applied_at)}
+                    for m in applied
+                ],
+                "pending": [{"version": m.version, "name": m.name} for m in pending],
+            }
+        )
+        return
+    click.echo(f"database  {where}")
+    click.echo(f"schema    version {version} (this docketctl knows up to {SCHEMA_VERSION})")
+    rows = [[m.name, "applied", when(m.applied_at)] for m in applied]
+    rows += [[m.name, "pending", ""] for m in pending]
+    if rows:
+        click.echo("")
+        click.echo(table(["MIGRATION", "STATE", "APPLIED"], rows))
+    if pending:
+        click.echo("")
+        click.echo(f"{len(pending)} pending: docketctl db migrate --url {where} applies them")
+    elif version > SCHEMA_VERSION:
+        click.echo("")
+        click.echo("a newer docket-proto migrated this database: upgrade docket-proto here")
+
+
+async def _status(url: str) -> tuple[str, int, list[MigrationRecord]]:
+    async with open_existing(url, any_schema=True) as store:
+        return store.url, await store.schema_version(), await store.get_migrations()
 
 
 async def _migrate(url: str, with_queue: bool = False) -> str:
