@@ -963,7 +963,9 @@ def test_two_processes_racing_on_at_most_once_steps(
             assert theirs["charge"] == mine["charge"]  # the winner's result, not a second charge
             seen["result"] += 1
         else:
-            assert theirs["claimed"] == {"owner": winner, "status": "claimed"}
+            # The winner's claim, before or after its body started (a race either way).
+            assert theirs["claimed"]["owner"] == winner
+            assert theirs["claimed"]["status"] in ("claimed", "running")
             seen["claimed"] += 1
         if group == "held":
             assert "claimed" in theirs
