@@ -1,9 +1,13 @@
 """The commands of ``docketctl`` (the entry point is :mod:`docket_runtime.cli`).
 
-One module per command group: ``cache`` (:mod:`.cache`); ``db`` (:mod:`.db`).
-Shared by all of them: the ``--url`` and ``--json`` options, :class:`Failure`
-and the exit codes, opening a store that must exist (:mod:`._common`); tables
-and times (:mod:`._render`).
+One module per command group: ``executions`` (:mod:`.executions`); the
+commands that change one execution, ``rerun-from``, ``settle``, ``cancel``
+and ``retry`` (:mod:`.control`); ``cache`` (:mod:`.cache`); ``db``
+(:mod:`.db`). Shared by all of them: the ``--url`` and ``--json`` options,
+:class:`Failure` and the exit codes, opening a store that must exist
+(:mod:`._common`); tables and times (:mod:`._render`); whether an execution is
+stuck, and its queue jobs (:mod:`._health`); loading a generated graph's plan
+(:mod:`._graphs`).
 
 To add a command group: write a module defining a ``click.Group`` whose
 commands take :func:`~._common.url_option` (and :func:`~._common.json_option`
@@ -20,11 +24,21 @@ from typing import Final
 import click
 
 from .cache import cache
+from .control import cancel, rerun_from, retry, settle
 from .db import db
+from .executions import executions
 
 __all__ = ["COMMANDS", "docketctl", "run"]
 
-COMMANDS: Final[tuple[click.Command, ...]] = (cache, db)
+COMMANDS: Final[tuple[click.Command, ...]] = (
+    executions,
+    rerun_from,
+    settle,
+    cancel,
+    retry,
+    cache,
+    db,
+)
 """The top-level commands and groups, in the order ``--help`` lists them."""
 
 
