@@ -347,8 +347,18 @@ def owner_alive(owner: str) -> bool | None:
     except ProcessLookupError:
         return False
     except OSError:  # PermissionError: it exists, under another user
-        return True
-    return True
+        pass
+    return not _zombie(pid)
+
+
+def _zombie(pid: int) -> bool:
+    """Whether ``pid`` has exited but was not reaped yet (Linux; ``False`` elsewhere)."""
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as stat:
+            # "pid (comm) state ...": the command may hold spaces and parentheses.
+            return stat.read().rpartition(b")")[2].split()[0] == b"Z"
+    except (OSError, IndexError):
+        return False
 
 
 async def _attempt_started(persist: Persistence, execution: Execution, step: str) -> int:

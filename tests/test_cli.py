@@ -49,6 +49,7 @@ from test_persistence import (
 
 from docket_runtime import StepFailed
 from docket_runtime._cli import docketctl
+from docket_runtime._runner import owner_alive
 from docket_runtime.durable import enqueue, install
 from docket_runtime.durable._record import record_execution
 from docket_runtime.durable._resume import Continue, resume
@@ -282,6 +283,26 @@ def test_a_wrong_or_unreachable_database_is_one_line(tmp_path: Path) -> None:
     )
 
 
+def test_an_owner_is_alive_dead_or_unknown() -> None:
+    proc = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    owner = f"{HOST}:{proc.pid}:abcd1234"
+    try:
+        assert owner_alive(owner) is True
+        proc.kill()
+        deadline = time.monotonic() + SAFETY_NET
+        while owner_alive(owner):  # a zombie until reaped: dead already
+            assert time.monotonic() < deadline
+            time.sleep(0.01)
+        assert Path(f"/proc/{proc.pid}").exists()  # not reaped yet
+    finally:
+        proc.kill()
+        proc.wait()
+    assert owner_alive(owner) is False
+    assert owner_alive(f"{HOST}:{os.getpid()}:me") is True
+    assert owner_alive(f"elsewhere.example:{os.getpid()}:x") is None  # another host
+    assert owner_alive("Graph(owner=...)") is None  # given by hand
+
+
 # -- db ------------------------------------------------------------------------------------------
 
 
@@ -327,10 +348,15 @@ def test_db_status_migrate_and_purge(db_url: str, tmp_path: Path) -> None:
             {"version": m.version, "name": m.name, "applied_at": iso(m.applied_at)} for m in applied
         ],
         "pending": [],
+        "queue": None if db_url.startswith("sqlite:") else False,  # Postgres, but no queue
     }
     done = ctl("db", "status", "--url", db_url)
     assert done.line("0003_results_graph", "applied")
     assert "pending" not in done.out
+    if db_url.startswith("postgresql:"):
+        assert done.line("queue", "Procrastinate's tables absent")
+    if db_url.startswith("postgresql:"):
+        assert done.line("queue", "Procrastinate's tables absent")
 
     done = ctl("db", "purge", "--url", db_url)
     assert done.code == 0 and done.out.startswith("purged 0 expired result(s)"), done
@@ -710,6 +736,7 @@ def test_durable_executions_through_the_queue(
     url = pg.fresh_url()
     done = ctl("db", "migrate", "--url", url, "--with-queue")
     assert done.code == 0 and "created Procrastinate's tables" in done.out, done
+    assert ctl("db", "status", "--url", url, "--json").json()["queue"] is True
     pg.sql(url, EFFECTS_TABLE)
     workers = Workers(url, durable_gen, tmp_path)
 

@@ -171,6 +171,19 @@ async def queue_app(url: str, *, required: bool = False) -> AsyncIterator[procra
         yield app
 
 
+async def queue_tables(url: str) -> bool | None:
+    """Whether the database at ``url`` has Procrastinate's tables; ``None`` when it cannot
+    have them (not Postgres) or they cannot be looked for (Procrastinate not installed)."""
+    if not url.lower().startswith(("postgresql://", "postgres://")):
+        return None
+    try:
+        import procrastinate  # noqa: F401
+    except ImportError:
+        return None
+    async with queue_app(url) as app:
+        return app is not None
+
+
 async def health_of(
     store: Store,
     url: str,

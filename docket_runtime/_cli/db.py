@@ -6,6 +6,7 @@ import click
 
 from ..stores import SCHEMA_VERSION, MigrationRecord, StoreError, connect
 from ._common import Failure, emit_json, json_option, open_existing, run, url_option
+from ._health import queue_tables
 from ._render import iso, table, when
 
 
@@ -39,7 +40,7 @@ def purge(url: str) -> None:
 @json_option
 def status(url: str, as_json: bool) -> None:
     """Show the schema version, and the migrations applied and pending."""
-    where, version, migrations = run(_status(url))
+    where, version, migrations, queue = run(_status(url))
     applied = [m for m in migrations if m.applied_at is not None]
     pending = [m for m in migrations if m.applied_at is None]
     if as_json:
@@ -53,11 +54,15 @@ def status(url: str, as_json: bool) -> None:
                     for m in applied
                 ],
                 "pending": [{"version": m.version, "name": m.name} for m in pending],
+                "queue": queue,
             }
         )
         return
     click.echo(f"database  {where}")
     click.echo(f"schema    version {version} (this docketctl knows up to {SCHEMA_VERSION})")
+    if queue is not None:
+        tables = "present" if queue else "absent (db migrate --with-queue creates them)"
+        click.echo(f"queue     Procrastinate's tables {tables}")
     rows = [[m.name, "applied", when(m.applied_at)] for m in applied]
     rows += [[m.name, "pending", ""] for m in pending]
     if rows:
@@ -71,9 +76,10 @@ def status(url: str, as_json: bool) -> None:
         click.echo("a newer docket-proto migrated this database: upgrade docket-proto here")
 
 
-async def _status(url: str) -> tuple[str, int, list[MigrationRecord]]:
+async def _status(url: str) -> tuple[str, int, list[MigrationRecord], bool | None]:
     async with open_existing(url, any_schema=True) as store:
-        return store.url, await store.schema_version(), await store.get_migrations()
+        version, migrations = await store.schema_version(), await store.get_migrations()
+        return store.url, version, migrations, await queue_tables(url)
 
 
 async def _migrate(url: str, with_queue: bool = False) -> str:
