@@ -33,6 +33,7 @@ from docket_runtime.durable import apply_queue_schema, enqueue
 from docket_runtime.stores import open_store
 
 HERE = Path(__file__).resolve().parent
+ENDED = ("succeeded", "failed", "cancelled")
 
 
 async def prepare(url: str) -> None:
@@ -69,7 +70,7 @@ async def main(url: str, orders: int, workers: int) -> int:
             started = time.monotonic()
             while True:
                 rows = [await wiring.store.get_execution(i) for i in ids]
-                if all(r is not None and r.status in ("succeeded", "failed") for r in rows):
+                if all(r is not None and r.status in ENDED for r in rows):
                     break
                 if time.monotonic() - started > 120:
                     print("gave up after 120 s: are workers running?")
