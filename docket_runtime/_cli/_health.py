@@ -28,7 +28,7 @@ from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Final
 
 from .._runner import owner_alive
-from ..stores import ExecutionRecord, ExecutionStatus, StepRunRecord, Store
+from ..stores import ExecutionRecord, ExecutionStatus, StepRunRecord, Store, redact_url
 from ._common import Failure
 from ._render import relative, span, when
 
@@ -144,7 +144,10 @@ async def queue_app(url: str, *, required: bool = False) -> AsyncIterator[procra
     Procrastinate not installed), unless ``required``: then that is a :class:`Failure`."""
     if not url.lower().startswith(("postgresql://", "postgres://")):
         if required:
-            raise Failure(f"durable executions run on a Procrastinate queue in Postgres, not {url}")
+            raise Failure(
+                "durable executions run on a Procrastinate queue in Postgres, "
+                f"not {redact_url(url)}"
+            )
         yield None
         return
     try:
@@ -159,16 +162,23 @@ async def queue_app(url: str, *, required: bool = False) -> AsyncIterator[procra
     connector = procrastinate.PsycopgConnector(conninfo=url, min_size=1, max_size=2)
     app = procrastinate.App(connector=connector)
     install(app)
-    async with app.open_async():
-        if not await app.job_manager.check_connection_async():
-            if required:
-                raise Failure(
-                    "no Procrastinate tables in this database "
-                    f"(`docketctl db migrate --with-queue --url {url}` creates them)"
-                )
-            yield None
-            return
-        yield app
+    try:
+        await app.open_async()
+    except Exception as err:  # the driver's errors: one line, no traceback
+        raise Failure(f"cannot open Procrastinate's queue at {redact_url(url)}: {err}") from err
+    try:
+        try:
+            present = await app.job_manager.check_connection_async()
+        except Exception as err:
+            raise Failure(f"cannot read Procrastinate's queue at {redact_url(url)}: {err}") from err
+        if not present and required:
+            raise Failure(
+                "no Procrastinate tables in this database "
+                f"(`docketctl db migrate --with-queue --url {redact_url(url)}` creates them)"
+            )
+        yield app if present else None
+    finally:
+        await app.close_async()
 
 
 async def queue_tables(url: str) -> bool | None:

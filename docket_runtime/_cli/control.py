@@ -47,7 +47,7 @@ def _refuse_if_running(health: Health, steps: list[str], force: bool) -> None:
     who = f"step {busy[0].step} runs in {busy[0].owner}" if busy else "a durable worker runs it"
     raise Failure(
         f"execution {health.execution_id!r} is running ({who}): changing {', '.join(steps)} "
-        "now would race with it; wait, cancel it, or give --force"
+        "now would race with it; wait for it to end, or give --force"
     )
 
 
