@@ -467,7 +467,8 @@ def test_executions_in_every_state(
         "steps": [step_json(r, me) for r in flaky_runs],
     }
     # Its retry 5 minutes late: stuck. With no grace, once the second has passed.
-    time.sleep(max(0.0, (flaky.wake_at - datetime.now(UTC)).total_seconds()) + 0.05)
+    last_wake = max(flaky.wake_at, rows["flaky-2"][0].wake_at)
+    time.sleep(max(0.0, (last_wake - datetime.now(UTC)).total_seconds()) + 0.05)
     stuck = ctl("executions", "list", "--url", db_url, "--stuck", "--grace", "0s", "--json").json()
     assert [(e["execution_id"], e["stuck"][0].split(" (")[0]) for e in stuck] == [
         ("flaky-2", f"its retry was due at {rows['flaky-2'][0].wake_at:%Y-%m-%d %H:%M:%S}Z"),
@@ -685,6 +686,38 @@ def test_a_killed_claim_released_runs_the_step_again(
     (line,) = finished(worker("order", **config))
     assert "confirmation" in line
     assert effects(tmp_path)["start ChargeCard"] == 2  # it did not happen: charged now
+
+
+def test_a_claim_of_an_unrecorded_execution_held_by_a_dead_process(db_url: str) -> None:
+    gone = subprocess.Popen([sys.executable, "-c", "pass"])
+    gone.wait()
+    owner = f"{HOST}:{gone.pid}:deadbeef"
+
+    async def claim() -> StepRunRecord:
+        async with await open_store(db_url, migrate=True) as store:
+            assert (await store.claim_step("u-1", "ChargeCard", owner=owner)).won
+            (run,) = await store.get_step_runs("u-1")
+            return run
+
+    claimed = run(claim())
+    why = f"step ChargeCard is claimed by {owner}, which is dead"
+    assert ctl("executions", "list", "--url", db_url, "--json").json() == []  # not recorded
+    stuck = ctl("executions", "list", "--url", db_url, "--stuck", "--json").json()
+    assert stuck == [execution_json(None, "u-1", stuck=[why])]
+    assert ctl("executions", "list", "--url", db_url, "--stuck", "--graph", "x.Y").out == (
+        "no stuck executions\n"
+    )
+    done = ctl("executions", "list", "--url", db_url, "--stuck")
+    assert done.line("u-1", "unrecorded", f"STUCK: {why}")
+    done = ctl("executions", "show", "u-1", "--url", db_url)
+    assert done.line("status", "not recorded")
+    assert done.line("stuck", why)
+    assert done.line("ChargeCard", "claimed", "0", owner).split()[-1] == "no"
+    assert ctl("executions", "show", "u-1", "--url", db_url, "--json").json() == {
+        "execution": execution_json(None, "u-1", stuck=[why]),
+        "jobs": None,
+        "steps": [step_json(claimed, False)],
+    }
 
 
 # -- cache ---------------------------------------------------------------------------------------
