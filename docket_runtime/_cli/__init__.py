@@ -42,7 +42,17 @@ COMMANDS: Final[tuple[click.Command, ...]] = (
 """The top-level commands and groups, in the order ``--help`` lists them."""
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
+class _InOrder(click.Group):
+    """A group whose help lists its commands in the order they were added."""
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return list(self.commands)
+
+
+@click.group(
+    cls=_InOrder,
+    context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100},
+)
 @click.version_option(package_name="docket-proto", prog_name="docketctl")
 def docketctl() -> None:
     """Look after the database where Docket keeps executions and results.
