@@ -87,7 +87,7 @@ def _min_protobuf(
     "--views",
     is_flag=True,
     help="Also write <file>_views.postgres.sql and <file>_views.sqlite.sql: typed SQL views "
-    "of the kept step results (apply them with `docket views apply`).",
+    "of the kept step results (apply them with `docketctl views apply`).",
 )
 @click.version_option(package_name="docket-proto")
 def main(

@@ -1,4 +1,4 @@
-"""``docket plan MODULE:Graph``: print a graph's plan as text, Mermaid or DOT.
+"""``docketctl plan MODULE:Graph``: print a graph's plan as text, Mermaid or DOT.
 
 The logic is :func:`load_plan` and :func:`plan_text`; :func:`register` adds the
 command to an argparse CLI and :func:`plan_command` builds it as a click command
@@ -77,7 +77,7 @@ def _plan_of(value: object) -> GraphPlan | None:
 def plan_text(
     spec: str, *, target: str | None = None, format: str = "text", paths: Sequence[str] = ()
 ) -> str:
-    """What ``docket plan`` prints."""
+    """What ``docketctl plan`` prints."""
     plan = load_plan(spec, paths)
     try:
         return diagram.render(plan, format, target=target)
@@ -110,6 +110,8 @@ def plan_command() -> click.Command:
     """``plan`` as a click command, for a click CLI: ``cli.add_command(plan_command())``."""
     import click
 
+    from ._cli._common import Failure
+
     @click.command("plan", help=HELP[0].upper() + HELP[1:] + ".")
     @click.argument("graph", metavar="MODULE:Graph")
     @click.option("--target", "-t", default=None, help=TARGET_HELP)
@@ -119,6 +121,6 @@ def plan_command() -> click.Command:
         try:
             click.echo(plan_text(graph, target=target, format=format_, paths=paths), nl=False)
         except PlanNotFound as err:
-            raise click.ClickException(err.args[0]) from err
+            raise Failure(err.args[0]) from err
 
     return plan

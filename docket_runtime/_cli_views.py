@@ -62,6 +62,8 @@ def views_group() -> click.Group:
     """``views`` as a click group, for a click CLI: ``cli.add_command(views_group())``."""
     import click
 
+    from ._cli._common import Failure
+
     @click.group("views", help=HELP[0].upper() + HELP[1:] + ".")
     def views() -> None:
         pass
@@ -73,6 +75,6 @@ def views_group() -> click.Group:
         try:
             click.echo(apply_message(url, files))
         except StoreError as err:
-            raise click.ClickException(str(err)) from err
+            raise Failure(str(err)) from err
 
     return views

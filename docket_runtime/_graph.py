@@ -22,7 +22,7 @@ from typing import Any, ClassVar, Generic, Literal, TypeVar, cast
 
 from google.protobuf.message import Message
 
-from . import _deps
+from . import _amend
 from ._batch import run_batch
 from ._checks import check_annotations, unknown_error_names
 from ._engine import Engine
@@ -342,7 +342,9 @@ class Graph(Generic[S]):
         assert self.store is not None  # checked by run_target
         step = producer.step
         key = workflow_key(execution.id, step.name, step.cache.version)
-        row = encode(step, key, "workflow", execution.id, execution.values[table.slot])
+        row = encode(
+            step, key, "workflow", execution.id, execution.values[table.slot], graph=self.plan.name
+        )
         # The execution's value lasts as long as the execution's records: no cache ttl.
         await self.store.put_result(dataclasses.replace(row, expires_at=None))
 
@@ -354,10 +356,8 @@ class Graph(Generic[S]):
         """
         if self.store is None:
             return []
-        self.plan.step(step)  # KeyError naming the graph if there is no such step
-        downstream = _deps.downstream(_deps.needs_of(self.plan.steps), (step,))
-        await self.store.delete_results(execution_id, downstream)
-        return downstream
+        forgotten, _ = await _amend.rerun_from(self.plan, self.store, step, execution_id)
+        return forgotten
 
     async def settle(
         self,
@@ -377,41 +377,17 @@ class Graph(Generic[S]):
         ``AT_MOST_ONCE``, when there is no claim to settle, or when it already
         succeeded (use :meth:`rerun_from` to run it again).
         """
-        table = self._step_named(step)
-        plan_step = table.step
-        if plan_step.delivery is not Delivery.AT_MOST_ONCE:
-            raise ValueError(
-                f"step {step!r} of {self.plan.name} is not AT_MOST_ONCE: it has no claim to "
-                f"settle (rerun_from({step!r}, {execution_id!r}) runs it again)"
-            )
-        if (result is None) == (not release):
-            raise ValueError("settle takes a result message, or release=True, not both")
-        if result is not None and type(result) is not table.out_cls:
-            raise TypeError(
-                f"step {step!r} of {self.plan.name} returns "
-                f"{table.out_cls.DESCRIPTOR.full_name}, not {type(result).__qualname__}"
-            )
-        store = self.store
-        assert store is not None  # an AT_MOST_ONCE step keeps its result: the graph has a store
-        runs = {run.step: run for run in await store.get_step_runs(execution_id)}
-        run = runs.get(step)
-        if run is None:
-            raise ValueError(f"step {step!r} has no claim in execution {execution_id!r}")
-        if run.status == "succeeded":
-            raise ValueError(
-                f"step {step!r} of execution {execution_id!r} succeeded already; "
-                f"rerun_from({step!r}, {execution_id!r}) runs it again"
-            )
-        if result is None:
-            await store.delete_results(execution_id, [step])
-            return
-        key = workflow_key(execution_id, step, plan_step.cache.version)
-        row = encode(plan_step, key, "workflow", execution_id, result)
-        await store.settle_step(execution_id, step, result=row, owner=f"settled:{self._owner}")
-
-    def _step_named(self, step: str) -> StepTable:
-        self.plan.step(step)  # KeyError naming the graph if there is no such step
-        return next(t for t in self._tables.steps if t.step.name == step)
+        # No store only when no step keeps results: none is AT_MOST_ONCE, and settle says so.
+        store = self.store or MemoryStore()
+        await _amend.settle(
+            self.plan,
+            store,
+            step,
+            execution_id,
+            result,
+            release=release,
+            owner=f"settled:{self._owner}",
+        )
 
     # -- the interface the batch runner and the durable adapter use -------------------------
 

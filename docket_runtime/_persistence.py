@@ -58,9 +58,12 @@ def encode(
     scope: Scope,
     execution_id: str | None,
     message: Message,
+    *,
+    graph: str,
     now: datetime | None = None,
 ) -> StoredResult:
-    """The row keeping ``message`` as ``step``'s result (proto bytes plus queryable JSON)."""
+    """The row keeping ``message`` as ``step``'s result (proto bytes plus queryable JSON);
+    ``graph`` is the full name of the graph writing it."""
     created = now or datetime.now(UTC)
     ttl = step.cache.ttl
     return StoredResult(
@@ -82,6 +85,7 @@ def encode(
         ),
         created_at=created,
         expires_at=None if ttl is None else created + timedelta(seconds=ttl),
+        graph=graph,
     )
 
 

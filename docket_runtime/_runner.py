@@ -172,7 +172,7 @@ def make_runner(
                 if persist is not None:
                     row = None
                     if persist.scope is not None and key is not None:
-                        row = encode(step, key, persist.scope, execution.id, result)
+                        row = encode(step, key, persist.scope, execution.id, result, graph=graph)
                     attempt_end = _Attempt(attempt, began, started, None)
                     await shielded(_ended(persist, execution, step, "succeeded", attempt_end, row))
                 execution.values[out_slot] = result
@@ -342,25 +342,39 @@ def _abandoned(run: StepRunRecord) -> bool:
 
 
 def owner_dead(owner: str) -> bool:
-    """Whether ``owner`` (``host:pid:token``) names a process of this host that is gone.
+    """Whether ``owner`` (``host:pid:token``) names a process of this host that is gone."""
+    return owner_alive(owner) is False
 
-    ``False`` when it cannot be told: another host, this very process, or an
-    owner given by hand in another form.
+
+def owner_alive(owner: str) -> bool | None:
+    """Whether the process ``owner`` (``host:pid:token``) names is alive: ``True`` or
+    ``False`` for a process of this host, ``None`` when it cannot be told (another
+    host, or an owner given by hand in another form). This very process is alive.
     """
     host, _, rest = owner.partition(":")
     pid_text = rest.partition(":")[0]
     if host != socket.gethostname() or not pid_text.isdigit():
-        return False
+        return None
     pid = int(pid_text)
     if pid == os.getpid():
-        return False
+        return True
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
-        return True
-    except OSError:  # PermissionError: it exists, under another user
         return False
-    return False
+    except OSError:  # PermissionError: it exists, under another user
+        pass
+    return not _zombie(pid)
+
+
+def _zombie(pid: int) -> bool:
+    """Whether ``pid`` has exited but was not reaped yet (Linux; ``False`` elsewhere)."""
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as stat:
+            # "pid (comm) state ...": the command may hold spaces and parentheses.
+            return stat.read().rpartition(b")")[2].split()[0] == b"Z"
+    except (OSError, IndexError):
+        return False
 
 
 async def _attempt_started(persist: Persistence, execution: Execution, step: str) -> int:

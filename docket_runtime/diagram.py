@@ -20,7 +20,7 @@ repeated      ``A ==>|"[]"| B``    bold, labelled ``[]``
     print(diagram.render(users_docket.USER_GRAPH_PLAN, "mermaid"))
     print(diagram.render(plan, "dot", target="parallel.EnrichedUser"))  # only its steps
 
-``docket plan MODULE:Graph --format mermaid`` prints the same from the command line.
+``docketctl plan MODULE:Graph --format mermaid`` prints the same from the command line.
 Type names are written relative to the graph's package. The output is deterministic.
 """
 

@@ -5,14 +5,14 @@ results are kept, ``<file>_views.postgres.sql`` and ``<file>_views.sqlite.sql``:
 one view per kept step over ``docket_results``, with a typed column per field
 of the step's output (see ``docs/diagrams-and-views.md``). Apply them with::
 
-    docket views apply gen/shop/v1/checkout_views.postgres.sql --url postgresql://...
+    docketctl views apply gen/shop/v1/checkout_views.postgres.sql --url postgresql://...
 
 or from Python::
 
     names = await apply_views("sqlite:///docket.db", ["gen/shop/v1/checkout_views.sqlite.sql"])
 
 Every file is applied in one transaction: all its views or none. The database
-must hold Docket's tables at the current schema version (``docket db migrate``).
+must hold Docket's tables at the current schema version (``docketctl db migrate``).
 On Postgres a view is replaced in place (``CREATE OR REPLACE VIEW``, which keeps
 the grants on it); when its columns changed (a field renamed or removed, a
 type changed), Postgres refuses that, and the view is dropped and created

@@ -338,7 +338,7 @@ def test_docket_plan_says_what_it_cannot_find(
 ) -> None:
     assert docket_main(["plan", *spec.split(), "--path", str(examples_gen)]) == 1
     err = capsys.readouterr().err
-    assert err.startswith("docket: error: ") and message in err, err
+    assert err.startswith("docketctl: error: ") and message in err, err
 
 
 def test_docket_gen_diagrams_writes_a_markdown_page_per_proto(tmp_path: Path) -> None:
@@ -375,4 +375,4 @@ def test_plan_is_also_a_click_command(examples_gen: Path) -> None:
     assert result.exit_code == 0, result.output
     assert result.output == (GOLDEN / "hello" / "Greeter.mmd").read_text()
     result = CliRunner().invoke(plan_command(), ["hello.greeter_docket:Nope"])
-    assert result.exit_code == 1 and "Error: " in result.output
+    assert result.exit_code == 1 and "docketctl: error: " in result.output

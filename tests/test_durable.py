@@ -14,7 +14,7 @@ The acceptance tests run workers as subprocesses (tests/durable_worker.py):
 The others run a worker inside the test's event loop: cancelling a running
 execution, a worker shutting down mid-execution, a schedule firing every
 second, enqueueing inside the caller's transaction, the sweep's superseded
-case, and ``docket db migrate --with-queue``.
+case, and ``docketctl db migrate --with-queue``.
 
 Each test gets a fresh Postgres schema (the ``pg`` fixture of conftest.py)
 holding Docket's tables and Procrastinate's, selected through the URL's

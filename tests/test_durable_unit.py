@@ -33,7 +33,9 @@ from docket_runtime.durable import (
     cancel,
     enqueue,
     install,
+    job_states,
     lock_key,
+    requeue,
     run_worker,
     schedule,
 )
@@ -366,6 +368,45 @@ def test_cancelling_a_queued_execution_cancels_its_job() -> None:
     run(body)
 
 
+def test_requeue_enqueues_a_failed_or_cancelled_execution_from_its_stored_inputs() -> None:
+    async def body() -> None:
+        async with harness() as h:
+            await h.enqueue("Orders", "Confirmation", "bad", order=pb().Order(order_id="bad"))
+            await h.drain()
+            assert await h.status("bad") == "failed"  # amount 0: Validate refuses it
+            (first,) = h.jobs("bad")
+            job = await requeue(h.app, h.store, "bad")  # no graph needed: the stored inputs
+            assert job is not None and await h.status("bad") == "queued"
+            assert [(j["id"], j["status"], j["queue_name"]) for j in h.jobs("bad")] == [
+                (first["id"], "succeeded", "docket"),
+                (job, "todo", "docket"),  # the queue of its last job
+            ]
+            assert await requeue(h.app, h.store, "bad") is None  # a job is pending
+            (pending,) = (await job_states(h.app, ["bad"]))["bad"]
+            assert (pending.id, pending.status, pending.stalled) == (job, "todo", False)
+            assert await job_states(h.app, ["none"]) == {"none": []}
+
+            await h.enqueue("Sleeper", "Woken", "nap", nap=pb().Nap(seconds=0.0))
+            assert await cancel(h.app, h.store, "nap")
+            assert await requeue(h.app, h.store, "nap", queue="elsewhere") is not None
+            assert [j["queue_name"] for j in h.jobs("nap")] == ["docket", "elsewhere"]
+            await h.drain()  # the worker takes the docket queue only
+            assert await h.status("nap") == "queued"
+
+            await h.enqueue("Tally", "Total", "t", tally_input=pb().TallyInput())
+            await h.drain()
+            with pytest.raises(ValueError, match="is succeeded"):
+                await requeue(h.app, h.store, "t")
+            with pytest.raises(LookupError):
+                await requeue(h.app, h.store, "nope")
+            await h.store.start_execution("local", graph="durabletest.Tally", target="x")
+            await h.store.finish_execution("local", status="failed")
+            with pytest.raises(ValueError, match="ran in process"):
+                await requeue(h.app, h.store, "local")
+
+    run(body)
+
+
 def test_a_job_that_finds_its_execution_cancelled_runs_nothing() -> None:
     async def body() -> None:
         async with harness() as h:
@@ -474,14 +515,17 @@ def test_the_public_api_is_pinned() -> None:
         "SCHEDULE_TASK",
         "App",
         "Connection",
+        "JobState",
         "Registry",
         "apply_queue_schema",
         "blueprint",
         "cancel",
         "enqueue",
         "install",
+        "job_states",
         "lock_key",
         "make_blueprint",
+        "requeue",
         "run_worker",
         "schedule",
         "sweep_stalled",

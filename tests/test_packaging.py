@@ -250,6 +250,15 @@ def test_console_scripts_without_gen_extra_explain(
     assert "Traceback" not in done.stderr
 
 
+@pytest.mark.slow
+def test_docketctl_without_cli_extra_explains(runtime_venv: Path, work: Path) -> None:
+    done = _run([_bin(runtime_venv, "docketctl"), "db", "status"], cwd=work)
+    assert done.returncode == 1
+    assert done.stderr == (
+        "docketctl needs click, which is not installed: pip install 'docket-proto[cli]'\n"
+    )
+
+
 def test_source_layout_resources() -> None:
     templates = templates_dir()
     assert templates.is_dir()

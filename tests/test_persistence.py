@@ -297,7 +297,7 @@ def test_global_results_are_hits_for_the_same_inputs_in_any_execution(
             key = input_key(graph.plan.name, graph.plan.step("Score"), [review, model])
             row = (await store.get_results([key]))[key]
             assert row.scope == "global" and row.execution_id is None
-            assert (row.step, row.version) == ("Score", "1")
+            assert (row.step, row.version, row.graph) == ("Score", "1", "testgraphs.Scoring")
             assert row.output_type == "testgraphs.RiskScore"
             assert row.expires_at is not None
             assert row.expires_at - row.created_at == timedelta(hours=1)
@@ -364,12 +364,13 @@ def test_a_result_row_holds_the_type_the_bytes_and_queryable_json(
 
     charge = run(body())
     assert charge.charge_id == "ch-a-o-7-1"
-    [(output_type, output, output_json, execution_id, scope)] = raw_sql(
+    [(output_type, output, output_json, execution_id, scope, graph)] = raw_sql(
         db_url,
-        "SELECT output_type, output, output_json, execution_id, scope FROM docket_results "
-        "WHERE step = 'ChargeCard'",
+        "SELECT output_type, output, output_json, execution_id, scope, graph "
+        "FROM docket_results WHERE step = 'ChargeCard'",
     )
     assert (output_type, execution_id, scope) == ("testgraphs.Charge", "o-7", "workflow")
+    assert graph == "testgraphs.Orders"  # the graph that wrote it
     assert pb.Charge.FromString(bytes(output)) == charge
     as_json = output_json if isinstance(output_json, dict) else json.loads(output_json)
     # Proto field names, and fields at their default value too (0 cents is not "missing").

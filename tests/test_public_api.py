@@ -90,6 +90,7 @@ def test_the_stores_api_is_pinned() -> None:
         "ExecutionRecord",
         "ExecutionStatus",
         "MemoryStore",
+        "MigrationRecord",
         "SchemaVersionError",
         "Scope",
         "StepRunRecord",

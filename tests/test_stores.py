@@ -52,6 +52,7 @@ from docket_runtime.stores.sqlite import SqliteStore
 T = TypeVar("T")
 
 T0 = datetime(2030, 1, 2, 3, 4, 5, 123456, tzinfo=UTC)
+SECOND = timedelta(seconds=1)
 SAFETY_NET = 30.0
 
 
@@ -236,7 +237,107 @@ def test_output_json_is_queryable_with_plain_sql(
             assert raw_sql(url, arrow) == [("ch_42",)]
 
 
+def test_results_name_their_graph_and_are_purged_by_filter(url: str) -> None:
+    def row(key: str, graph: str | None, step: str, **kwargs: Any) -> StoredResult:
+        return dataclasses.replace(stored(key * 64, step=step, **kwargs), graph=graph)
+
+    past, future = T0 - timedelta(hours=1), T0 + timedelta(hours=1)
+    rows = [
+        row("1", "shop.A", "Score"),
+        row("2", "shop.A", "Score", expires_at=past),
+        row("3", "shop.A", "Rank"),
+        row("4", "shop.B", "Score", expires_at=future),
+        row("5", None, "Score"),
+        row("6", "shop.A", "Score", execution_id="e1"),
+        row("7", "shop.A", "Rank", execution_id="e1", expires_at=past, created_at=T0 - SECOND),
+        row("8", "shop.A", "Rank", execution_id="e2"),
+    ]
+
+    async def left(store: Store) -> list[str]:
+        found = await store.get_results([r.key for r in rows], now=T0 - timedelta(days=1))
+        return sorted(key[0] for key in found)
+
+    async def body() -> None:
+        async with await opened(url) as store:
+            for r in rows:
+                await store.put_result(r)
+            found = await store.get_results([rows[0].key])
+            assert found[rows[0].key].graph == "shop.A"
+            # An execution's checkpoints, expired ones too, oldest first.
+            assert [r.key[0] for r in await store.get_execution_results("e1")] == ["7", "6"]
+            assert await store.get_execution_results("nope") == []
+
+            with pytest.raises(ValueError, match="needs a filter"):
+                await store.purge_results()
+            with pytest.raises(ValueError, match="scope"):
+                await store.purge_results(scope="nope")  # type: ignore[arg-type]
+            assert await store.purge_results(scope="global", graph="shop.C") == 0
+            assert await store.purge_results(step="Rank", expired=True, now=T0) == 1  # 7
+            assert await store.purge_results(scope="global", graph="shop.A", step="Score") == 2
+            assert await left(store) == ["3", "4", "5", "6", "8"]
+            assert await store.purge_results(expired=True, now=future) == 1  # 4, at its expiry
+            assert await store.purge_results(scope="global") == 2  # 3, 5
+            assert await left(store) == ["6", "8"]
+            assert await store.purge_results(scope="workflow", graph="shop.A") == 2
+            assert await left(store) == []
+
+    run(body())
+
+
 # -- executions and step runs ------------------------------------------------
+
+
+def test_executions_are_listed_latest_first_and_filtered(url: str) -> None:
+    async def body() -> None:
+        async with await opened(url) as store:
+            assert await store.list_executions() == []
+            cases: list[tuple[str, str, int, ExecutionStatus]] = [
+                ("a", "shop.A", 1, "succeeded"),
+                ("b", "shop.A", 3, "failed"),
+                ("c", "shop.B", 2, "running"),
+                ("d", "shop.A", 4, "running"),
+                ("e", "shop.B", 3, "cancelled"),
+            ]
+            for execution_id, graph, minute, status in cases:
+                when = T0 + timedelta(minutes=minute)
+                await store.start_execution(execution_id, graph=graph, target=TG, now=when)
+                if status != "running":
+                    await store.finish_execution(execution_id, status=status, now=when)
+
+            async def ids(**filters: Any) -> list[str]:
+                return [e.execution_id for e in await store.list_executions(**filters)]
+
+            assert await ids() == ["d", "b", "e", "c", "a"]  # a tie on time: by id
+            assert await ids(limit=2) == ["d", "b"]
+            assert await ids(statuses=["running"]) == ["d", "c"]
+            assert await ids(statuses=["failed", "cancelled", "succeeded"]) == ["b", "e", "a"]
+            assert await ids(graph="shop.B") == ["e", "c"]
+            assert await ids(since=T0 + timedelta(minutes=3)) == ["d", "b", "e"]
+            assert await ids(graph="shop.A", statuses=["running", "failed"], limit=1) == ["d"]
+            with pytest.raises(ValueError):
+                await store.list_executions(statuses=["nope"])  # type: ignore[list-item]
+            (first,) = await store.list_executions(limit=1)
+            assert first == await store.get_execution("d")
+
+    run(body())
+
+
+def test_unfinished_step_runs_across_executions(url: str) -> None:
+    async def body() -> None:
+        async with await opened(url) as store:
+            assert await store.get_unfinished_step_runs() == []
+            await store.claim_step("e2", "Charge", owner="w2", now=T0 + timedelta(seconds=2))
+            await store.step_started("e1", "Ship", owner="w1", now=T0 + timedelta(seconds=1))
+            await store.step_started("e1", "Pack", owner="w1", now=T0)
+            await store.step_finished("e1", "Pack", status="succeeded")
+            await store.record_cache_hit("e3", "Score", owner="w3")
+            runs = await store.get_unfinished_step_runs()
+            assert [(r.execution_id, r.step, r.status, r.owner) for r in runs] == [
+                ("e1", "Ship", "running", "w1"),
+                ("e2", "Charge", "claimed", "w2"),
+            ]
+
+    run(body())
 
 
 def test_executions_and_step_runs_are_recorded(url: str) -> None:
@@ -785,10 +886,10 @@ def test_step_run_and_attempt_rows() -> None:
 def test_migrate_is_idempotent_and_required(db_url: str) -> None:
     async def body() -> None:
         if db_url.startswith("sqlite:"):
-            with pytest.raises(SchemaVersionError, match=r"does not exist.*docket db migrate"):
+            with pytest.raises(SchemaVersionError, match=r"does not exist.*docketctl db migrate"):
                 await open_store(db_url)
             await (await connect(db_url)).close()  # connect() creates the file, empty
-        with pytest.raises(SchemaVersionError, match=r"has no Docket tables.*docket db migrate"):
+        with pytest.raises(SchemaVersionError, match=r"has no Docket tables.*docketctl db migrate"):
             await open_store(db_url)
         async with await connect(db_url) as store:
             assert await store.schema_version() == 0
@@ -800,7 +901,7 @@ def test_migrate_is_idempotent_and_required(db_url: str) -> None:
 
     run(body())
     rows = raw_sql(db_url, "SELECT version, name FROM docket_schema_version ORDER BY version")
-    assert rows == [(1, "0001_initial"), (2, "0002_step_attempts")]
+    assert rows == [(1, "0001_initial"), (2, "0002_step_attempts"), (3, "0003_results_graph")]
 
 
 def test_concurrent_migrations_apply_once(db_url: str) -> None:
@@ -845,33 +946,55 @@ def test_migration_files_ship_for_every_version() -> None:
     assert sum("CREATE TABLE" in s for s in statements) == 4
 
 
-def schema_at_version_1(url: str) -> None:
-    """Create the version 1 schema only, as a release that shipped just 0001 would have."""
+def schema_at_version(url: str, version: int) -> None:
+    """Create the schema up to ``version`` only, as a release that shipped no more would have."""
     if url.startswith("sqlite:///"):
-        first = _migrations.load("sqlite")[0]
         conn = sqlite3.connect(url.removeprefix("sqlite:///"), isolation_level=None)
         try:
             conn.execute("BEGIN IMMEDIATE")
-            for statement in _migrations.sqlite_statements(first.sql):
-                conn.execute(statement)
-            conn.execute(
-                "INSERT INTO docket_schema_version VALUES (1, ?, '2030-01-01 00:00:00.000000')",
-                (first.name,),
-            )
+            for migration in _migrations.load("sqlite")[:version]:
+                for statement in _migrations.sqlite_statements(migration.sql):
+                    conn.execute(statement)
+                conn.execute(
+                    "INSERT INTO docket_schema_version VALUES (?, ?, '2030-01-01 00:00:00.000000')",
+                    (migration.version, migration.name),
+                )
             conn.execute("COMMIT")
         finally:
             conn.close()
         return
-    first = _migrations.load("postgres")[0]
     with psycopg.connect(url, autocommit=True) as pgconn, pgconn.transaction():
-        pgconn.execute(first.sql.encode())
-        pgconn.execute(
-            "INSERT INTO docket_schema_version (version, name) VALUES (1, %s)", (first.name,)
-        )
+        for migration in _migrations.load("postgres")[:version]:
+            pgconn.execute(migration.sql.encode())
+            pgconn.execute(
+                "INSERT INTO docket_schema_version (version, name) VALUES (%s, %s)",
+                (migration.version, migration.name),
+            )
+
+
+def put_old_result(url: str, row: StoredResult) -> None:
+    """Write ``row`` with the columns of schema versions 1 and 2 (no ``graph``), by hand."""
+    when = row.created_at.strftime("%Y-%m-%d %H:%M:%S.%f")
+    raw_sql(
+        url,
+        "INSERT INTO docket_results (key, scope, execution_id, step, version, output_type, "
+        "output, output_json, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        (
+            row.key,
+            row.scope,
+            row.execution_id,
+            row.step,
+            row.version,
+            row.output_type,
+            row.output,
+            row.output_json,
+            when if url.startswith("sqlite:") else row.created_at,
+        ),
+    )
 
 
 def test_migrating_from_version_1(db_url: str) -> None:
-    schema_at_version_1(db_url)
+    schema_at_version(db_url, 1)
     sqlite = db_url.startswith("sqlite:")
     if sqlite:
         # A view of the user's over the table that version 2 rebuilds.
@@ -879,21 +1002,23 @@ def test_migrating_from_version_1(db_url: str) -> None:
     checkpoint = stored(workflow_key("order-1", "A"), execution_id="order-1", step="A")
     shared = stored(global_key("shop.Orders", "B", "v1", [b"x"]), step="B")
 
+    put_old_result(db_url, shared)
+    put_old_result(db_url, checkpoint)
+
     async def body() -> None:
         # connect(): the version 1 tables have the columns these writes use.
         async with await connect(db_url) as store:
             assert await store.schema_version() == 1
-            await store.put_result(shared)
             await store.step_started("order-1", "A", owner="w1", now=T0)
             await store.step_started("order-1", "A", owner="w1", now=T0)
             await store.step_finished(
-                "order-1", "A", status="succeeded", result=checkpoint, now=T0 + timedelta(seconds=1)
+                "order-1", "A", status="succeeded", now=T0 + timedelta(seconds=1)
             )
             await store.step_started("order-1", "C", owner="w1", now=T0)
             before = await store.get_step_runs("order-1")
 
-            assert await store.migrate() == [2]
-            assert await store.schema_version() == SCHEMA_VERSION == 2
+            assert await store.migrate() == [2, 3]
+            assert await store.schema_version() == SCHEMA_VERSION == 3
             assert await store.get_step_runs("order-1") == before
             kept = await store.get_results([checkpoint.key, shared.key])
             assert list(kept) == [checkpoint.key]
@@ -933,6 +1058,55 @@ def test_migrating_from_version_1(db_url: str) -> None:
             "AND tablename = 'docket_step_runs' AND position('WHERE' IN indexdef) > 0",
         )
     assert indexes == [("docket_step_runs_unfinished",)]
+
+
+def test_migrating_from_version_2(db_url: str) -> None:
+    schema_at_version(db_url, 2)
+    old = stored(workflow_key("order-1", "A"), execution_id="order-1", step="A")
+    put_old_result(db_url, old)
+
+    async def body() -> None:
+        async with await connect(db_url) as store:
+            migrations = await store.get_migrations()
+            assert [(m.version, m.name, m.applied_at is None) for m in migrations] == [
+                (1, "0001_initial", False),
+                (2, "0002_step_attempts", False),
+                (3, "0003_results_graph", True),
+            ]
+            assert await store.migrate() == [3]
+            (kept,) = (await store.get_results([old.key])).values()
+            assert kept.graph is None  # written before the column existed
+            same(kept, old)
+            new = dataclasses.replace(stored("n" * 64), graph="shop.Orders")
+            await store.put_result(new)
+            same((await store.get_results([new.key]))[new.key], new)
+            applied = await store.get_migrations()
+            assert [m.version for m in applied] == [1, 2, 3]
+            assert all(m.applied_at is not None for m in applied)
+
+    run(body())
+
+
+def test_the_migrations_of_a_database(url: str) -> None:
+    async def body() -> None:
+        store = await connect(url)
+        async with store:
+            before = await store.get_migrations()
+            await store.migrate()
+            after = await store.get_migrations()
+        if url == "memory://":
+            assert before == after == []
+            return
+        names = ["0001_initial", "0002_step_attempts", "0003_results_graph"]
+        assert [(m.version, m.name, m.applied_at) for m in before] == [
+            (n + 1, name, None) for n, name in enumerate(names)
+        ]
+        assert [(m.version, m.name) for m in after] == [(n + 1, nm) for n, nm in enumerate(names)]
+        for m in after:
+            assert m.applied_at is not None
+            assert abs((m.applied_at - datetime.now(UTC)).total_seconds()) < 60
+
+    run(body())
 
 
 # -- URLs and the command line -------------------------------------------------
@@ -997,8 +1171,8 @@ def test_reading_a_missing_sqlite_file_does_not_create_it(tmp_path: Path) -> Non
     missing = tmp_path / "missing.db"
     assert (done.returncode, done.stdout) == (1, "")
     assert done.stderr == (
-        f"docket: error: SQLite database {missing} does not exist; create it with "
-        f"`docket db migrate --url sqlite:///{missing}`, or open it with migrate=True\n"
+        f"docketctl: error: no SQLite database at {missing}: check --url "
+        "(`docketctl db migrate --url sqlite:///missing.db` creates one)\n"
     )
     assert list(tmp_path.iterdir()) == []
 
@@ -1012,7 +1186,7 @@ def test_reading_a_missing_sqlite_file_does_not_create_it(tmp_path: Path) -> Non
                 await open_store(url)
             assert str(caught.value) == (
                 f"SQLite database {path} does not exist; create it with "
-                f"`docket db migrate --url sqlite:///{path}`, or open it with migrate=True"
+                f"`docketctl db migrate --url sqlite:///{path}`, or open it with migrate=True"
             )
             assert not path.exists()
         # An existing file opens without being created (read-write mode, its name as a URI).
@@ -1030,14 +1204,14 @@ def test_reading_a_missing_sqlite_file_does_not_create_it(tmp_path: Path) -> Non
 def test_cli_migrate_and_purge(db_url: str) -> None:
     done = docket_cli("db", "purge", "--url", db_url)
     assert done.returncode == 1
-    assert "docket db migrate" in done.stderr and "Traceback" not in done.stderr
+    assert "docketctl db migrate" in done.stderr and "Traceback" not in done.stderr
 
     done = docket_cli("db", "migrate", "--url", db_url)
     assert done.returncode == 0, done.stderr
-    assert "applied migration(s) 0001, 0002" in done.stdout
+    assert "applied migration(s) 0001, 0002, 0003" in done.stdout
     done = docket_cli("db", "migrate", "--url", db_url)
     assert done.returncode == 0, done.stderr
-    assert "up to date (schema version 2)" in done.stdout
+    assert "up to date (schema version 3)" in done.stdout
 
     async def fill() -> None:
         async with await open_store(db_url) as store:

@@ -33,7 +33,8 @@ The modules, by role. Apart from the queue: the registry (``_registry``),
 the stored inputs (``_inputs``), recording an execution (``_record``),
 resuming one and what the queue must do next (``_resume``), schedules
 (``_schedule``). Procrastinate's side: the jobs' names and locks (``_jobs``),
-the tasks (``_tasks``), enqueue and cancel (``_client``), the worker and its
+the tasks (``_tasks``), enqueue, cancel, requeue and the jobs of an execution
+(``_client``), the worker and its
 stalled-jobs sweep (``_worker``), cron (``_cron``), the queue's tables
 (``_schema``).
 """
@@ -49,7 +50,7 @@ except ImportError as err:  # pragma: no cover - exercised in a subprocess by th
         "pip install 'docket-proto[procrastinate]'"
     ) from err
 
-from ._client import App, Connection, cancel, enqueue
+from ._client import App, Connection, JobState, cancel, enqueue, job_states, requeue
 from ._cron import schedule
 from ._jobs import DEFAULT_QUEUE, RESUME_TASK, SCHEDULE_TASK, lock_key
 from ._registry import Registry
@@ -64,14 +65,17 @@ __all__ = [
     "SCHEDULE_TASK",
     "App",
     "Connection",
+    "JobState",
     "Registry",
     "apply_queue_schema",
     "blueprint",
     "cancel",
     "enqueue",
     "install",
+    "job_states",
     "lock_key",
     "make_blueprint",
+    "requeue",
     "run_worker",
     "schedule",
     "sweep_stalled",

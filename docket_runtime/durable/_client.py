@@ -1,9 +1,12 @@
-"""The service's side: enqueue an execution, cancel one."""
+"""The service's side, and the operator's: enqueue an execution, cancel one, enqueue
+one again from its stored inputs, see its jobs."""
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from typing import Any, TypeAlias
+from collections.abc import Collection, Mapping
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any, Literal, TypeAlias
 
 import procrastinate
 import psycopg
@@ -83,3 +86,103 @@ async def cancel(app: procrastinate.App, store: Store, execution_id: str) -> boo
         assert job.id is not None
         await manager.cancel_job_by_id_async(job.id, abort=True)
     return True
+
+
+async def requeue(
+    app: procrastinate.App,
+    store: Store,
+    execution_id: str,
+    *,
+    queue: str | None = None,
+    priority: int | None = None,
+) -> int | None:
+    """Enqueue execution ``execution_id`` again from the inputs it was enqueued with.
+
+    For an operator, who has no bound graph: the stored inputs are taken as
+    they are. A ``failed`` or ``cancelled`` execution goes back to ``queued``
+    (its checkpoints kept, as with :func:`enqueue`) and a resume job is
+    deferred; a ``queued`` or ``waiting`` one only gets a job if it has none
+    pending (a crash between recording and deferring; a lost retry job), at
+    its ``wake_at`` when that is still to come. ``queue`` defaults to the
+    queue of the execution's last job. ``app`` needs Docket's tasks
+    (:func:`install`).
+
+    Returns the id of the job deferred, or ``None`` when a job was pending
+    already. Raises ``LookupError`` when there is no such execution and
+    ``ValueError`` when it cannot be enqueued again: it ran in process (no
+    inputs stored), it is running, or it succeeded.
+    """
+    row = await store.get_execution(execution_id)
+    if row is None:
+        raise LookupError(f"no execution {execution_id!r}")
+    if row.inputs is None:
+        raise ValueError(
+            f"execution {execution_id!r} ran in process, not enqueued: no inputs are stored "
+            "to enqueue it with (run it again from your code with the same execution_id)"
+        )
+    if row.status in ("failed", "cancelled"):
+        row = await store.queue_execution(
+            execution_id, graph=row.graph, target=row.target, inputs=row.inputs
+        )
+    if row.status not in ("queued", "waiting"):
+        raise ValueError(
+            f"execution {execution_id!r} is {row.status}: only a failed or cancelled one is "
+            "enqueued again (or a queued or waiting one that lost its job)"
+        )
+    if queue is None:
+        jobs = list(await app.job_manager.list_jobs_async(lock=lock_key(execution_id)))
+        queue = jobs[-1].queue if jobs else None
+    wake = row.wake_at if row.status == "waiting" else None
+    at = wake if wake is not None and wake > datetime.now(UTC) else None
+    return await defer_resume(app, execution_id, schedule_at=at, queue=queue, priority=priority)
+
+
+@dataclass(frozen=True, slots=True)
+class JobState:
+    """A resume job of an execution that is waiting to run (``todo``) or running (``doing``).
+
+    ``stalled`` is true for a ``doing`` job whose worker sent no heartbeat for
+    the stalled timeout (the process is likely dead; :func:`run_worker`'s
+    sweep puts such jobs back to the queue).
+    """
+
+    id: int
+    status: Literal["todo", "doing"]
+    queue: str
+    scheduled_at: datetime | None
+    worker_id: int | None
+    stalled: bool
+
+
+async def job_states(
+    app: procrastinate.App, execution_ids: Collection[str], *, stalled_timeout: float = 30.0
+) -> dict[str, list[JobState]]:
+    """The pending and running resume jobs of each of ``execution_ids``, oldest first.
+
+    ``stalled_timeout`` is the worker's (:func:`run_worker`): a ``doing`` job
+    whose worker's heartbeat is older is ``stalled``. An execution with no
+    such job maps to an empty list.
+    """
+    manager = app.job_manager
+    stalled = {
+        job.id for job in await manager.get_stalled_jobs(seconds_since_heartbeat=stalled_timeout)
+    }
+    found: dict[str, list[JobState]] = {}
+    for execution_id in execution_ids:
+        states = []
+        for job in await manager.list_jobs_async(lock=lock_key(execution_id)):
+            status = job.status
+            if job.id is None or status not in ("todo", "doing"):
+                continue
+            states.append(
+                JobState(
+                    id=job.id,
+                    status="todo" if status == "todo" else "doing",
+                    queue=job.queue,
+                    scheduled_at=job.scheduled_at,
+                    worker_id=job.worker_id,
+                    stalled=status == "doing" and job.id in stalled,
+                )
+            )
+        found[execution_id] = states
+    return found

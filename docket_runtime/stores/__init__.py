@@ -21,7 +21,7 @@ URLs:
   ``pool_timeout`` (seconds an operation waits for a free connection,
   default 10).
 
-The SQL that creates the tables is in ``migrations/``; ``docket db migrate
+The SQL that creates the tables is in ``migrations/``; ``docketctl db migrate
 --url URL`` applies it.
 """
 
@@ -40,6 +40,7 @@ from .base import (
     Claim,
     ExecutionRecord,
     ExecutionStatus,
+    MigrationRecord,
     SchemaVersionError,
     Scope,
     StepRunRecord,
@@ -64,6 +65,7 @@ __all__ = [
     "ExecutionRecord",
     "ExecutionStatus",
     "MemoryStore",
+    "MigrationRecord",
     "SchemaVersionError",
     "Scope",
     "StepRunRecord",
@@ -130,7 +132,7 @@ async def open_store(url: str, *, migrate: bool = False) -> Store:
             what = "has no Docket tables" if found == 0 else f"is at schema version {found}"
             raise SchemaVersionError(
                 f"{store.url} {what}; this docket-proto needs version {SCHEMA_VERSION}. "
-                f"Run `docket db migrate --url {store.url}`, or open it with migrate=True."
+                f"Run `docketctl db migrate --url {store.url}`, or open it with migrate=True."
             )
     except BaseException:
         await store.close()

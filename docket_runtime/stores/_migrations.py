@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import re
 import sqlite3
+from collections.abc import Iterable
 from dataclasses import dataclass
+from datetime import datetime
 from importlib import resources
 from typing import Literal
 
-from .base import SCHEMA_VERSION, SchemaVersionError
+from .base import SCHEMA_VERSION, MigrationRecord, SchemaVersionError
 
 _NAME = re.compile(r"^(\d{4})_([a-z0-9_]+)\.sql$")
 
@@ -42,6 +44,17 @@ def load(backend: Literal["sqlite", "postgres"]) -> list[Migration]:
             f"expected 1..{SCHEMA_VERSION}"
         )
     return found
+
+
+def records(
+    shipped: Iterable[Migration], applied: Iterable[tuple[int, str, datetime]]
+) -> list[MigrationRecord]:
+    """Every migration ``shipped`` or ``applied`` (version, name, time), by version; the
+    shipped ones not applied are pending."""
+    found = {m.version: MigrationRecord(m.version, m.name, None) for m in shipped}
+    for version, name, applied_at in applied:
+        found[version] = MigrationRecord(version, name, applied_at)
+    return [found[version] for version in sorted(found)]
 
 
 def too_new(found: int, url: str) -> SchemaVersionError:

@@ -6,7 +6,8 @@ A store keeps four tables in the user's own database (the SQL is in
 - ``docket_results``: precious step outputs of both cache scopes. ``key`` is a
   SHA-256 hex digest (:func:`workflow_key`, :func:`global_key`); each row
   holds the output's message type, its proto bytes and a JSON rendering of the
-  same message so that fields are queryable with plain SQL.
+  same message so that fields are queryable with plain SQL, and the graph
+  that wrote it.
 - ``docket_executions``: one row per execution id (status, timings, error;
   for executions run by a durable worker also their inputs and, while one
   waits for a retry, when it is due).
@@ -43,6 +44,7 @@ __all__ = [
     "Claim",
     "ExecutionRecord",
     "ExecutionStatus",
+    "MigrationRecord",
     "SchemaVersionError",
     "Scope",
     "StepRunRecord",
@@ -57,7 +59,7 @@ __all__ = [
     "workflow_key",
 ]
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 """The newest schema version this release knows (the highest migration number)."""
 
 Scope = Literal["workflow", "global"]
@@ -102,6 +104,9 @@ class StoredResult:
     ``global``. ``output_json`` is the JSON rendering of ``output`` (Postgres
     stores it as JSONB, which normalises whitespace and key order, so it may
     read back differently spelled). ``expires_at`` ``None`` means never.
+    ``graph`` is the full name of the graph that wrote the row (``None`` for
+    rows written before schema version 3): a ``global`` key digests it, or
+    the cache namespace, and cannot be read back.
     """
 
     key: str
@@ -114,6 +119,7 @@ class StoredResult:
     output_json: str
     created_at: datetime
     expires_at: datetime | None = None
+    graph: str | None = None
 
     def __post_init__(self) -> None:
         # The database has the same CHECK; failing here names the culprit
@@ -213,6 +219,24 @@ class AttemptRecord:
 
 
 @dataclass(frozen=True, slots=True)
+class MigrationRecord:
+    """One schema migration, as :meth:`Store.get_migrations` reports it.
+
+    ``name`` is the migration file's stem (``0002_step_attempts``);
+    ``applied_at`` is when it was applied to the database, ``None`` while it
+    is pending.
+    """
+
+    version: int
+    name: str
+    applied_at: datetime | None
+
+    def __post_init__(self) -> None:
+        if self.applied_at is not None:
+            object.__setattr__(self, "applied_at", utc(self.applied_at))
+
+
+@dataclass(frozen=True, slots=True)
 class Claim:
     """What :meth:`Store.claim_step` found.
 
@@ -255,6 +279,14 @@ class Store(Protocol):
         """The database's schema version: 0 when it has no Docket tables yet."""
         ...
 
+    async def get_migrations(self) -> list[MigrationRecord]:
+        """Every migration applied to the database or shipped by this release, by version.
+
+        A pending one has ``applied_at`` ``None``; one applied by a newer
+        release is listed with the name the database recorded.
+        """
+        ...
+
     async def get_results(
         self, keys: Collection[str], *, now: datetime | None = None
     ) -> dict[str, StoredResult]:
@@ -284,6 +316,29 @@ class Store(Protocol):
         """Delete the results that expired at or before ``now``; return how many."""
         ...
 
+    async def purge_results(
+        self,
+        *,
+        scope: Scope | None = None,
+        step: str | None = None,
+        graph: str | None = None,
+        expired: bool = False,
+        now: datetime | None = None,
+    ) -> int:
+        """Delete the results that match every filter given; return how many.
+
+        ``scope``, ``step`` and ``graph`` (the graph that wrote the row) select
+        by column; ``expired`` only the rows that expired at or before
+        ``now``. At least one filter is required (a ``ValueError`` otherwise):
+        this is a tool for an operator, not a way to empty the table by mistake.
+        """
+        ...
+
+    async def get_execution_results(self, execution_id: str) -> list[StoredResult]:
+        """The ``workflow`` results (checkpoints) of ``execution_id``, expired ones too,
+        oldest first."""
+        ...
+
     async def start_execution(
         self, execution_id: str, *, graph: str, target: str, now: datetime | None = None
     ) -> None:
@@ -307,6 +362,22 @@ class Store(Protocol):
 
     async def get_execution(self, execution_id: str) -> ExecutionRecord | None:
         """The execution's row, or ``None``."""
+        ...
+
+    async def list_executions(
+        self,
+        *,
+        statuses: Collection[ExecutionStatus] = (),
+        graph: str | None = None,
+        since: datetime | None = None,
+        limit: int | None = None,
+    ) -> list[ExecutionRecord]:
+        """Recorded executions, the latest started first.
+
+        Only those with one of ``statuses`` (any status when empty), of
+        ``graph`` (its full name), started at or after ``since``; at most
+        ``limit`` of them.
+        """
         ...
 
     async def queue_execution(
@@ -369,6 +440,11 @@ class Store(Protocol):
 
     async def get_step_runs(self, execution_id: str) -> list[StepRunRecord]:
         """The execution's step runs, oldest start first."""
+        ...
+
+    async def get_unfinished_step_runs(self) -> list[StepRunRecord]:
+        """The step runs of every execution that have not ended (``claimed`` or
+        ``running``), oldest start first: running now, or left by a dead process."""
         ...
 
     async def claim_step(
@@ -538,6 +614,16 @@ def utc(now: datetime | None) -> datetime:
     return now.astimezone(UTC)
 
 
+def check_purge_filters(
+    scope: str | None, step: str | None, graph: str | None, expired: bool
+) -> None:
+    """Reject a purge without a filter, or of an unknown scope."""
+    if scope is None and step is None and graph is None and not expired:
+        raise ValueError("purge_results needs a filter: scope, step, graph or expired")
+    if scope is not None and scope not in _SCOPES:
+        raise ValueError(f"scope must be 'workflow' or 'global', not {scope!r}")
+
+
 def check_execution_status(status: str) -> None:
     """Reject a status the ``docket_executions`` CHECK would reject, with a clearer message."""
     if status not in _EXECUTION_STATUSES:
@@ -580,6 +666,7 @@ def result_from_row(row: Sequence[Any], when: Time) -> StoredResult:
         output_json=row[7],
         created_at=when(row[8]),
         expires_at=_maybe(when, row[9]),
+        graph=row[10],
     )
 
 

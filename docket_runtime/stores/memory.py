@@ -20,12 +20,15 @@ from .base import (
     Claim,
     ExecutionRecord,
     ExecutionStatus,
+    MigrationRecord,
+    Scope,
     StepRunRecord,
     StoreBase,
     StoredResult,
     check_attempt,
     check_execution_status,
     check_finish_status,
+    check_purge_filters,
     utc,
 )
 
@@ -49,6 +52,10 @@ class MemoryStore(StoreBase):
     async def schema_version(self) -> int:
         """Always the current version."""
         return SCHEMA_VERSION
+
+    async def get_migrations(self) -> list[MigrationRecord]:
+        """None: there are no tables to migrate."""
+        return []
 
     async def get_results(
         self, keys: Collection[str], *, now: datetime | None = None
@@ -95,6 +102,35 @@ class MemoryStore(StoreBase):
             del self._results[key]
         return len(doomed)
 
+    async def purge_results(
+        self,
+        *,
+        scope: Scope | None = None,
+        step: str | None = None,
+        graph: str | None = None,
+        expired: bool = False,
+        now: datetime | None = None,
+    ) -> int:
+        """Delete the results that match every filter given."""
+        check_purge_filters(scope, step, graph, expired)
+        now = utc(now)
+        doomed = [
+            key
+            for key, row in self._results.items()
+            if (scope is None or row.scope == scope)
+            and (step is None or row.step == step)
+            and (graph is None or row.graph == graph)
+            and (not expired or (row.expires_at is not None and row.expires_at <= now))
+        ]
+        for key in doomed:
+            del self._results[key]
+        return len(doomed)
+
+    async def get_execution_results(self, execution_id: str) -> list[StoredResult]:
+        """The execution's checkpoints, oldest first."""
+        found = [row for row in self._results.values() if row.execution_id == execution_id]
+        return sorted(found, key=lambda row: (row.created_at, row.step))
+
     async def start_execution(
         self, execution_id: str, *, graph: str, target: str, now: datetime | None = None
     ) -> None:
@@ -130,6 +166,29 @@ class MemoryStore(StoreBase):
     async def get_execution(self, execution_id: str) -> ExecutionRecord | None:
         """The execution's row, or ``None``."""
         return self._executions.get(execution_id)
+
+    async def list_executions(
+        self,
+        *,
+        statuses: Collection[ExecutionStatus] = (),
+        graph: str | None = None,
+        since: datetime | None = None,
+        limit: int | None = None,
+    ) -> list[ExecutionRecord]:
+        """Recorded executions, the latest started first, filtered."""
+        for status in statuses:
+            check_execution_status(status)
+        start = None if since is None else utc(since)
+        found = [
+            e
+            for e in self._executions.values()
+            if (not statuses or e.status in statuses)
+            and (graph is None or e.graph == graph)
+            and (start is None or e.started_at >= start)
+        ]
+        found.sort(key=lambda e: e.execution_id)
+        found.sort(key=lambda e: e.started_at, reverse=True)
+        return found if limit is None else found[:limit]
 
     async def queue_execution(
         self,
@@ -220,6 +279,11 @@ class MemoryStore(StoreBase):
         """The execution's step runs, oldest start first."""
         runs = [run for (eid, _), run in self._runs.items() if eid == execution_id]
         return sorted(runs, key=lambda run: (run.started_at, run.step))
+
+    async def get_unfinished_step_runs(self) -> list[StepRunRecord]:
+        """Every step run still ``claimed`` or ``running``, oldest start first."""
+        runs = [run for run in self._runs.values() if run.finished_at is None]
+        return sorted(runs, key=lambda run: (run.started_at, run.execution_id, run.step))
 
     async def claim_step(
         self, execution_id: str, step: str, *, owner: str, now: datetime | None = None

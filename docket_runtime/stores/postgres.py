@@ -48,6 +48,8 @@ from .base import (
     Claim,
     ExecutionRecord,
     ExecutionStatus,
+    MigrationRecord,
+    Scope,
     StepRunRecord,
     StoreBase,
     StoredResult,
@@ -58,6 +60,7 @@ from .base import (
     check_attempt,
     check_execution_status,
     check_finish_status,
+    check_purge_filters,
     execution_from_row,
     redact_url,
     result_from_row,
@@ -81,7 +84,7 @@ _MIGRATE_LOCK: Final = int.from_bytes(b"docket", "big")
 
 _RESULT_COLUMNS: Final = (
     "key, scope, execution_id, step, version, output_type, output, output_json::text, "
-    "created_at, expires_at"
+    "created_at, expires_at, graph"
 )
 _RUN_COLUMNS: Final = (
     "execution_id, step, status, attempts, started_at, finished_at, duration_ms, error, owner"
@@ -114,21 +117,22 @@ _QUEUE: Final = (
 )
 _RESULT_INSERT: Final = (
     "INSERT INTO docket_results (key, scope, execution_id, step, version, output_type, "
-    "output, output_json, created_at, expires_at) "
+    "output, output_json, created_at, expires_at, graph) "
 )
 # Typed, so that the same values also work as a SELECT list (where an untyped
 # NULL would be text).
 _RESULT_VALUES: Final = (
     "%(r_key)s::text, %(r_scope)s::text, %(r_execution_id)s::text, %(r_step)s::text, "
     "%(r_version)s::text, %(r_output_type)s::text, %(r_output)s::bytea, "
-    "%(r_output_json)s::jsonb, %(r_created_at)s::timestamptz, %(r_expires_at)s::timestamptz"
+    "%(r_output_json)s::jsonb, %(r_created_at)s::timestamptz, %(r_expires_at)s::timestamptz, "
+    "%(r_graph)s::text"
 )
 _RESULT_CONFLICT: Final = (
     " ON CONFLICT (key) DO UPDATE SET scope = EXCLUDED.scope, "
     "execution_id = EXCLUDED.execution_id, step = EXCLUDED.step, version = EXCLUDED.version, "
     "output_type = EXCLUDED.output_type, output = EXCLUDED.output, "
     "output_json = EXCLUDED.output_json, created_at = EXCLUDED.created_at, "
-    "expires_at = EXCLUDED.expires_at"
+    "expires_at = EXCLUDED.expires_at, graph = EXCLUDED.graph"
 )
 _UPSERT_RESULT: Final = f"{_RESULT_INSERT}VALUES ({_RESULT_VALUES}){_RESULT_CONFLICT}"
 _ATTEMPT_VALUES: Final = (
@@ -209,6 +213,7 @@ def _result_params(r: StoredResult) -> dict[str, Any]:
         "r_output_json": r.output_json,
         "r_created_at": utc(r.created_at),
         "r_expires_at": None if r.expires_at is None else utc(r.expires_at),
+        "r_graph": r.graph,
     }
 
 
@@ -424,6 +429,17 @@ class PostgresStore(StoreBase):
 
         return await self._run(apply)
 
+    async def get_migrations(self) -> list[MigrationRecord]:
+        """The migrations applied (``docket_schema_version``) and those pending."""
+
+        async def query(conn: Conn) -> list[tuple[int, str, datetime]]:
+            if await _version(conn) == 0:
+                return []
+            cur = await conn.execute("SELECT version, name, applied_at FROM docket_schema_version")
+            return [(int(v), str(name), utc(at)) for v, name, at in await cur.fetchall()]
+
+        return _migrations.records(_migrations.load("postgres"), await self._run(query, read=True))
+
     # -- results ------------------------------------------------------------
 
     async def get_results(
@@ -491,6 +507,51 @@ class PostgresStore(StoreBase):
 
         return await self._run(purge)
 
+    async def purge_results(
+        self,
+        *,
+        scope: Scope | None = None,
+        step: str | None = None,
+        graph: str | None = None,
+        expired: bool = False,
+        now: datetime | None = None,
+    ) -> int:
+        """Delete the results that match every filter given; return how many."""
+        check_purge_filters(scope, step, graph, expired)
+        params = {
+            "scope": scope,
+            "step": step,
+            "graph": graph,
+            "expired": expired,
+            "now": utc(now),
+        }
+
+        async def purge(conn: Conn) -> int:
+            cur = await conn.execute(
+                "DELETE FROM docket_results WHERE (%(scope)s::text IS NULL OR scope = %(scope)s) "
+                "AND (%(step)s::text IS NULL OR step = %(step)s) "
+                "AND (%(graph)s::text IS NULL OR graph = %(graph)s) "
+                "AND (NOT %(expired)s OR expires_at <= %(now)s)",
+                params,
+            )
+            return cur.rowcount
+
+        return await self._run(purge)
+
+    async def get_execution_results(self, execution_id: str) -> list[StoredResult]:
+        """The execution's checkpoints, expired ones too, oldest first."""
+
+        async def query(conn: Conn) -> list[StoredResult]:
+            async with conn.cursor(binary=True) as cur:
+                await cur.execute(
+                    f"SELECT {_RESULT_COLUMNS} FROM docket_results "
+                    "WHERE execution_id = %s AND scope = 'workflow' ORDER BY created_at, step",
+                    (execution_id,),
+                )
+                return [result_from_row(row, utc) for row in await cur.fetchall()]
+
+        return await self._run(query, read=True)
+
     # -- executions -----------------------------------------------------------
 
     async def start_execution(
@@ -544,6 +605,38 @@ class PostgresStore(StoreBase):
             return None if row is None else execution_from_row(row, utc)
 
         return await self._run(get, read=True)
+
+    async def list_executions(
+        self,
+        *,
+        statuses: Collection[ExecutionStatus] = (),
+        graph: str | None = None,
+        since: datetime | None = None,
+        limit: int | None = None,
+    ) -> list[ExecutionRecord]:
+        """Recorded executions, the latest started first, filtered."""
+        wanted = sorted(set(statuses))
+        for status in wanted:
+            check_execution_status(status)
+        params = {
+            "statuses": wanted or None,
+            "graph": graph,
+            "since": None if since is None else utc(since),
+            "limit": limit,
+        }
+
+        async def query(conn: Conn) -> list[ExecutionRecord]:
+            cur = await conn.execute(
+                f"SELECT {_EXECUTION_COLUMNS} FROM docket_executions "
+                "WHERE (%(statuses)s::text[] IS NULL OR status = ANY(%(statuses)s)) "
+                "AND (%(graph)s::text IS NULL OR graph = %(graph)s) "
+                "AND (%(since)s::timestamptz IS NULL OR started_at >= %(since)s) "
+                "ORDER BY started_at DESC, execution_id LIMIT %(limit)s",
+                params,
+            )
+            return [execution_from_row(row, utc) for row in await cur.fetchall()]
+
+        return await self._run(query, read=True)
 
     async def queue_execution(
         self,
@@ -664,6 +757,18 @@ class PostgresStore(StoreBase):
                 f"SELECT {_RUN_COLUMNS} FROM docket_step_runs WHERE execution_id = %s "
                 "ORDER BY started_at, step",
                 (execution_id,),
+            )
+            return [step_run_from_row(row, utc) for row in await cur.fetchall()]
+
+        return await self._run(get, read=True)
+
+    async def get_unfinished_step_runs(self) -> list[StepRunRecord]:
+        """Every step run still ``claimed`` or ``running``, oldest start first."""
+
+        async def get(conn: Conn) -> list[StepRunRecord]:
+            cur = await conn.execute(
+                f"SELECT {_RUN_COLUMNS} FROM docket_step_runs WHERE finished_at IS NULL "
+                "ORDER BY started_at, execution_id, step"
             )
             return [step_run_from_row(row, utc) for row in await cur.fetchall()]
 

@@ -46,7 +46,9 @@ from .base import (
     Claim,
     ExecutionRecord,
     ExecutionStatus,
+    MigrationRecord,
     SchemaVersionError,
+    Scope,
     StepRunRecord,
     StoreBase,
     StoredResult,
@@ -56,6 +58,7 @@ from .base import (
     check_attempt,
     check_execution_status,
     check_finish_status,
+    check_purge_filters,
     execution_from_row,
     result_from_row,
     step_run_from_row,
@@ -89,7 +92,7 @@ _CHUNK: Final = 500
 
 _RESULT_COLUMNS: Final = (
     "key, scope, execution_id, step, version, output_type, output, output_json, "
-    "created_at, expires_at"
+    "created_at, expires_at, graph"
 )
 _RUN_COLUMNS: Final = (
     "execution_id, step, status, attempts, started_at, finished_at, duration_ms, error, owner"
@@ -131,12 +134,14 @@ def _same_json(a: str | None, b: str | None) -> bool:
 
 def _upsert_result(conn: sqlite3.Connection, r: StoredResult) -> None:
     conn.execute(
-        f"INSERT INTO docket_results ({_RESULT_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?) "
+        f"INSERT INTO docket_results ({_RESULT_COLUMNS}) "
+        "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) "
         "ON CONFLICT (key) DO UPDATE SET scope = excluded.scope, "
         "execution_id = excluded.execution_id, step = excluded.step, "
         "version = excluded.version, output_type = excluded.output_type, "
         "output = excluded.output, output_json = excluded.output_json, "
-        "created_at = excluded.created_at, expires_at = excluded.expires_at",
+        "created_at = excluded.created_at, expires_at = excluded.expires_at, "
+        "graph = excluded.graph",
         (
             r.key,
             r.scope,
@@ -148,6 +153,7 @@ def _upsert_result(conn: sqlite3.Connection, r: StoredResult) -> None:
             r.output_json,
             _ts(r.created_at),
             None if r.expires_at is None else _ts(r.expires_at),
+            r.graph,
         ),
     )
 
@@ -223,7 +229,7 @@ class SqliteStore(StoreBase):
         if not create and not target.exists():
             raise SchemaVersionError(
                 f"SQLite database {target} does not exist; create it with "
-                f"`docket db migrate --url sqlite:///{target}`, or open it with migrate=True"
+                f"`docketctl db migrate --url sqlite:///{target}`, or open it with migrate=True"
             )
         # Without create, SQLite's read-write mode never makes the file, even in a race.
         where = target if create else f"{target.as_uri()}?mode=rw"
@@ -354,6 +360,17 @@ class SqliteStore(StoreBase):
 
         return await self._write(apply, transaction=True)
 
+    async def get_migrations(self) -> list[MigrationRecord]:
+        """The migrations applied (``docket_schema_version``) and those pending."""
+
+        def query(conn: sqlite3.Connection) -> list[tuple[int, str, datetime]]:
+            if _version(conn) == 0:
+                return []
+            rows = conn.execute("SELECT version, name, applied_at FROM docket_schema_version")
+            return [(int(v), str(name), _dt(at)) for v, name, at in rows]
+
+        return _migrations.records(_migrations.load("sqlite"), await self._read(query))
+
     # -- results ------------------------------------------------------------
 
     async def get_results(
@@ -421,6 +438,40 @@ class SqliteStore(StoreBase):
             )
         )
 
+    async def purge_results(
+        self,
+        *,
+        scope: Scope | None = None,
+        step: str | None = None,
+        graph: str | None = None,
+        expired: bool = False,
+        now: datetime | None = None,
+    ) -> int:
+        """Delete the results that match every filter given; return how many."""
+        check_purge_filters(scope, step, graph, expired)
+        args = (scope, scope, step, step, graph, graph, expired, _ts(utc(now)))
+        return await self._write(
+            lambda conn: (
+                conn.execute(
+                    "DELETE FROM docket_results WHERE (? IS NULL OR scope = ?) "
+                    "AND (? IS NULL OR step = ?) AND (? IS NULL OR graph = ?) "
+                    "AND (NOT ? OR (expires_at IS NOT NULL AND expires_at <= ?))",
+                    args,
+                ).rowcount
+            )
+        )
+
+    async def get_execution_results(self, execution_id: str) -> list[StoredResult]:
+        """The execution's checkpoints, expired ones too, oldest first."""
+        rows = await self._read(
+            lambda conn: conn.execute(
+                f"SELECT {_RESULT_COLUMNS} FROM docket_results "
+                "WHERE execution_id = ? AND scope = 'workflow' ORDER BY created_at, step",
+                (execution_id,),
+            ).fetchall()
+        )
+        return [result_from_row(row, _dt) for row in rows]
+
     # -- executions -----------------------------------------------------------
 
     async def start_execution(
@@ -467,6 +518,37 @@ class SqliteStore(StoreBase):
             ).fetchone()
         )
         return None if row is None else execution_from_row(row, _dt)
+
+    async def list_executions(
+        self,
+        *,
+        statuses: Collection[ExecutionStatus] = (),
+        graph: str | None = None,
+        since: datetime | None = None,
+        limit: int | None = None,
+    ) -> list[ExecutionRecord]:
+        """Recorded executions, the latest started first, filtered."""
+        wanted = sorted(set(statuses))
+        for status in wanted:
+            check_execution_status(status)
+        marks = ", ".join("?" * len(wanted))
+        where = [f"status IN ({marks})"] if wanted else []
+        args: list[object] = list(wanted)
+        if graph is not None:
+            where.append("graph = ?")
+            args.append(graph)
+        if since is not None:
+            where.append("started_at >= ?")
+            args.append(_ts(since))
+        query = f"SELECT {_EXECUTION_COLUMNS} FROM docket_executions"
+        if where:
+            query += " WHERE " + " AND ".join(where)
+        query += " ORDER BY started_at DESC, execution_id"
+        if limit is not None:
+            query += " LIMIT ?"
+            args.append(int(limit))
+        rows = await self._read(lambda conn: conn.execute(query, args).fetchall())
+        return [execution_from_row(row, _dt) for row in rows]
 
     async def queue_execution(
         self,
@@ -570,6 +652,16 @@ class SqliteStore(StoreBase):
                 f"SELECT {_RUN_COLUMNS} FROM docket_step_runs WHERE execution_id = ? "
                 "ORDER BY started_at, step",
                 (execution_id,),
+            ).fetchall()
+        )
+        return [step_run_from_row(row, _dt) for row in rows]
+
+    async def get_unfinished_step_runs(self) -> list[StepRunRecord]:
+        """Every step run still ``claimed`` or ``running``, oldest start first."""
+        rows = await self._read(
+            lambda conn: conn.execute(
+                f"SELECT {_RUN_COLUMNS} FROM docket_step_runs WHERE finished_at IS NULL "
+                "ORDER BY started_at, execution_id, step"
             ).fetchall()
         )
         return [step_run_from_row(row, _dt) for row in rows]

@@ -56,12 +56,15 @@ class Gateway:
     payment back instead of charging again.
     """
 
-    def __init__(self, pool: AsyncConnectionPool[Any], failure_rate: float) -> None:
+    def __init__(
+        self, pool: AsyncConnectionPool[Any], failure_rate: float, delay: float = 0.02
+    ) -> None:
         self.pool = pool
         self.failure_rate = failure_rate
+        self.delay = delay
 
     async def charge(self, key: str, order: ValidOrder) -> str:
-        await asyncio.sleep(0.02)  # the network
+        await asyncio.sleep(self.delay)  # the network
         if random.random() < self.failure_rate / 2:
             raise GatewayTimeout("no answer from the gateway (nothing charged)")
         async with self.pool.connection() as conn:
@@ -147,7 +150,13 @@ class Wiring:
         await self.store.close()
 
 
-async def wire(url: str, *, failure_rate: float = 0.3, ship_failure_rate: float = 0.1) -> Wiring:
+async def wire(
+    url: str,
+    *,
+    failure_rate: float = 0.3,
+    ship_failure_rate: float = 0.1,
+    charge_delay: float = 0.02,
+) -> Wiring:
     """Open everything a worker or an enqueuing service needs at ``url``."""
     store = await open_store(url)
     pool: AsyncConnectionPool[Any] = AsyncConnectionPool(
@@ -156,7 +165,8 @@ async def wire(url: str, *, failure_rate: float = 0.3, ship_failure_rate: float 
     await pool.open()
     registry = Registry(store)
     checkout = registry.bind(
-        orders_docket.Checkout, CheckoutSteps(Gateway(pool, failure_rate), ship_failure_rate)
+        orders_docket.Checkout,
+        CheckoutSteps(Gateway(pool, failure_rate, charge_delay), ship_failure_rate),
     )
     app = make_app(url)
     install(app, registry)

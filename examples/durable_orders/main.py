@@ -2,9 +2,9 @@
 
 From the repository root, against a Postgres database you can write to:
 
-    pip install -e '.[gen,procrastinate]'
+    pip install -e '.[gen,cli,procrastinate]'
     docket-gen examples/durable_orders/protos -o examples/durable_orders/gen
-    docket db migrate --url "$DOCKET_DATABASE_URL" --with-queue
+    docketctl db migrate --url "$DOCKET_DATABASE_URL" --with-queue
     python examples/durable_orders/main.py --url "$DOCKET_DATABASE_URL"
 
 It enqueues ``--orders`` orders (every fifth one with a card that is
@@ -33,10 +33,11 @@ from docket_runtime.durable import apply_queue_schema
 from docket_runtime.stores import open_store
 
 HERE = Path(__file__).resolve().parent
+ENDED = ("succeeded", "failed", "cancelled")
 
 
 async def prepare(url: str) -> None:
-    """Both schemas and the gateway's table (what `docket db migrate --with-queue` does)."""
+    """Both schemas and the gateway's table (what `docketctl db migrate --with-queue` does)."""
     store = await open_store(url, migrate=True)
     await store.close()
     await apply_queue_schema(url)
@@ -66,7 +67,7 @@ async def main(url: str, orders: int, workers: int) -> int:
             started = time.monotonic()
             while True:
                 rows = [await wiring.store.get_execution(i) for i in ids]
-                if all(r is not None and r.status in ("succeeded", "failed") for r in rows):
+                if all(r is not None and r.status in ENDED for r in rows):
                     break
                 if time.monotonic() - started > 120:
                     print("gave up after 120 s: are workers running?")

@@ -19,8 +19,10 @@ from checkout import wire
 from docket_runtime.durable import run_worker
 
 
-async def main(url: str, concurrency: int, stalled_timeout: float, failure_rate: float) -> None:
-    wiring = await wire(url, failure_rate=failure_rate)
+async def main(
+    url: str, concurrency: int, stalled_timeout: float, failure_rate: float, charge_delay: float
+) -> None:
+    wiring = await wire(url, failure_rate=failure_rate, charge_delay=charge_delay)
     try:
         async with wiring.app.open_async():
             await run_worker(
@@ -42,9 +44,14 @@ if __name__ == "__main__":
     parser.add_argument("--concurrency", type=int, default=4)
     parser.add_argument("--stalled-timeout", type=float, default=10.0)
     parser.add_argument("--failure-rate", type=float, default=0.3, help="gateway timeouts")
+    parser.add_argument(
+        "--charge-delay", type=float, default=0.02, help="seconds a charge takes (to watch one)"
+    )
     args = parser.parse_args()
     if not args.url:
         parser.error("give --url postgresql://... (or set DOCKET_DATABASE_URL)")
     logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(name)s: %(message)s")
     logging.getLogger("docket").setLevel(logging.INFO)
-    asyncio.run(main(args.url, args.concurrency, args.stalled_timeout, args.failure_rate))
+    asyncio.run(
+        main(args.url, args.concurrency, args.stalled_timeout, args.failure_rate, args.charge_delay)
+    )

@@ -82,7 +82,7 @@ def not_run(ran: list[str]) -> list[tuple[str, str]]:
 
 
 async def main(db: Path) -> None:
-    # Creates the file and its tables on first use (`docket db migrate` does the same).
+    # Creates the file and its tables on first use (`docketctl db migrate` does the same).
     store = await open_store(f"sqlite:///{db}", migrate=True)
     async with store:
         steps = CheckoutSteps()

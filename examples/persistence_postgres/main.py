@@ -87,7 +87,7 @@ class CheckoutSteps(checkout_docket.CheckoutSteps):
 async def main(url: str, release: bool) -> None:
     store = await connect(url)
     async with store:
-        applied = await store.migrate()  # what `docket db migrate --url ...` does
+        applied = await store.migrate()  # what `docketctl db migrate --url ...` does
         print(f"store: {store.url}; migrations applied now: {applied or 'none (up to date)'}\n")
         steps = CheckoutSteps()
         graph = checkout_docket.Checkout(steps, store=store, record=True)

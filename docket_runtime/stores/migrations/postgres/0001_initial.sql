@@ -1,6 +1,6 @@
 -- Docket schema, version 1 (Postgres).
 --
--- Applied by `docket db migrate --url postgresql://...` (or open_store(url, migrate=True))
+-- Applied by `docketctl db migrate --url postgresql://...` (or open_store(url, migrate=True))
 -- in one transaction, under an advisory lock, into the first schema of the
 -- search_path. To keep Docket's tables in a schema of their own, connect with
 -- `?options=-csearch_path%3Ddocket`.

@@ -1,6 +1,6 @@
 -- Docket schema, version 2 (Postgres).
 --
--- Applied by `docket db migrate --url postgresql://...` (or open_store(url, migrate=True))
+-- Applied by `docketctl db migrate --url postgresql://...` (or open_store(url, migrate=True))
 -- in one transaction, under an advisory lock, after version 1.
 
 -- Step runs gain two statuses: 'cancelled' (the run was cancelled while in

@@ -1,6 +1,6 @@
 -- Docket schema, version 1 (SQLite).
 --
--- Applied by `docket db migrate --url sqlite:///path.db` (or
+-- Applied by `docketctl db migrate --url sqlite:///path.db` (or
 -- open_store(url, migrate=True)) in one BEGIN IMMEDIATE transaction.
 --
 -- Times are UTC text, 'YYYY-MM-DD HH:MM:SS.ffffff': they sort as text,

@@ -1,6 +1,6 @@
 -- Docket schema, version 2 (SQLite).
 --
--- Applied by `docket db migrate --url sqlite:///path.db` (or
+-- Applied by `docketctl db migrate --url sqlite:///path.db` (or
 -- open_store(url, migrate=True)) in one BEGIN IMMEDIATE transaction, after
 -- version 1. Times are UTC text, as in version 1.
 
