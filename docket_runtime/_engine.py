@@ -14,7 +14,7 @@ from ._persistence import decode, persisted_scope, prune
 from ._runner import Runner
 from ._tables import PlanTables, StepTable, TargetTable
 from .context import Execution
-from .events import Dispatch
+from .events import CacheLookup, Dispatch
 from .plan import GraphPlan
 from .stores.base import Store, workflow_key
 
@@ -73,4 +73,11 @@ class Engine:
             if value is not None:
                 execution.values[step.out_slot] = value
                 known.add(pos)
+        if self.events is not None:
+            for pos, step in wanted.values():
+                self.events.cache_lookup(
+                    CacheLookup(
+                        self.plan.name, execution.id, step.step.name, "workflow", pos in known
+                    )
+                )
         return prune(table, known) if known else table

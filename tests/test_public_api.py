@@ -41,6 +41,7 @@ def test_the_public_api_is_pinned() -> None:
         "Batch",
         "BatchProgress",
         "BindError",
+        "CacheLookup",
         "CachePolicy",
         "CacheScope",
         "DeadlineExceeded",
