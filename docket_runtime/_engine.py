@@ -8,6 +8,7 @@ engine module reaches into the private attributes of another.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from ._lifecycle import Lifecycle
 from ._persistence import decode, persisted_scope, prune
@@ -18,6 +19,9 @@ from .events import CacheLookup, Dispatch
 from .plan import GraphPlan
 from .stores.base import Store, workflow_key
 
+if TYPE_CHECKING:
+    from ._tracing import ExecutionKind, Tracer
+
 __all__ = ["Engine"]
 
 
@@ -27,7 +31,7 @@ class Engine:
 
     ``store`` is set when the graph keeps results or records; ``record`` when
     executions and step runs are written to it; ``kept[i]`` is true when step
-    ``i`` keeps its result.
+    ``i`` keeps its result; ``trace`` is the bound tracer (:mod:`._tracing`), if any.
     """
 
     plan: GraphPlan
@@ -37,19 +41,27 @@ class Engine:
     store: Store | None
     record: bool
     kept: tuple[bool, ...]
+    trace: Tracer | None = None
 
     def lifecycle(
-        self, execution_id: str, target: str, deadline: float | None, *, report: bool = True
+        self,
+        execution_id: str,
+        target: str,
+        deadline: float | None,
+        *,
+        kind: ExecutionKind = "run",
     ) -> Lifecycle:
-        """The lifecycle of one execution of ``target``; ``report=False`` sends no event
-        (a batch item: its batch reports)."""
+        """The lifecycle of one execution of ``target``; a batch ``item`` sends no event
+        (its batch reports)."""
         return Lifecycle(
             graph=self.plan.name,
             target=target,
             execution_id=execution_id,
             store=self.store if self.record else None,
-            events=self.events if report else None,
+            events=None if kind == "item" else self.events,
             deadline=deadline,
+            trace=self.trace,
+            kind=kind,
         )
 
     async def resume(self, table: TargetTable, execution: Execution) -> TargetTable:

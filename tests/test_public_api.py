@@ -2,8 +2,8 @@
 
 The public API is what ``docket_runtime`` re-exports (its ``__all__`` is
 pinned here), plus the public modules ``plan`` (the generator's contract),
-``errors``, ``context``, ``events``, ``retry``, ``testing``, ``stores`` and
-``durable``.
+``errors``, ``context``, ``events``, ``retry``, ``testing``, ``otel``, ``stores``
+and ``durable``.
 Engine modules are private (a leading underscore), and generated modules
 import only public names.
 """
@@ -28,6 +28,7 @@ PUBLIC_MODULES = {
     "errors",
     "events",
     "options_pb2",
+    "otel",
     "plan",
     "retry",
     "testing",
