@@ -834,6 +834,7 @@ def test_a_second_executor_gets_the_result_or_a_claim_error_never_a_second_charg
 
             # B started before A finished (no checkpoint yet), claims after: A's result.
             b.calls.clear()
+            b.entered["Validate"].clear()  # set by the first run: wait for this one's
             b.gates["Validate"] = b_validate = asyncio.Event()
             late = asyncio.create_task(graph_b.run(pb.Charge, order=order, execution_id="o-1"))
             await b.entered["Validate"].wait()
