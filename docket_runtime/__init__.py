@@ -24,7 +24,14 @@ from .errors import (
     StepTimedOut,
     Suspended,
 )
-from .events import BatchProgress, Events, ExecutionFinished, StepEvent, StepRetrying
+from .events import (
+    BatchProgress,
+    CacheLookup,
+    Events,
+    ExecutionFinished,
+    StepEvent,
+    StepRetrying,
+)
 from .plan import (
     Batch,
     CachePolicy,
@@ -44,6 +51,7 @@ __all__ = [
     "Batch",
     "BatchProgress",
     "BindError",
+    "CacheLookup",
     "CachePolicy",
     "CacheScope",
     "DeadlineExceeded",

@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Literal
 
@@ -295,7 +296,7 @@ async def run_batch(
             return await run.run()
         except Exiting as exc:
             raise exc.exc from None
-    lifecycle = engine.lifecycle(shared, table.type_name, deadline)
+    lifecycle = engine.lifecycle(shared, table.type_name, deadline, kind="batch")
     return await lifecycle.run(run.run)
 
 
@@ -326,10 +327,10 @@ def _limited(runner: Runner, semaphore: asyncio.Semaphore) -> Runner:
 class _Run:
     """The state of one batch run.
 
-    When the graph records, each item is an execution of its own: recorded
-    when it first runs, ended when it fails or has run its last stage; items
-    still open when the batch stops end as the batch did (``cancelled``, or
-    the failure of the item that stopped it).
+    When the graph records or is traced, each item is an execution of its own
+    (a row, a span): started when it first runs, ended when it fails or has
+    run its last stage; items still open when the batch stops end as the
+    batch did (``cancelled``, or the failure of the item that stopped it).
     """
 
     def __init__(
@@ -439,7 +440,8 @@ class _Run:
         result_slot = self.table.slot
         runners, name, shared, collect = self.runners, self.name, self.shared, self.collect
         events, resume, engine = self.events, self.resume, self.engine
-        recording, opened = engine.record, self.open
+        # Items have lifecycles of their own when recorded or traced (their spans).
+        tracked, opened = engine.record or engine.trace is not None, self.open
         closes = number == self.last_each
         target = self.table.type_name
         done = 0
@@ -456,15 +458,16 @@ class _Run:
                     values[slot] = column[index]
                 execution = _ItemExecution(name, values, shared, index)
                 lifecycle = None
-                if recording:
+                if tracked:
                     lifecycle = opened.get(index)
                     if lifecycle is None:
-                        lifecycle = engine.lifecycle(execution, target, None, report=False)
+                        lifecycle = engine.lifecycle(execution, target, None, kind="item")
                         opened[index] = lifecycle
                         await lifecycle.start()
                 try:
-                    table = await engine.resume(each, execution) if resume else each
-                    await execute(table, runners, execution)
+                    with _current_span(lifecycle):
+                        table = await engine.resume(each, execution) if resume else each
+                        await execute(table, runners, execution)
                 except (StepFailed, StepClaimed) as exc:
                     if not collect:
                         self.failures[index] = exc
@@ -507,6 +510,13 @@ class _Run:
                 failed=len(self.errors),
             )
         )
+
+
+def _current_span(lifecycle: Lifecycle | None) -> AbstractContextManager[None]:
+    """The item's span made current while its steps run, when it is traced."""
+    if lifecycle is None or lifecycle.span is None:
+        return nullcontext()
+    return lifecycle.span.current()
 
 
 async def _pool(worker: Callable[[], Any], count: int) -> None:

@@ -8,15 +8,19 @@ engine module reaches into the private attributes of another.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from ._lifecycle import Lifecycle
 from ._persistence import decode, persisted_scope, prune
 from ._runner import Runner
 from ._tables import PlanTables, StepTable, TargetTable
 from .context import Execution
-from .events import Dispatch
+from .events import CacheLookup, Dispatch
 from .plan import GraphPlan
 from .stores.base import Store, workflow_key
+
+if TYPE_CHECKING:
+    from ._tracing import ExecutionKind, Tracer
 
 __all__ = ["Engine"]
 
@@ -27,7 +31,7 @@ class Engine:
 
     ``store`` is set when the graph keeps results or records; ``record`` when
     executions and step runs are written to it; ``kept[i]`` is true when step
-    ``i`` keeps its result.
+    ``i`` keeps its result; ``trace`` is the bound tracer (:mod:`._tracing`), if any.
     """
 
     plan: GraphPlan
@@ -37,19 +41,27 @@ class Engine:
     store: Store | None
     record: bool
     kept: tuple[bool, ...]
+    trace: Tracer | None = None
 
     def lifecycle(
-        self, execution: Execution, target: str, deadline: float | None, *, report: bool = True
+        self,
+        execution: Execution,
+        target: str,
+        deadline: float | None,
+        *,
+        kind: ExecutionKind = "run",
     ) -> Lifecycle:
-        """The lifecycle of one execution of ``target``; ``report=False`` sends no event
-        (a batch item: its batch reports)."""
+        """The lifecycle of one execution of ``target``; a batch ``item`` sends no event
+        (its batch reports)."""
         return Lifecycle(
             graph=self.plan.name,
             target=target,
             execution=execution,
             store=self.store if self.record else None,
-            events=self.events if report else None,
+            events=None if kind == "item" else self.events,
             deadline=deadline,
+            trace=self.trace,
+            kind=kind,
         )
 
     async def resume(self, table: TargetTable, execution: Execution) -> TargetTable:
@@ -73,4 +85,11 @@ class Engine:
             if value is not None:
                 execution.values[step.out_slot] = value
                 known.add(pos)
+        if self.events is not None:
+            for pos, step in wanted.values():
+                self.events.cache_lookup(
+                    CacheLookup(
+                        self.plan.name, execution.id, step.step.name, "workflow", pos in known
+                    )
+                )
         return prune(table, known) if known else table

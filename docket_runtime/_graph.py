@@ -33,6 +33,7 @@ from ._persistence import decode, encode, input_key, persisted_scope
 from ._runner import Persistence, Runner, make_runner
 from ._scheduler import execute
 from ._tables import PlanTables, StepTable, TargetTable, build_tables
+from ._tracing import StepCall, Tracer
 from .context import Execution, context
 from .errors import BindError
 from .events import Dispatch, Events
@@ -68,7 +69,9 @@ class Graph(Generic[S]):
     retry policy of steps that set none in the proto (default: no retry).
     ``retry_classifier(step, error)`` may overrule the policies: ``True``
     retries, ``False`` never retries, ``None`` lets the policy decide.
-    ``events`` are hooks (:class:`~docket_runtime.events.Events`).
+    ``events`` are hooks (:class:`~docket_runtime.events.Events`); a
+    :class:`docket_runtime.otel.Tracing` among them traces the graph's runs
+    with OpenTelemetry (it is then ``tracer``).
     ``deadline`` bounds every execution, in seconds, unless ``run`` is given
     its own. ``sleep`` waits between retries (a fake clock in tests).
 
@@ -108,6 +111,7 @@ class Graph(Generic[S]):
         self.subgraphs: Mapping[str, Graph[Any]] = dict(subgraphs or {})
         self._tables = _tables(type(self))
         self._events = Dispatch(events) if events else None
+        self.tracer: Tracer | None = next((h for h in events if isinstance(h, Tracer)), None)
         kept = [persisted_scope(t.step) is not None for t in self._tables.steps]
         self.store: Store | None = store or (MemoryStore() if any(kept) or record else None)
         owner = owner or default_owner()
@@ -120,7 +124,9 @@ class Graph(Generic[S]):
         self._runners: tuple[Runner, ...] = tuple(
             make_runner(
                 table,
-                _bind_call(table, steps, executor, subgraphs or {}, self.plan.name),
+                self._traced(
+                    table, _bind_call(table, steps, executor, subgraphs or {}, self.plan.name)
+                ),
                 graph=self.plan.name,
                 # An AT_MOST_ONCE step never runs twice: a failed run is reported, not retried.
                 retry=None
@@ -171,7 +177,14 @@ class Graph(Generic[S]):
             store=self.store,
             record=record,
             kept=self._kept,
+            trace=self.tracer,
         )
+
+    def _traced(self, table: StepTable, call: StepCall) -> StepCall:
+        """``call``, each attempt under a span of its own when a tracer is bound."""
+        if self.tracer is None:
+            return call
+        return self.tracer.step_call(self.plan.name, table.step, table.out_cls, call)
 
     async def run_target(
         self,

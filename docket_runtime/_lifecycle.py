@@ -5,7 +5,9 @@ target, a batch run (one lifecycle for the batch, one per item), a child
 graph, a durable resume. It writes the ``docket_executions`` row when the
 graph records (``running`` at start; ``succeeded``, ``failed``, ``cancelled``
 at the end; ``waiting`` or ``queued`` when a durable run suspends), bounds the
-run by its deadline, and reports the outcome to the event hooks.
+run by its deadline, and reports the outcome to the event hooks and, when a
+tracer is bound (:mod:`._tracing`), to the execution's span, which is current
+while the body runs.
 
 A step that raised ``SystemExit`` or ``KeyboardInterrupt`` reaches here as
 :class:`Exiting`, so that the scheduler cancels the steps in flight like for
@@ -19,12 +21,15 @@ import asyncio
 import logging
 import time
 from collections.abc import Awaitable, Callable
-from typing import Literal, TypeVar
+from typing import TYPE_CHECKING, Literal, TypeVar
 
 from .context import Execution, shielded
 from .errors import DeadlineExceeded, RetryLater, Suspended
 from .events import Dispatch, ExecutionFinished, outcome_of
 from .stores.base import Store, StoreError, StoreUnavailable
+
+if TYPE_CHECKING:
+    from ._tracing import ExecutionKind, ExecutionSpan, Tracer
 
 __all__ = ["Exiting", "Lifecycle", "error_text"]
 
@@ -58,7 +63,8 @@ class Lifecycle:
     ``execution`` notes the steps that a passing deadline cut. ``store`` is
     set when the execution is recorded; ``events`` when hooks are bound and
     this execution reports to them (a batch's items do not: their batch
-    does). ``deadline`` is in seconds.
+    does). ``deadline`` is in seconds. ``trace`` is the bound tracer, if any;
+    ``kind`` (``run``, ``batch`` or ``item``) is for its span.
     """
 
     __slots__ = (
@@ -67,9 +73,12 @@ class Lifecycle:
         "execution",
         "execution_id",
         "graph",
+        "kind",
+        "span",
         "started",
         "store",
         "target",
+        "trace",
     )
 
     def __init__(
@@ -81,6 +90,8 @@ class Lifecycle:
         store: Store | None,
         events: Dispatch | None,
         deadline: float | None,
+        trace: Tracer | None = None,
+        kind: ExecutionKind = "run",
     ) -> None:
         self.graph = graph
         self.target = target
@@ -90,12 +101,19 @@ class Lifecycle:
         self.events = events
         self.deadline = deadline
         self.started = 0.0
+        self.trace = trace
+        self.kind = kind
+        self.span: ExecutionSpan | None = None
 
     async def run(self, body: Callable[[], Awaitable[T]]) -> T:
         """Start, run ``body`` under the deadline, and end with its outcome."""
         try:
             await self.start()
-            result = await self._bounded(body)
+            if self.span is None:
+                result = await self._bounded(body)
+            else:
+                with self.span.current():
+                    result = await self._bounded(body)
         except BaseException as exc:
             await self.end(exc)
             if isinstance(exc, Exiting):
@@ -107,6 +125,10 @@ class Lifecycle:
     async def start(self) -> None:
         """Record the execution ``running`` (when recorded) and start its clock."""
         self.started = time.perf_counter()
+        if self.trace is not None:
+            self.span = self.trace.execution(
+                self.graph, self.target, self.execution_id, kind=self.kind
+            )
         if self.store is not None:
             await self.store.start_execution(
                 self.execution_id, graph=self.graph, target=self.target
@@ -119,8 +141,13 @@ class Lifecycle:
         wake time, or ``queued``). Runs to the end even when the caller is
         being cancelled, so that no record stays ``running``.
         """
-        if self.store is not None:
-            await shielded(self._record(error))
+        try:
+            if self.store is not None:
+                await shielded(self._record(error))
+        finally:
+            if self.span is not None:
+                self.span.end(error.exc if isinstance(error, Exiting) else error)
+                self.span = None
         if self.events is not None:
             outcome = "succeeded" if error is None else outcome_of(error)
             self.events.execution_finished(

@@ -36,7 +36,7 @@ from .errors import (
     StepTimedOut,
     Suspended,
 )
-from .events import Dispatch, StepEvent, StepRetrying
+from .events import CacheLookup, Dispatch, StepEvent, StepRetrying
 from .plan import InputKind, RetryPolicy, Step
 from .retry import Classifier, retry_delay
 from .stores.base import (
@@ -109,6 +109,9 @@ def make_runner(
         queued_retry = counted and (mode == "all" or step.durable)
         if persist is not None:
             key, kept = await _kept(persist, step, execution, args, out_cls)
+            if events is not None and persist.scope == "global":
+                hit = kept is not None
+                events.cache_lookup(CacheLookup(graph, execution.id, name, "global", hit))
             if kept is not None:
                 execution.values[out_slot] = kept
                 return

@@ -1,5 +1,5 @@
-"""Event hooks: a step started, is retrying, succeeded or failed; an execution finished;
-a batch run made progress.
+"""Event hooks: a step started, is retrying, succeeded or failed; a step looked up a kept
+result; an execution finished; a batch run made progress.
 
 Subclass :class:`Events`, override what you need and bind it with
 ``Graph(steps, events=[MyEvents()])``. Hooks are plain functions called on
@@ -17,7 +17,14 @@ from dataclasses import dataclass
 
 from .errors import DeadlineExceeded, ExecutionAborted, ItemFailed, StepTimedOut, Suspended
 
-__all__ = ["BatchProgress", "Events", "ExecutionFinished", "StepEvent", "StepRetrying"]
+__all__ = [
+    "BatchProgress",
+    "CacheLookup",
+    "Events",
+    "ExecutionFinished",
+    "StepEvent",
+    "StepRetrying",
+]
 
 _log = logging.getLogger("docket.events")
 
@@ -48,6 +55,24 @@ class StepRetrying:
     attempt: int
     delay: float
     error: BaseException
+
+
+@dataclass(frozen=True, slots=True)
+class CacheLookup:
+    """A kept result of a step was looked for: ``hit`` if it was found and used instead of
+    running the step.
+
+    ``scope`` is ``global`` for a ``GLOBAL`` cache lookup (made before the
+    step would run), ``workflow`` for a checkpoint looked for when an
+    execution with a given id starts or resumes (one per ``WORKFLOW`` step
+    the target needs).
+    """
+
+    graph: str
+    execution_id: str
+    step: str
+    scope: str
+    hit: bool
 
 
 @dataclass(frozen=True, slots=True)
@@ -118,6 +143,9 @@ class Events:
     def step_failed(self, event: StepEvent) -> None:
         """A step failed for good (out of attempts, not retryable, or aborting)."""
 
+    def cache_lookup(self, event: CacheLookup) -> None:
+        """A step's kept result was looked for (a ``GLOBAL`` cache, or a checkpoint)."""
+
     def execution_finished(self, event: ExecutionFinished) -> None:
         """An execution ended, whatever the outcome."""
 
@@ -148,6 +176,10 @@ class Dispatch:
     def step_failed(self, event: StepEvent) -> None:
         for hook in self.hooks:
             _call(hook.step_failed, event)
+
+    def cache_lookup(self, event: CacheLookup) -> None:
+        for hook in self.hooks:
+            _call(hook.cache_lookup, event)
 
     def execution_finished(self, event: ExecutionFinished) -> None:
         for hook in self.hooks:

@@ -9,7 +9,9 @@ Postgres database, whose search_path selects the test's schema), ``gen_dir``
 (where the session generated ``tests/protos_durable``), and optionally
 ``block`` (a step that records its start, then never returns, so that the
 test can kill the worker there), ``concurrency``, ``polling``,
-``heartbeat``, ``stalled_timeout`` and ``sweep_interval`` (seconds).
+``heartbeat``, ``stalled_timeout`` and ``sweep_interval`` (seconds), and
+``trace_file`` (the graphs are then traced, and every span is appended to
+that file as it ends, one JSON object a line: see :func:`span_record`).
 
 Every side effect a test counts is a row of ``durable_effects`` (Postgres)
 or an entry of :class:`MemoryEffects` (in process): ``(execution id, what)``.
@@ -23,11 +25,11 @@ import json
 import logging
 import os
 import sys
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any, Protocol
 
-from docket_runtime import context
+from docket_runtime import Events, context
 from docket_runtime.stores import Store
 
 EFFECTS_TABLE = (
@@ -71,12 +73,18 @@ class PgEffects:
 
 
 def build(
-    store: Store, effects: Effects, *, block: Iterable[str] = (), durable_all: bool = False
+    store: Store,
+    effects: Effects,
+    *,
+    block: Iterable[str] = (),
+    durable_all: bool = False,
+    events: Sequence[Events] = (),
 ) -> Any:
     """A registry with every graph of ``durabletest.orders`` bound to ``store``.
 
     ``durable_all`` registers Delivery in durable mode for every step (its
     Check step then retries through the queue rather than in memory).
+    ``events`` are bound to every graph (a ``Tracing`` in the tracing tests).
     """
     dk = importlib.import_module("durabletest.orders_docket")
     pb = importlib.import_module("durabletest.orders_pb2")
@@ -179,17 +187,18 @@ def build(
             return pb.Woken(text=woke.text)
 
     registry = Registry(store)
-    registry.bind(dk.Orders, OrderSteps())
-    fulfilment = dk.Fulfilment(FulfilmentSteps(), store=store, record=True)
+    registry.bind(dk.Orders, OrderSteps(), events=events)
+    fulfilment = dk.Fulfilment(FulfilmentSteps(), store=store, record=True, events=events)
     registry.bind(
         dk.Delivery,
         DeliverySteps(),
         durable_all=durable_all,
         subgraphs={"durabletest.Fulfilment": fulfilment},
+        events=events,
     )
-    registry.bind(dk.Chain, ChainSteps())
-    registry.bind(dk.Tally, TallySteps())
-    registry.bind(dk.Sleeper, SleeperSteps())
+    registry.bind(dk.Chain, ChainSteps(), events=events)
+    registry.bind(dk.Tally, TallySteps(), events=events)
+    registry.bind(dk.Sleeper, SleeperSteps(), events=events)
     return registry
 
 
@@ -207,7 +216,8 @@ async def main(config: dict[str, Any]) -> None:
         url, min_size=1, max_size=4, kwargs={"autocommit": True}, open=False
     )
     await pool.open()
-    registry = build(store, PgEffects(pool), block=config.get("block", ()))
+    events = _tracing(config["trace_file"]) if "trace_file" in config else ()
+    registry = build(store, PgEffects(pool), block=config.get("block", ()), events=events)
     app = procrastinate.App(
         connector=procrastinate.PsycopgConnector(conninfo=url, min_size=1, max_size=8)
     )
@@ -225,6 +235,41 @@ async def main(config: dict[str, Any]) -> None:
         )
     await pool.close()
     await store.close()
+
+
+def _tracing(path: str) -> Sequence[Events]:
+    """A Tracing whose spans are written to ``path`` as they end, one JSON object a line."""
+    from opentelemetry.sdk.trace import TracerProvider
+    from opentelemetry.sdk.trace.export import SimpleSpanProcessor, SpanExporter, SpanExportResult
+
+    from docket_runtime.otel import Tracing
+
+    class JsonLines(SpanExporter):
+        def export(self, spans: Sequence[Any]) -> SpanExportResult:
+            with open(path, "a") as out:
+                for span in spans:
+                    out.write(json.dumps(span_record(span)) + "\n")
+            return SpanExportResult.SUCCESS
+
+    provider = TracerProvider()
+    provider.add_span_processor(SimpleSpanProcessor(JsonLines()))
+    return [Tracing(tracer_provider=provider)]
+
+
+def span_record(span: Any) -> dict[str, Any]:
+    """The parts of a finished SDK span the tracing tests compare, as JSON values."""
+    context, parent = span.context, span.parent
+    return {
+        "name": span.name,
+        "trace_id": f"{context.trace_id:032x}",
+        "span_id": f"{context.span_id:016x}",
+        "parent_id": None if parent is None else f"{parent.span_id:016x}",
+        "kind": span.kind.name,
+        "status": span.status.status_code.name,
+        "attributes": dict(span.attributes or {}),
+        "events": [event.name for event in span.events],
+        "pid": os.getpid(),
+    }
 
 
 if __name__ == "__main__":

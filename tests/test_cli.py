@@ -323,17 +323,18 @@ def test_db_status_migrate_and_purge(db_url: str, tmp_path: Path) -> None:
         f"{SCHEMA_VERSION})",
     ]
     assert done.line("0001_initial").split() == ["0001_initial", "pending"]
-    assert "3 pending: docketctl db migrate --url" in done.out
+    assert "4 pending: docketctl db migrate --url" in done.out
     pending = ctl("db", "status", "--url", db_url, "--json").json()
     assert pending["applied"] == [] and pending["schema_version"] == 0
     assert pending["pending"] == [
         {"version": 1, "name": "0001_initial"},
         {"version": 2, "name": "0002_step_attempts"},
         {"version": 3, "name": "0003_results_graph"},
+        {"version": 4, "name": "0004_trace_context"},
     ]
 
     done = ctl("db", "migrate", "--url", db_url)
-    assert done.code == 0 and "applied migration(s) 0001, 0002, 0003" in done.out, done
+    assert done.code == 0 and "applied migration(s) 0001, 0002, 0003, 0004" in done.out, done
 
     async def migrations() -> Any:
         async with await open_store(db_url) as store:

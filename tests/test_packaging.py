@@ -174,13 +174,19 @@ def test_wheel_metadata(wheel: Path) -> None:
     with zipfile.ZipFile(wheel) as archive:
         (name,) = [n for n in archive.namelist() if n.endswith(".dist-info/METADATA")]
         metadata = email.message_from_bytes(archive.read(name))
-    assert sorted(metadata.get_all("Provides-Extra", [])) == ["gen", "postgres", "procrastinate"]
+    assert sorted(metadata.get_all("Provides-Extra", [])) == [
+        "gen",
+        "otel",
+        "postgres",
+        "procrastinate",
+    ]
     required = {
         re.split(r"[\s\[<>=!~;]", r, maxsplit=1)[0] for r in metadata.get_all("Requires-Dist", [])
     }
-    # The runtime's protobuf, then the gen, postgres and procrastinate extras: no dev tools.
+    # The runtime's protobuf, then the gen, otel, postgres and procrastinate extras: no dev tools.
     assert required == {
         "protobuf",
+        "opentelemetry-api",
         "grpcio-tools",
         "mypy-protobuf",
         "jinja2",

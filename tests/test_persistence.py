@@ -37,7 +37,7 @@ import psycopg
 import pytest
 from conftest import PG_URL, PgSession, Proxy, proxied, raw_sql
 
-from docket_runtime import StepClaimed, StepFailed
+from docket_runtime import CacheLookup, Events, StepClaimed, StepFailed
 from docket_runtime._persistence import input_key
 from docket_runtime.stores import (
     SCHEMA_VERSION,
@@ -304,6 +304,34 @@ def test_global_results_are_hits_for_the_same_inputs_in_any_execution(
 
         rows = raw_sql(db_url, "SELECT version, count(*) FROM docket_results GROUP BY version")
         assert sorted(rows) == [("1", 3), ("2", 1)]
+
+    run(body())
+
+
+def test_cache_lookup_events_report_the_hits_and_misses_of_both_scopes(pb: Any, dk: Any) -> None:
+    class Lookups(Events):
+        def __init__(self) -> None:
+            self.seen: list[tuple[str, str, str, bool]] = []
+
+        def cache_lookup(self, event: CacheLookup) -> None:
+            self.seen.append((event.execution_id, event.step, event.scope, event.hit))
+
+    async def body() -> None:
+        hook = Lookups()
+        scoring = dk.Scoring(ScoreSteps(pb), events=[hook])
+        inputs = {"review": pb.Review(text="ok"), "model": pb.Model(name="m1")}
+        await scoring.run(pb.RiskScore, **inputs, execution_id="s-1")
+        await scoring.run(pb.RiskScore, **inputs, execution_id="s-2")
+        reports = dk.Reports(ReportSteps(pb), events=[hook])
+        await reports.run(pb.Digest, dataset=pb.Dataset(name="d"))  # no id: nothing looked for
+        for _ in range(2):
+            await reports.run(pb.Digest, dataset=pb.Dataset(name="d"), execution_id="r-1")
+        assert hook.seen == [
+            ("s-1", "Score", "global", False),
+            ("s-2", "Score", "global", True),
+            ("r-1", "Crunch", "workflow", False),
+            ("r-1", "Crunch", "workflow", True),
+        ]
 
     run(body())
 

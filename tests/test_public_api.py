@@ -3,7 +3,7 @@
 The public API is what ``docket_runtime`` re-exports (its ``__all__`` is
 pinned here), plus the public modules ``plan`` (the generator's contract),
 ``errors``, ``context``, ``events``, ``retry``, ``testing``, ``diagram``,
-``views``, ``stores`` and ``durable``.
+``views``, ``otel``, ``stores`` and ``durable``.
 Engine modules are private (a leading underscore), and generated modules
 import only public names.
 """
@@ -29,6 +29,7 @@ PUBLIC_MODULES = {
     "errors",
     "events",
     "options_pb2",
+    "otel",
     "plan",
     "retry",
     "testing",
@@ -46,6 +47,7 @@ def test_the_public_api_is_pinned() -> None:
         "Batch",
         "BatchProgress",
         "BindError",
+        "CacheLookup",
         "CachePolicy",
         "CacheScope",
         "DeadlineExceeded",

@@ -901,7 +901,12 @@ def test_migrate_is_idempotent_and_required(db_url: str) -> None:
 
     run(body())
     rows = raw_sql(db_url, "SELECT version, name FROM docket_schema_version ORDER BY version")
-    assert rows == [(1, "0001_initial"), (2, "0002_step_attempts"), (3, "0003_results_graph")]
+    assert rows == [
+        (1, "0001_initial"),
+        (2, "0002_step_attempts"),
+        (3, "0003_results_graph"),
+        (4, "0004_trace_context"),
+    ]
 
 
 def test_concurrent_migrations_apply_once(db_url: str) -> None:
@@ -1017,8 +1022,8 @@ def test_migrating_from_version_1(db_url: str) -> None:
             await store.step_started("order-1", "C", owner="w1", now=T0)
             before = await store.get_step_runs("order-1")
 
-            assert await store.migrate() == [2, 3]
-            assert await store.schema_version() == SCHEMA_VERSION == 3
+            assert await store.migrate() == [2, 3, 4]
+            assert await store.schema_version() == SCHEMA_VERSION == 4
             assert await store.get_step_runs("order-1") == before
             kept = await store.get_results([checkpoint.key, shared.key])
             assert list(kept) == [checkpoint.key]
@@ -1031,6 +1036,11 @@ def test_migrating_from_version_1(db_url: str) -> None:
             attempt = attempt_row("A", 2)
             await store.step_finished("order-1", "A", status="failed", attempt=attempt)
             assert await store.get_attempts("order-1") == [attempt]
+            # Version 3: an enqueued execution keeps its trace context.
+            queued = await store.queue_execution(
+                "e-3", graph=G, target=TG, inputs="{}", trace_context=TRACE_A
+            )
+            assert json.loads(queued.trace_context or "null") == json.loads(TRACE_A)
 
     run(body())
     with pytest.raises((sqlite3.IntegrityError, psycopg.IntegrityError)):
@@ -1072,8 +1082,9 @@ def test_migrating_from_version_2(db_url: str) -> None:
                 (1, "0001_initial", False),
                 (2, "0002_step_attempts", False),
                 (3, "0003_results_graph", True),
+                (4, "0004_trace_context", True),
             ]
-            assert await store.migrate() == [3]
+            assert await store.migrate() == [3, 4]
             (kept,) = (await store.get_results([old.key])).values()
             assert kept.graph is None  # written before the column existed
             same(kept, old)
@@ -1081,7 +1092,7 @@ def test_migrating_from_version_2(db_url: str) -> None:
             await store.put_result(new)
             same((await store.get_results([new.key]))[new.key], new)
             applied = await store.get_migrations()
-            assert [m.version for m in applied] == [1, 2, 3]
+            assert [m.version for m in applied] == [1, 2, 3, 4]
             assert all(m.applied_at is not None for m in applied)
 
     run(body())
@@ -1097,7 +1108,7 @@ def test_the_migrations_of_a_database(url: str) -> None:
         if url == "memory://":
             assert before == after == []
             return
-        names = ["0001_initial", "0002_step_attempts", "0003_results_graph"]
+        names = ["0001_initial", "0002_step_attempts", "0003_results_graph", "0004_trace_context"]
         assert [(m.version, m.name, m.applied_at) for m in before] == [
             (n + 1, name, None) for n, name in enumerate(names)
         ]
@@ -1208,10 +1219,10 @@ def test_cli_migrate_and_purge(db_url: str) -> None:
 
     done = docket_cli("db", "migrate", "--url", db_url)
     assert done.returncode == 0, done.stderr
-    assert "applied migration(s) 0001, 0002, 0003" in done.stdout
+    assert "applied migration(s) 0001, 0002, 0003, 0004" in done.stdout
     done = docket_cli("db", "migrate", "--url", db_url)
     assert done.returncode == 0, done.stderr
-    assert "up to date (schema version 3)" in done.stdout
+    assert "up to date (schema version 4)" in done.stdout
 
     async def fill() -> None:
         async with await open_store(db_url) as store:
@@ -1449,6 +1460,8 @@ def test_sqlite_reads_go_to_the_writer_thread_without_wal(tmp_path: Path) -> Non
 # -- executions run by a durable worker (docket_runtime.durable) -----------------------------
 
 G, TG = "shop.Orders", "shop.Receipt"
+TRACE_A = '{"traceparent": "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"}'
+TRACE_B = '{"traceparent": "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"}'
 
 
 def test_queued_waiting_and_cancelled_executions(url: str) -> None:
@@ -1458,13 +1471,16 @@ def test_queued_waiting_and_cancelled_executions(url: str) -> None:
 
     async def body() -> None:
         async with await opened(url) as store:
-            queued = await store.queue_execution("e1", graph=G, target=TG, inputs=order, now=T0)
+            queued = await store.queue_execution(
+                "e1", graph=G, target=TG, inputs=order, trace_context=TRACE_A, now=T0
+            )
             assert (queued.status, queued.started_at, queued.wake_at, queued.error) == (
                 "queued",
                 T0,
                 None,
                 None,
             )
+            assert json.loads(queued.trace_context or "null") == json.loads(TRACE_A)
             assert queued.inputs is not None and json.loads(queued.inputs) == json.loads(order)
             # Queued, running or waiting: left alone (the caller sees the row as it is).
             later = T0 + timedelta(hours=1)
@@ -1472,9 +1488,13 @@ def test_queued_waiting_and_cancelled_executions(url: str) -> None:
             assert (again.status, again.started_at) == ("queued", T0)
             assert again.inputs is not None and json.loads(again.inputs) == json.loads(order)
             await store.start_execution("e1", graph=G, target=TG, now=later)
-            running = await store.queue_execution("e1", graph=G, target=TG, inputs=order)
+            running = await store.queue_execution(
+                "e1", graph=G, target=TG, inputs=order, trace_context=TRACE_B
+            )
             assert (running.status, running.started_at) == ("running", T0)
             assert running.inputs is not None  # a resume keeps the inputs
+            # ... and the trace context it was enqueued in (never compared, kept as it is).
+            assert json.loads(running.trace_context or "null") == json.loads(TRACE_A)
 
             wake = T0 + timedelta(seconds=30)
             await store.suspend_execution("e1", status="waiting", wake_at=wake, error="retry A")
@@ -1500,7 +1520,7 @@ def test_queued_waiting_and_cancelled_executions(url: str) -> None:
                 await store.queue_execution("e1", graph="shop.Orders", target="x", inputs=order)
             ).status == "failed"
             requeued = await store.queue_execution(
-                "e1", graph=G, target=TG, inputs=spelled_otherwise
+                "e1", graph=G, target=TG, inputs=spelled_otherwise, trace_context=TRACE_B
             )
             assert (requeued.status, requeued.error, requeued.finished_at) == (
                 "queued",
@@ -1508,6 +1528,8 @@ def test_queued_waiting_and_cancelled_executions(url: str) -> None:
                 None,
             )
             assert requeued.started_at == T0
+            # Queued again from another trace: its jobs join the new one.
+            assert json.loads(requeued.trace_context or "null") == json.loads(TRACE_B)
 
             # Cancelled: from queued, running or waiting; an ended execution stays as it is.
             cancelled = await store.cancel_execution("e1", now=later)

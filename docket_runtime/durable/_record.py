@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
+from contextlib import nullcontext
 from typing import Any
 
 from google.protobuf.message import Message
@@ -36,29 +37,41 @@ async def record_execution(
         )
     text = encode_inputs(graph, target, inputs)
     target_name = target.DESCRIPTOR.full_name
-    if connection is not None:
-        from ..stores.postgres import PostgresStore
+    # A traced graph stores the trace context of this enqueue: its jobs join that trace.
+    tracer = graph.tracer
+    with (
+        nullcontext(None)
+        if tracer is None
+        else tracer.enqueued(graph.plan.name, target_name, execution_id)
+    ) as trace_context:
+        if connection is not None:
+            from ..stores.postgres import PostgresStore
 
-        if not isinstance(store, PostgresStore):
-            raise TypeError(
-                "connection= needs the graph bound to a Postgres store in the same database"
+            if not isinstance(store, PostgresStore):
+                raise TypeError(
+                    "connection= needs the graph bound to a Postgres store in the same database"
+                )
+            row = await store.queue_execution(
+                execution_id,
+                graph=graph.plan.name,
+                target=target_name,
+                inputs=text,
+                trace_context=trace_context,
+                connection=connection,
             )
-        row = await store.queue_execution(
-            execution_id,
-            graph=graph.plan.name,
-            target=target_name,
-            inputs=text,
-            connection=connection,
-        )
-    else:
-        row = await store.queue_execution(
-            execution_id, graph=graph.plan.name, target=target_name, inputs=text
-        )
-    if (row.graph, row.target) != (graph.plan.name, target_name) or not same_inputs(
-        row.inputs, text
-    ):
-        raise ValueError(
-            f"execution id {execution_id!r} already names another execution "
-            f"({row.graph} -> {row.target}, with other inputs); use a new id"
-        )
+        else:
+            row = await store.queue_execution(
+                execution_id,
+                graph=graph.plan.name,
+                target=target_name,
+                inputs=text,
+                trace_context=trace_context,
+            )
+        if (row.graph, row.target) != (graph.plan.name, target_name) or not same_inputs(
+            row.inputs, text
+        ):
+            raise ValueError(
+                f"execution id {execution_id!r} already names another execution "
+                f"({row.graph} -> {row.target}, with other inputs); use a new id"
+            )
     return row.status == "queued"

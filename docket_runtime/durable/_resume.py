@@ -35,6 +35,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Callable
+from contextlib import nullcontext
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Final
@@ -132,8 +133,11 @@ async def resume(registry: Registry, execution_id: str, *, stopping: Callable[[]
         _log.error("%s", error)
         return Failed(error)
     token = _durable.set("all" if entry.durable_all else "steps")
+    # A traced graph's run joins the trace the execution was enqueued in.
+    joined = nullcontext() if graph.tracer is None else graph.tracer.resumed(row.trace_context)
     try:
-        await graph.run_target(target, inputs, execution_id=execution_id, keep_result=True)
+        with joined:
+            await graph.run_target(target, inputs, execution_id=execution_id, keep_result=True)
     except Suspended as signal:
         # After a durable retry or a hand-off: go on, unless cancelled meanwhile.
         now = await store.get_execution(execution_id)
@@ -151,7 +155,11 @@ async def resume(registry: Registry, execution_id: str, *, stopping: Callable[[]
         _log.info("worker stopping: execution %s goes back to the queue", execution_id)
         assert row.inputs is not None  # decode_inputs read them
         await store.queue_execution(
-            execution_id, graph=row.graph, target=row.target, inputs=row.inputs
+            execution_id,
+            graph=row.graph,
+            target=row.target,
+            inputs=row.inputs,
+            trace_context=row.trace_context,
         )
         return Requeue()
     except StoreError as err:

@@ -9,8 +9,9 @@ A store keeps four tables in the user's own database (the SQL is in
   same message so that fields are queryable with plain SQL, and the graph
   that wrote it.
 - ``docket_executions``: one row per execution id (status, timings, error;
-  for executions run by a durable worker also their inputs and, while one
-  waits for a retry, when it is due).
+  for executions run by a durable worker also their inputs, the trace
+  context they were enqueued in and, while one waits for a retry, when it is
+  due).
 - ``docket_step_runs``: one row per (execution id, step): the latest run's
   status, attempt count, timings, error text and owner. An at-most-once step
   *claims* its row before running (:meth:`Store.claim_step`).
@@ -59,7 +60,7 @@ __all__ = [
     "workflow_key",
 ]
 
-SCHEMA_VERSION = 3
+SCHEMA_VERSION = 4
 """The newest schema version this release knows (the highest migration number)."""
 
 Scope = Literal["workflow", "global"]
@@ -143,7 +144,9 @@ class ExecutionRecord:
     ``waiting`` for a retry job due at ``wake_at`` (``error`` then holds the
     failure it retries). ``started_at`` is when the row was first written
     (enqueued or started). ``inputs`` is the JSON text of the graph inputs of
-    an enqueued execution (``None`` for one run in process).
+    an enqueued execution (``None`` for one run in process); ``trace_context``
+    the JSON text of the trace context it was enqueued in, when traced
+    (:mod:`docket_runtime.otel`).
     """
 
     execution_id: str
@@ -155,6 +158,7 @@ class ExecutionRecord:
     error: str | None
     inputs: str | None = None
     wake_at: datetime | None = None
+    trace_context: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -387,6 +391,7 @@ class Store(Protocol):
         graph: str,
         target: str,
         inputs: str,
+        trace_context: str | None = None,
         now: datetime | None = None,
     ) -> ExecutionRecord:
         """Record ``execution_id`` as ``queued`` for a durable worker, with its ``inputs``.
@@ -396,7 +401,8 @@ class Store(Protocol):
         finish time and wake time cleared; its checkpoints stay). Any other row
         is left alone. Returns the row as it stands afterwards, so that the
         caller can tell which of these happened. ``inputs`` is JSON text (a
-        JSON object), compared by value.
+        JSON object), compared by value. ``trace_context`` (JSON text, or
+        ``None``) is stored with a new or re-queued row and never compared.
         """
         ...
 
@@ -714,6 +720,7 @@ def execution_from_row(row: Sequence[Any], when: Time) -> ExecutionRecord:
         error=row[6],
         inputs=row[7],
         wake_at=_maybe(when, row[8]),
+        trace_context=row[9],
     )
 
 

@@ -145,6 +145,7 @@ class MemoryStore(StoreBase):
             finished_at=None,
             error=None,
             inputs=old.inputs if old else None,
+            trace_context=old.trace_context if old else None,
         )
 
     async def finish_execution(
@@ -197,6 +198,7 @@ class MemoryStore(StoreBase):
         graph: str,
         target: str,
         inputs: str,
+        trace_context: str | None = None,
         now: datetime | None = None,
     ) -> ExecutionRecord:
         """Record ``execution_id`` as queued (see the Store protocol)."""
@@ -211,6 +213,7 @@ class MemoryStore(StoreBase):
                 finished_at=None,
                 error=None,
                 inputs=inputs,
+                trace_context=trace_context,
             )
         elif (
             old.status in ("failed", "cancelled")
@@ -219,7 +222,12 @@ class MemoryStore(StoreBase):
             and json.loads(old.inputs) == json.loads(inputs)
         ):
             new = dataclasses.replace(
-                old, status="queued", finished_at=None, error=None, wake_at=None
+                old,
+                status="queued",
+                finished_at=None,
+                error=None,
+                wake_at=None,
+                trace_context=trace_context,
             )
         else:
             return old

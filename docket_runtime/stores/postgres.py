@@ -90,7 +90,8 @@ _RUN_COLUMNS: Final = (
     "execution_id, step, status, attempts, started_at, finished_at, duration_ms, error, owner"
 )
 _EXECUTION_COLUMNS: Final = (
-    "execution_id, graph, target, status, started_at, finished_at, error, inputs::text, wake_at"
+    "execution_id, graph, target, status, started_at, finished_at, error, inputs::text, "
+    "wake_at, trace_context::text"
 )
 _ATTEMPT_COLUMNS: Final = (
     "execution_id, step, attempt, status, started_at, finished_at, duration_ms, "
@@ -102,10 +103,12 @@ _ATTEMPT_COLUMNS: Final = (
 # the row is then read again.
 _QUEUE: Final = (
     "WITH queued AS ("
-    " INSERT INTO docket_executions (execution_id, graph, target, status, started_at, inputs)"
-    " VALUES (%(execution_id)s, %(graph)s, %(target)s, 'queued', %(now)s, %(inputs)s::jsonb)"
+    " INSERT INTO docket_executions"
+    " (execution_id, graph, target, status, started_at, inputs, trace_context)"
+    " VALUES (%(execution_id)s, %(graph)s, %(target)s, 'queued', %(now)s, %(inputs)s::jsonb,"
+    " %(trace_context)s::jsonb)"
     " ON CONFLICT (execution_id) DO UPDATE SET status = 'queued', finished_at = NULL,"
-    " error = NULL, wake_at = NULL"
+    " error = NULL, wake_at = NULL, trace_context = EXCLUDED.trace_context"
     " WHERE docket_executions.status IN ('failed', 'cancelled')"
     " AND docket_executions.graph = EXCLUDED.graph"
     " AND docket_executions.target = EXCLUDED.target"
@@ -645,6 +648,7 @@ class PostgresStore(StoreBase):
         graph: str,
         target: str,
         inputs: str,
+        trace_context: str | None = None,
         now: datetime | None = None,
         connection: psycopg.AsyncConnection[Any] | None = None,
     ) -> ExecutionRecord:
@@ -660,6 +664,7 @@ class PostgresStore(StoreBase):
             "graph": graph,
             "target": target,
             "inputs": inputs,
+            "trace_context": trace_context,
             "now": utc(now),
         }
 

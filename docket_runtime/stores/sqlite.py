@@ -98,7 +98,8 @@ _RUN_COLUMNS: Final = (
     "execution_id, step, status, attempts, started_at, finished_at, duration_ms, error, owner"
 )
 _EXECUTION_COLUMNS: Final = (
-    "execution_id, graph, target, status, started_at, finished_at, error, inputs, wake_at"
+    "execution_id, graph, target, status, started_at, finished_at, error, inputs, wake_at, "
+    "trace_context"
 )
 _ATTEMPT_COLUMNS: Final = (
     "execution_id, step, attempt, status, started_at, finished_at, duration_ms, "
@@ -557,6 +558,7 @@ class SqliteStore(StoreBase):
         graph: str,
         target: str,
         inputs: str,
+        trace_context: str | None = None,
         now: datetime | None = None,
     ) -> ExecutionRecord:
         """Record ``execution_id`` as queued (see the Store protocol), under the write lock."""
@@ -568,9 +570,9 @@ class SqliteStore(StoreBase):
             if row is None:
                 conn.execute(
                     "INSERT INTO docket_executions "
-                    "(execution_id, graph, target, status, started_at, inputs) "
-                    "VALUES (?, ?, ?, 'queued', ?, ?)",
-                    (execution_id, graph, target, when, inputs),
+                    "(execution_id, graph, target, status, started_at, inputs, trace_context) "
+                    "VALUES (?, ?, ?, 'queued', ?, ?, ?)",
+                    (execution_id, graph, target, when, inputs, trace_context),
                 )
             elif (
                 row[3] in ("failed", "cancelled")
@@ -579,8 +581,8 @@ class SqliteStore(StoreBase):
             ):
                 conn.execute(
                     "UPDATE docket_executions SET status = 'queued', finished_at = NULL, "
-                    "error = NULL, wake_at = NULL WHERE execution_id = ?",
-                    (execution_id,),
+                    "error = NULL, wake_at = NULL, trace_context = ? WHERE execution_id = ?",
+                    (trace_context, execution_id),
                 )
             else:
                 return execution_from_row(row, _dt)
