@@ -20,15 +20,18 @@ is taken from outside:
   the loop has not finished the iteration it was in when the beat fell due:
   it is running one callback after another without going back to its
   selector, and a task is stepped at most once per iteration;
-- a *watchdog thread* (one per process, asleep while no loop beats) that
-  wakes every beat interval and, when a beat is overdue, samples the loop
+- a *watchdog thread* (one per process, started when a watched graph is
+  bound, asleep while no loop beats). While a loop beats on time it looks at
+  it a quarter of the threshold after its next beat falls due (every 30 ms or
+  so); while a beat is overdue, every beat interval, sampling the loop
   thread's stack (``sys._current_frames()``) for the frame of a step method.
   The same frame seen in samples spanning the threshold, with the beat
   overdue all along, is a step that has held the loop that long without
-  yielding (never less: no false alarm; a hold is caught once it passes the
-  threshold by about two beat intervals, 120 ms by default). The thread logs
-  it at once (logger ``docket.runner``), while the step still blocks (so a
-  step that never returns is reported too), once per step per graph.
+  yielding: never less, so no false alarm. A hold is caught once it lasts
+  about one and a half thresholds (150 ms by default: 20 of 20 holds of
+  150 ms were caught, 1 of 20 of 130 ms). The thread logs it at once (logger
+  ``docket.runner``), while the step still blocks (so a step that never
+  returns is reported too), once per step per graph.
 
 Each step is judged on its own hold: twenty steps of 50 ms stall the loop for
 a second, but at the default threshold (100 ms) none is reported, since each
@@ -36,12 +39,15 @@ one's frame leaves the stack within a few samples (a threshold of 0.03
 reports them). A step that yields now and then lets the beat run: not reported.
 
 The cost falls where nothing runs: a graph bound with ``loop_block_warning=None``
-has no watch at all; otherwise each execution pays its entry and exit in the
-watch (0.15 µs, against 0.02 µs for the same loop without them: 0.4% of a
-diamond execution of bench/diamond.py, 1.5% of a chain's), each loop with
-executions a callback every 10 ms, and the thread wakes as often for a few
-microseconds. Blocking code that is not a step (the caller's own, a store) is
-not reported here.
+has no watch at all. Otherwise each execution pays its entry and exit in the
+watch (0.15 µs against 0.02 µs for the same code without them, in CPU time),
+each loop with executions a callback every 10 ms, and the watchdog takes the
+GIL some 30 times a second, for a few microseconds. That last part is what a
+busy machine notices: on the 2-vCPU development VM, under a load of 3 to 5,
+waking every 10 ms slowed bench/diamond.py's diamond by a third; at 30 ms the
+graph's executions are 1 to 3 µs slower (up to 5%, in the noise of that
+machine), and a step pays nothing per call. Blocking code that is not a step
+(the caller's own, a store) is not reported here.
 """
 
 from __future__ import annotations
@@ -69,6 +75,10 @@ _MIN_TICK = 0.002
 
 _TICKS = 10
 """Beats per threshold: a hold is caught within about two beat intervals past it."""
+
+_LOOK_AFTER = 0.25
+"""While a loop beats on time, the watchdog looks at it this fraction of the threshold
+after its next beat falls due."""
 
 
 class Watch:
@@ -161,6 +171,12 @@ class _Loop:
         self.due = time.monotonic() + self.tick
         self.loop.call_later(self.tick, self.beat)
 
+    def next_look(self, now: float) -> float:
+        """When the watchdog should look at this loop next."""
+        if now < self.due:
+            return self.due + self.threshold * _LOOK_AFTER
+        return now + self.tick
+
     def check(self, now: float, frames: Callable[[], dict[int, types.FrameType]]) -> None:
         """On the watchdog thread: while the beat is overdue, follow the step on the stack."""
         if not self.beating or now < self.due:
@@ -217,7 +233,10 @@ def _watchdog() -> None:
         if not beating:
             _wake.wait()
             continue
-        time.sleep(min(state.tick for state in beating))
+        # Each wake takes the GIL from the loop: as seldom as detection allows (see the
+        # module docstring).
+        now = time.monotonic()
+        time.sleep(max(0.0, min(state.next_look(now) for state in beating) - now))
         now = time.monotonic()
         frames = functools.cache(sys._current_frames)  # one snapshot, only if needed
         for state in beating:
