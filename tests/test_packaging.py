@@ -175,6 +175,7 @@ def test_wheel_metadata(wheel: Path) -> None:
         (name,) = [n for n in archive.namelist() if n.endswith(".dist-info/METADATA")]
         metadata = email.message_from_bytes(archive.read(name))
     assert sorted(metadata.get_all("Provides-Extra", [])) == [
+        "cli",
         "gen",
         "otel",
         "postgres",
@@ -183,7 +184,8 @@ def test_wheel_metadata(wheel: Path) -> None:
     required = {
         re.split(r"[\s\[<>=!~;]", r, maxsplit=1)[0] for r in metadata.get_all("Requires-Dist", [])
     }
-    # The runtime's protobuf, then the gen, otel, postgres and procrastinate extras: no dev tools.
+    # The runtime's protobuf, then the cli, gen, otel, postgres and procrastinate extras: no dev
+    # tools.
     assert required == {
         "protobuf",
         "opentelemetry-api",
