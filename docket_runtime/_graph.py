@@ -83,8 +83,9 @@ class Graph(Generic[S]):
 
     ``loop_block_warning``: an ``async def`` step that holds the event loop
     longer than this, in seconds, is logged once (logger ``docket.runner``)
-    with the advice to make it ``blocking: true``; ``None`` turns the check off
-    (see :mod:`docket_runtime._loopwatch`).
+    with the advice to make it ``blocking: true``; ``None`` (the default) does
+    not check: the watch costs a few microseconds per execution (see
+    :mod:`docket_runtime._loopwatch`), so turn it on in development and tests.
     """
 
     plan: ClassVar[GraphPlan]
@@ -103,7 +104,7 @@ class Graph(Generic[S]):
         store: Store | None = None,
         record: bool = False,
         owner: str | None = None,
-        loop_block_warning: float | None = 0.1,
+        loop_block_warning: float | None = None,
     ) -> None:
         self.steps = steps
         self.deadline = deadline

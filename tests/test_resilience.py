@@ -762,8 +762,8 @@ def test_an_async_step_that_blocks_the_loop_is_warned_of_once(
     pb: Any, dk: Any, caplog: pytest.LogCaptureFixture
 ) -> None:
     caplog.set_level(logging.WARNING, logger="docket.runner")
-    assert dk.Retrying(BlocksTheLoop(pb))._watch.threshold == 0.1  # the default
-    # A lower threshold than the default's 100ms leaves the watchdog room on a busy machine.
+    assert dk.Retrying(BlocksTheLoop(pb))._watch is None  # off by default: no watch at all
+    # A threshold below 100ms leaves the watchdog room on a busy machine.
     graph = dk.Retrying(BlocksTheLoop(pb), loop_block_warning=0.05)
     for _ in range(2):
         assert run(graph.run(pb.Bare, ticket=pb.Ticket(id=1))) == pb.Bare(value=4)
