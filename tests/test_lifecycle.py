@@ -28,6 +28,7 @@ import subprocess
 import sys
 from collections import Counter
 from collections.abc import Awaitable, Callable
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -48,6 +49,7 @@ from test_persistence import (
 )
 
 from docket_runtime import ItemError, ItemFailed, StepClaimed
+from docket_runtime._runner import CLAIM_STALE_AFTER
 from docket_runtime.stores import Store
 
 
@@ -392,6 +394,29 @@ def test_collect_collects_a_claimed_item_and_runs_the_others(db_url: str, pb: An
 
 
 # Settling a claim ------------------------------------------------------------------------------
+
+
+def test_a_claimed_claim_is_taken_over_only_once_stale(db_url: str, pb: Any, dk: Any) -> None:
+    """A claim of another host whose step never started: left alone while fresh (its owner
+    may be about to start it), taken over once older than CLAIM_STALE_AFTER."""
+    migrated(db_url)
+    stale = datetime.now(UTC) - timedelta(seconds=CLAIM_STALE_AFTER + 5)
+
+    async def body() -> None:
+        async with await opened(db_url) as store:
+            await store.claim_step("fresh", "ChargeCard", owner="elsewhere:1:aa")
+            await store.claim_step("stale", "ChargeCard", owner="elsewhere:1:bb", now=stale)
+            steps = OrderSteps(pb, tag="t")
+            graph = dk.Orders(steps, store=store)
+            with pytest.raises(StepClaimed) as caught:
+                await graph.run(pb.Charge, order=an_order(pb, "o-1"), execution_id="fresh")
+            assert (caught.value.status, caught.value.owner) == ("claimed", "elsewhere:1:aa")
+            charge = await graph.run(pb.Charge, order=an_order(pb, "o-2"), execution_id="stale")
+            assert charge.charge_id == "ch-t-o-2-1" and steps.charges == 1
+
+    run(body())
+    assert step_runs(db_url, "stale")["ChargeCard"] == ("succeeded", True)
+    assert step_runs(db_url, "fresh")["ChargeCard"] == ("claimed", False)
 
 
 def test_settle_with_a_result_or_release(db_url: str, pb: Any, dk: Any) -> None:
