@@ -1,13 +1,11 @@
 """``docketctl plan MODULE:Graph``: print a graph's plan as text, Mermaid or DOT.
 
-The logic is :func:`load_plan` and :func:`plan_text`; :func:`register` adds the
-command to an argparse CLI and :func:`plan_command` builds it as a click command
-(click is imported only then: the runtime needs nothing beyond protobuf).
+The logic is :func:`load_plan` and :func:`plan_text`; :func:`plan_command`
+builds the click command that docketctl lists (click is imported only then).
 """
 
 from __future__ import annotations
 
-import argparse
 import importlib
 import os
 import sys
@@ -20,7 +18,7 @@ from .plan import GraphPlan
 if TYPE_CHECKING:
     import click
 
-__all__ = ["PlanNotFound", "load_plan", "plan_command", "plan_text", "register"]
+__all__ = ["PlanNotFound", "load_plan", "plan_command", "plan_text"]
 
 HELP = "print a graph's plan: its steps, their options and how they connect"
 SPEC_HELP = (
@@ -83,27 +81,6 @@ def plan_text(
         return diagram.render(plan, format, target=target)
     except KeyError as err:
         raise PlanNotFound(err.args[0]) from err
-
-
-def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    """Add ``plan`` to an argparse CLI's commands."""
-    parser = commands.add_parser("plan", help=HELP, description=HELP[0].upper() + HELP[1:] + ".")
-    parser.add_argument("graph", metavar="MODULE:Graph", help=SPEC_HELP)
-    parser.add_argument("--target", "-t", help=TARGET_HELP)
-    parser.add_argument("--format", "-f", choices=diagram.FORMATS, default="text")
-    parser.add_argument("--path", "-p", action="append", default=[], metavar="DIR", help=PATH_HELP)
-    parser.set_defaults(handler=_run)
-
-
-def _run(args: argparse.Namespace) -> int:
-    try:
-        sys.stdout.write(
-            plan_text(args.graph, target=args.target, format=args.format, paths=args.path)
-        )
-    except PlanNotFound as err:
-        print(f"docket: error: {err.args[0]}", file=sys.stderr)
-        return 1
-    return 0
 
 
 def plan_command() -> click.Command:

@@ -1,15 +1,13 @@
-"""``docket views apply FILE... --url URL``: create the typed views ``docket-gen --views`` wrote.
+"""``docketctl views apply FILE... --url URL``: create the typed views ``docket-gen --views``
+wrote.
 
-:func:`register` adds the ``views`` group to an argparse CLI and
-:func:`views_group` builds it as a click group (click is imported only then).
+:func:`views_group` builds the click group that docketctl lists (click is imported
+only then).
 """
 
 from __future__ import annotations
 
-import argparse
 import asyncio
-import os
-import sys
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
@@ -19,7 +17,7 @@ from .views import apply_views
 if TYPE_CHECKING:
     import click
 
-__all__ = ["apply_message", "register", "views_group"]
+__all__ = ["apply_message", "views_group"]
 
 URL_ENV = "DOCKET_DATABASE_URL"
 HELP = "typed SQL views of the kept step results"
@@ -34,28 +32,6 @@ def apply_message(url: str, files: Sequence[str]) -> str:
     """Apply ``files`` to ``url``; what the command prints."""
     names = asyncio.run(apply_views(url, files))
     return f"applied {len(names)} view(s) to {redact_url(url)}: {', '.join(names) or 'none'}"
-
-
-def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    """Add ``views apply`` to an argparse CLI's commands."""
-    group = commands.add_parser("views", help=HELP, description=HELP[0].upper() + HELP[1:] + ".")
-    actions = group.add_subparsers(dest="action", required=True, metavar="ACTION")
-    apply = actions.add_parser(
-        "apply", help=APPLY_HELP, description=APPLY_HELP[0].upper() + APPLY_HELP[1:] + "."
-    )
-    apply.add_argument("files", nargs="+", metavar="FILE")
-    default = os.environ.get(URL_ENV) or None
-    apply.add_argument("--url", default=default, required=default is None, help=URL_HELP)
-    apply.set_defaults(handler=_run)
-
-
-def _run(args: argparse.Namespace) -> int:
-    try:
-        print(apply_message(args.url, args.files))
-    except StoreError as err:
-        print(f"docket: error: {err}", file=sys.stderr)
-        return 1
-    return 0
 
 
 def views_group() -> click.Group:
