@@ -81,5 +81,7 @@ async def settle(
         await store.delete_results(execution_id, [step])
         return
     key = workflow_key(execution_id, step, plan_step.cache.version)
-    row = encode(plan_step, key, "workflow", execution_id, result, graph=plan.name)
+    row = encode(
+        plan_step, key, "workflow", execution_id, result, graph=plan.name, codec=store.codec
+    )
     await store.settle_step(execution_id, step, result=row, owner=owner)

@@ -81,7 +81,7 @@ class Engine:
         known: set[int] = set()
         for key, row in (await store.get_results(wanted)).items():
             pos, step = wanted[key]
-            value = decode(row, step.out_cls)
+            value = decode(row, step.out_cls, store.codec)
             if value is not None:
                 execution.values[step.out_slot] = value
                 known.add(pos)

@@ -308,9 +308,9 @@ class Graph(Generic[S]):
                 raise TypeError(
                     f"step {step.name!r} keeps results by its inputs: give them in order ({names})"
                 )
-            key = input_key(step.cache.namespace or self.plan.name, step, inputs)
+            key = input_key(step.cache.namespace or self.plan.name, step, inputs, self.store.codec)
         row = (await self.store.get_results((key,))).get(key)
-        found = None if row is None else decode(row, table.out_cls)
+        found = None if row is None else decode(row, table.out_cls, self.store.codec)
         assert found is None or isinstance(found, target)
         return found
 
@@ -343,7 +343,7 @@ class Graph(Generic[S]):
         producer = self._producer_of(table)
         key = workflow_key(execution_id, producer.step.name, producer.step.cache.version)
         found = (await store.get_results((key,))).get(key)
-        value = None if found is None else decode(found, producer.out_cls)
+        value = None if found is None else decode(found, producer.out_cls, store.codec)
         assert value is None or isinstance(value, target)
         return value
 
@@ -356,8 +356,9 @@ class Graph(Generic[S]):
         assert self.store is not None  # checked by run_target
         step = producer.step
         key = workflow_key(execution.id, step.name, step.cache.version)
+        value = execution.values[table.slot]
         row = encode(
-            step, key, "workflow", execution.id, execution.values[table.slot], graph=self.plan.name
+            step, key, "workflow", execution.id, value, graph=self.plan.name, codec=self.store.codec
         )
         # The execution's value lasts as long as the execution's records: no cache ttl.
         await self.store.put_result(dataclasses.replace(row, expires_at=None))

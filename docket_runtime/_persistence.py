@@ -12,14 +12,23 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from google.protobuf import json_format
-from google.protobuf.message import DecodeError, Message
+from google.protobuf.message import Message
 
-from . import _deps
+from . import _deps, _payload
 from ._tables import TargetTable
+from .codec import CorruptPayload, PayloadCodec
 from .plan import CacheScope, Delivery, Step
 from .stores.base import Scope, StoredResult, global_key, workflow_key
 
-__all__ = ["decode", "encode", "input_key", "persisted_scope", "prune", "workflow_key"]
+__all__ = [
+    "decode",
+    "encode",
+    "input_key",
+    "persisted_scope",
+    "prune",
+    "render",
+    "workflow_key",
+]
 
 _log = logging.getLogger("docket.persistence")
 
@@ -33,12 +42,12 @@ def persisted_scope(step: Step) -> Scope | None:
     return None
 
 
-def input_key(namespace: str, step: Step, args: Sequence[Any]) -> str:
+def input_key(namespace: str, step: Step, args: Sequence[Any], codec: PayloadCodec | None) -> str:
     """The content address of a ``GLOBAL`` step's result.
 
     A digest of ``namespace`` (the graph's full name, or a cache namespace
     graphs share on purpose), the step's name and cache version, and its input
-    bytes.
+    bytes; an HMAC under the codec's cache secret when a codec is bound.
     """
     parts: list[bytes | None] = []
     for arg in args:
@@ -49,7 +58,8 @@ def input_key(namespace: str, step: Step, args: Sequence[Any]) -> str:
         else:  # a repeated input: a sequence of messages
             chunks = [m.SerializeToString(deterministic=True) for m in arg]
             parts.append(b"".join(len(c).to_bytes(8, "big") + c for c in chunks))
-    return global_key(namespace, step.name, step.cache.version, parts)
+    secret = None if codec is None else codec.cache_secret
+    return global_key(namespace, step.name, step.cache.version, parts, secret=secret)
 
 
 def encode(
@@ -60,12 +70,17 @@ def encode(
     message: Message,
     *,
     graph: str,
+    codec: PayloadCodec | None,
     now: datetime | None = None,
 ) -> StoredResult:
-    """The row keeping ``message`` as ``step``'s result (proto bytes plus queryable JSON);
-    ``graph`` is the full name of the graph writing it."""
+    """The row keeping ``message`` as ``step``'s result (its proto bytes in a checked
+    envelope, encoded by ``codec`` when one is bound, plus queryable JSON: ``null`` for
+    a sensitive step); ``graph`` is the full name of the graph writing it."""
     created = now or datetime.now(UTC)
     ttl = step.cache.ttl
+    # Fields at their default value are written too: a query for amount = 0 or
+    # approved = false must find the row, not a missing key (proto3 JSON omits them).
+    rendering = "null" if step.sensitive else render(message)
     return StoredResult(
         key=key,
         scope=scope,
@@ -73,27 +88,33 @@ def encode(
         step=step.name,
         version=step.cache.version,
         output_type=message.DESCRIPTOR.full_name,
-        output=message.SerializeToString(deterministic=True),
-        # Fields at their default value are written too: a query for amount = 0 or
-        # approved = false must find the row, not a missing key (proto3 JSON omits them).
-        output_json=json_format.MessageToJson(
-            message,
-            preserving_proto_field_name=True,
-            always_print_fields_with_no_presence=True,
-            indent=None,
-            sort_keys=True,
-        ),
+        output=_payload.write(message, _payload.parse_rendering(rendering), codec),
+        output_json=rendering,
         created_at=created,
         expires_at=None if ttl is None else created + timedelta(seconds=ttl),
         graph=graph,
     )
 
 
-def decode(row: StoredResult, cls: type[Message]) -> Message | None:
+def render(message: Message) -> str:
+    """The JSON text of ``message`` kept in ``docket_results.output_json``."""
+    return json_format.MessageToJson(
+        message,
+        preserving_proto_field_name=True,
+        always_print_fields_with_no_presence=True,
+        indent=None,
+        sort_keys=True,
+    )
+
+
+def decode(row: StoredResult, cls: type[Message], codec: PayloadCodec | None) -> Message | None:
     """The message a row holds, or ``None`` (logged) when it cannot be trusted.
 
-    A row of another message type or whose bytes do not parse is a miss: the
-    step runs again and its new result replaces the row.
+    A row of another message type, or whose payload is damaged (checksum,
+    envelope, bytes that disagree with the JSON column), is a miss: the step
+    runs again and its new result replaces the row. A row encrypted under a key
+    ``codec`` lacks raises :class:`~docket_runtime.codec.MissingKey`: it is
+    not a miss, and must not be overwritten.
     """
     expected = cls.DESCRIPTOR.full_name
     if row.output_type != expected:
@@ -105,16 +126,12 @@ def decode(row: StoredResult, cls: type[Message]) -> Message | None:
             expected,
         )
         return None
+    what = f"result {row.key[:12]} of step {row.step}"
     try:
-        return cls.FromString(row.output)
-    except (DecodeError, ValueError, TypeError) as exc:
-        _log.warning(
-            "ignoring cached result %s of step %s: its bytes do not parse as %s (%s)",
-            row.key[:12],
-            row.step,
-            expected,
-            exc,
-        )
+        rendering = _payload.parse_rendering(row.output_json)
+        return _payload.read(row.output, cls, rendering, codec, what)
+    except CorruptPayload as exc:
+        _log.warning("ignoring a damaged cached result: %s", exc)
         return None
 
 

@@ -175,7 +175,15 @@ def make_runner(
                 if persist is not None:
                     row = None
                     if persist.scope is not None and key is not None:
-                        row = encode(step, key, persist.scope, execution.id, result, graph=graph)
+                        row = encode(
+                            step,
+                            key,
+                            persist.scope,
+                            execution.id,
+                            result,
+                            graph=graph,
+                            codec=persist.store.codec,
+                        )
                     attempt_end = _Attempt(attempt, began, started, None)
                     await shielded(_ended(persist, execution, step, "succeeded", attempt_end, row))
                 execution.values[out_slot] = result
@@ -296,7 +304,7 @@ async def _kept(
     key: str | None = None
     store = persist.store
     if persist.scope == "global":
-        key = input_key(persist.namespace, step, args)
+        key = input_key(persist.namespace, step, args, store.codec)
         kept = await _lookup(store, key, cls)
         if kept is not None:
             if persist.record:
@@ -414,7 +422,7 @@ async def _attempt_started(persist: Persistence, execution: Execution, step: str
 
 async def _lookup(store: Store, key: str, cls: type[Message]) -> Message | None:
     row = (await store.get_results((key,))).get(key)
-    return None if row is None else decode(row, cls)
+    return None if row is None else decode(row, cls, store.codec)
 
 
 @dataclass(frozen=True, slots=True)

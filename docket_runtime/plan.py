@@ -122,7 +122,8 @@ class Step:
     repeats: the plan's dependency graph (its inputs that are graph inputs need
     no step). ``retry`` is ``None`` when the step sets no retry policy of its
     own. ``timeout`` bounds each attempt, in seconds. ``subgraph`` names the
-    graph that implements the step, if any.
+    graph that implements the step, if any. ``sensitive`` (the step's option, or
+    its output message's) keeps its stored results without a JSON rendering.
     """
 
     name: str
@@ -138,6 +139,7 @@ class Step:
     delivery: Delivery = Delivery.AT_LEAST_ONCE
     subgraph: str | None = None
     durable: bool = False
+    sensitive: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -193,6 +195,8 @@ class GraphPlan:
     ``types`` maps every message type's full name to its generated class.
     ``inputs`` maps each graph input's type to the keyword that passes it.
     ``items`` is the graph input that batch runs iterate over, if any.
+    ``sensitive`` names the graph inputs marked sensitive in the proto: a
+    durable execution keeps them without a JSON rendering.
     """
 
     name: str
@@ -202,6 +206,7 @@ class GraphPlan:
     inputs: Mapping[str, str] = field(default_factory=dict)
     description: str = ""
     items: str | None = None
+    sensitive: tuple[str, ...] = ()
 
     def step(self, name: str) -> Step:
         """Return the step called ``name``."""

@@ -4,9 +4,12 @@ JSON text with one entry per input given::
 
     {"order": {"type": "shop.Order", "proto": "<base64>", "json": {...}}}
 
-``type`` is the message's full name, ``proto`` its deterministic proto bytes
-in base64 (what a resume decodes), ``json`` the message as JSON (for SQL; never
-read back).
+``type`` is the message's full name, ``proto`` its deterministic proto bytes in
+the checked envelope of :mod:`docket_runtime._payload` (encoded by the store's
+codec, if one is bound), in base64: what a resume decodes. ``json`` is the
+message as JSON, for SQL: left out for a message type marked sensitive; its
+checksum is in the envelope, so a damaged one fails the resume as a damaged
+``proto`` does.
 """
 
 from __future__ import annotations
@@ -19,7 +22,8 @@ from typing import Any, cast
 from google.protobuf import json_format
 from google.protobuf.message import Message
 
-from .. import Graph
+from .. import Graph, _payload
+from ..codec import PayloadCodec
 from ..stores import ExecutionRecord
 
 
@@ -28,16 +32,29 @@ def encode_inputs(graph: Graph[Any], target: type[Message], inputs: Mapping[str,
     # Any mapping (a generated TypedDict, say) until check_inputs says what it holds.
     checked = cast(Mapping[str, Message | None], inputs)
     graph.check_inputs(target, checked)
+    codec = _codec(graph)
     encoded = {
-        keyword: {
-            "type": value.DESCRIPTOR.full_name,
-            "proto": base64.b64encode(value.SerializeToString(deterministic=True)).decode(),
-            "json": json_format.MessageToDict(value, preserving_proto_field_name=True),
-        }
+        keyword: _entry(value, graph.plan.sensitive, codec)
         for keyword, value in checked.items()
         if value is not None
     }
     return json.dumps(encoded, sort_keys=True, separators=(",", ":"))
+
+
+def _entry(value: Message, sensitive: tuple[str, ...], codec: PayloadCodec | None) -> Any:
+    type_name = value.DESCRIPTOR.full_name
+    entry: dict[str, Any] = {"type": type_name}
+    rendering = None
+    if type_name not in sensitive:
+        rendering = json_format.MessageToDict(value, preserving_proto_field_name=True)
+        entry["json"] = rendering
+    sealed = _payload.write(value, _payload.parse_rendering(json.dumps(rendering)), codec)
+    entry["proto"] = base64.b64encode(sealed).decode()
+    return entry
+
+
+def _codec(graph: Graph[Any]) -> PayloadCodec | None:
+    return None if graph.store is None else graph.store.codec
 
 
 def same_inputs(stored: str | None, text: str) -> bool:
@@ -50,14 +67,19 @@ def decode_inputs(
 ) -> tuple[type[Message], dict[str, Message | None]]:
     """The target and inputs of execution ``row`` of ``graph``.
 
-    Raises ``ValueError``, ``TypeError``, ``KeyError`` or protobuf's
-    ``DecodeError`` when the row cannot be read.
+    Raises ``ValueError`` (:class:`~docket_runtime.codec.CorruptPayload` for a
+    damaged entry), ``TypeError``, ``KeyError`` or protobuf's ``DecodeError``
+    when the row cannot be read, and :class:`~docket_runtime.codec.MissingKey`
+    when an entry is encrypted under a key the store's codec lacks.
     """
     target = graph.plan.types[row.target]
     if row.inputs is None:
         raise ValueError("it was not enqueued (no inputs recorded)")
+    codec = _codec(graph)
     inputs: dict[str, Message | None] = {}
-    for keyword, entry in json.loads(row.inputs).items():
+    for keyword, entry in _payload.parse_rendering(row.inputs).items():
         cls = graph.plan.types[entry["type"]]
-        inputs[keyword] = cls.FromString(base64.b64decode(entry["proto"]))
+        blob = base64.b64decode(entry["proto"], validate=True)
+        what = f"input {keyword!r} of execution {row.execution_id!r}"
+        inputs[keyword] = _payload.read(blob, cls, entry.get("json"), codec, what)
     return target, inputs

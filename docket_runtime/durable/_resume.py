@@ -42,6 +42,7 @@ from typing import Final
 
 from google.protobuf.message import DecodeError
 
+from ..codec import MissingKey
 from ..context import _durable
 from ..errors import RetryLater, Suspended
 from ..stores import StoreError
@@ -52,6 +53,9 @@ _log = logging.getLogger("docket.durable")
 
 STORE_RETRY_DELAY: Final = 5.0
 """Seconds before a resume is tried again after the store was unreachable."""
+
+MISSING_KEY_DELAY: Final = 60.0
+"""Seconds before a resume whose inputs need a key this worker lacks is tried again."""
 
 ENDED: Final = frozenset({"succeeded", "failed", "cancelled"})
 """The statuses of an execution that a resume leaves alone."""
@@ -127,6 +131,10 @@ async def resume(registry: Registry, execution_id: str, *, stopping: Callable[[]
     graph = entry.graph
     try:
         target, inputs = decode_inputs(graph, row)
+    except MissingKey as err:
+        # Another worker may hold the key: leave the row as it is and try again later.
+        _log.error("execution %s: %s; resuming in %gs", execution_id, err, MISSING_KEY_DELAY)
+        return Continue(datetime.now(UTC) + timedelta(seconds=MISSING_KEY_DELAY), str(err))
     except (ValueError, TypeError, KeyError, DecodeError) as err:
         error = f"cannot read the inputs of execution {execution_id!r}: {err}"
         await store.finish_execution(execution_id, status="failed", error=error)

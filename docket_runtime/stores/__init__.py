@@ -32,6 +32,7 @@ from collections.abc import Callable
 from typing import Any, Literal, cast
 from urllib.parse import parse_qsl, urlsplit, urlunsplit
 
+from ..codec import PayloadCodec
 from . import _migrations
 from .base import (
     SCHEMA_VERSION,
@@ -112,15 +113,20 @@ async def _connect(url: str, *, create: bool) -> Store:
     )
 
 
-async def open_store(url: str, *, migrate: bool = False) -> Store:
+async def open_store(
+    url: str, *, migrate: bool = False, codec: PayloadCodec | None = None
+) -> Store:
     """Open the store at ``url`` and make sure its schema is the one this release knows.
 
     With ``migrate=True`` missing migrations are applied first; otherwise a
     database that lacks them is refused with a message saying how to apply
     them, and a SQLite file that does not exist is not created. A database
     migrated by a newer release is always refused (:class:`SchemaVersionError`).
+    ``codec`` (:mod:`docket_runtime.codec`) encodes the payloads written
+    through the store and decodes those read (``Store.codec``).
     """
     store = await _connect(url, create=migrate)
+    store.codec = codec
     try:
         if migrate:
             await store.migrate()

@@ -26,6 +26,7 @@ Every method that reads or writes a time takes ``now`` (an aware datetime;
 from __future__ import annotations
 
 import hashlib
+import hmac
 import os
 import socket
 import uuid
@@ -36,6 +37,7 @@ from types import TracebackType
 from typing import Any, Literal, Protocol, Self, runtime_checkable
 from urllib.parse import urlsplit, urlunsplit
 
+from ..codec import PayloadCodec
 from ..errors import DocketError
 
 __all__ = [
@@ -270,6 +272,10 @@ class Store(Protocol):
 
     url: str
     """Where the store points, with any password removed (for messages)."""
+
+    codec: PayloadCodec | None
+    """What encodes the payloads written through the store (``None``: none, payloads are
+    kept as checked proto bytes); see :mod:`docket_runtime.codec`."""
 
     async def migrate(self) -> list[int]:
         """Apply the schema migrations the database lacks; return the versions applied.
@@ -594,7 +600,9 @@ class Store(Protocol):
 
 
 class StoreBase:
-    """``async with`` support shared by the implementations."""
+    """``async with`` support shared by the implementations, and the bound codec."""
+
+    codec: PayloadCodec | None = None
 
     async def close(self) -> None:
         raise NotImplementedError
@@ -724,9 +732,9 @@ def execution_from_row(row: Sequence[Any], when: Time) -> ExecutionRecord:
     )
 
 
-def _digest(*parts: bytes) -> str:
+def _digest(*parts: bytes, secret: bytes | None = None) -> str:
     # Length-prefix every part so that ("ab", "c") and ("a", "bc") differ.
-    h = hashlib.sha256()
+    h = hashlib.sha256() if secret is None else hmac.new(secret, digestmod=hashlib.sha256)
     for part in parts:
         h.update(len(part).to_bytes(8, "big"))
         h.update(part)
@@ -742,7 +750,14 @@ def workflow_key(execution_id: str, step: str, version: str = "") -> str:
     return _digest(b"workflow", execution_id.encode(), step.encode(), version.encode())
 
 
-def global_key(namespace: str, step: str, version: str, inputs: Sequence[bytes | None]) -> str:
+def global_key(
+    namespace: str,
+    step: str,
+    version: str,
+    inputs: Sequence[bytes | None],
+    *,
+    secret: bytes | None = None,
+) -> str:
     """The ``docket_results`` key of a ``global`` (content-addressed) result.
 
     ``namespace`` is the graph's full name (``shop.OrderGraph``), or a cache
@@ -750,12 +765,14 @@ def global_key(namespace: str, step: str, version: str, inputs: Sequence[bytes |
     name and version, fed the same inputs, only share results within one
     namespace. ``inputs`` are the step's inputs in parameter order, each
     serialised with ``SerializeToString(deterministic=True)``; ``None`` stands
-    for an absent optional input and differs from an empty message.
+    for an absent optional input and differs from an empty message. With a
+    ``secret`` (a bound codec's), the key is an HMAC-SHA256 under it, so that
+    it reveals nothing of the inputs to whoever lacks the secret.
     """
     parts = [b"global", namespace.encode(), step.encode(), version.encode()]
     for data in inputs:
         parts.append(b"\x00" if data is None else b"\x01" + data)
-    return _digest(*parts)
+    return _digest(*parts, secret=secret)
 
 
 def default_owner() -> str:
