@@ -31,6 +31,7 @@ class MessageInfo:
     class_path: str
     bundle: bool
     location: Location
+    sensitive: bool = False
 
 
 @dataclass
@@ -56,6 +57,7 @@ class GraphModel:
     ``items_option`` is ``(docket.graph).items`` as written and ``items`` what it
     resolves to; ``item_type`` is the item type of batch runs once the batch
     roles are checked (declared or inferred), ``None`` without batch entry points.
+    ``sensitive`` lists the declared inputs whose message type is marked sensitive.
     """
 
     name: str
@@ -71,6 +73,7 @@ class GraphModel:
     items_option: str = ""
     items: str | None = None
     item_type: str | None = None
+    sensitive: list[str] = field(default_factory=list)
 
     def producers(self) -> dict[str, StepModel]:
         """Output type -> the (first) step that produces it."""

@@ -40,6 +40,7 @@ _FIELD_TYPE_NAME = 6
 _SERVICE_METHOD, _SERVICE_OPTIONS = 2, 3
 _METHOD_NAME, _METHOD_INPUT, _METHOD_OUTPUT, _METHOD_OPTIONS = 1, 2, 3, 4
 _EXT = options_pb2.DESCRIPTOR.extensions_by_name["step"].number
+_SENSITIVE = options_pb2.DESCRIPTOR.extensions_by_name["sensitive"].number
 
 _F = descriptor_pb2.FieldDescriptorProto
 _SCOPES = {
@@ -92,6 +93,7 @@ class Request:
             class_path=class_path,
             bundle=bool(message.options.Extensions[options_pb2.bundle]),
             location=self.locators[file.name].find((*path, 1)),
+            sensitive=bool(message.options.Extensions[options_pb2.sensitive]),
         )
         self.message_protos[full_name] = message
         self.message_paths[full_name] = path
@@ -206,6 +208,8 @@ def _read_graph(
             continue
         keywords[keyword] = resolved
         graph.inputs[resolved] = keyword
+        if index.messages[resolved].sensitive:
+            graph.sensitive.append(resolved)
     if options.items:
         graph.items_option = options.items
         graph.items = _read_items(index, file.package, graph, options.items, errors)
@@ -300,6 +304,7 @@ def _read_step(
         delivery=_DELIVERIES[options.delivery],
         subgraph=_read_subgraph(index, file, method.name, options, where),
         durable=options.durable,
+        sensitive=options.sensitive or index.messages[output_type].sensitive,
     )
     if spec.delivery is Delivery.AT_MOST_ONCE and spec.retry is not None:
         where.error(
@@ -336,6 +341,14 @@ def _read_inputs(
     message = index.message_protos[input_type]
     locator = index.locators[info.file]
     base = index.message_paths[input_type]
+    if info.sensitive:
+        errors.append(
+            Diagnostic(
+                locator.find((*base, _MESSAGE_OPTIONS, _SENSITIVE)),
+                f"bundle {input_type} (input of step {step}) is marked sensitive, but a bundle "
+                "is never stored; mark the message types of its fields sensitive instead",
+            )
+        )
     inputs: list[Input] = []
     locations: list[Location] = []
     for field_index, field in enumerate(message.field):

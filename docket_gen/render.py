@@ -507,6 +507,8 @@ def _plan_node(graph: GraphModel, ref: Callable[[str], str]) -> Node:
         kwargs.append(("description", string(graph.description)))
     if graph.item_type is not None:
         kwargs.append(("items", string(graph.item_type)))
+    if graph.sensitive:
+        kwargs.append(("sensitive", Tuple([string(t) for t in graph.sensitive])))
     return Call("_plan.GraphPlan", kwargs=kwargs)
 
 
@@ -529,6 +531,7 @@ def _step_node(spec: Step) -> Node:
         "delivery",
         "subgraph",
         "durable",
+        "sensitive",
     ):
         value = getattr(spec, option)
         if value != getattr(_DEFAULT_STEP, option):

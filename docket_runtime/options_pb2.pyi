@@ -24,9 +24,10 @@ Durations are strings made of a number and a unit, e.g. "250ms", "5s",
 code is generated.
 
 Extension numbers: Docket uses 52170 on ServiceOptions, MethodOptions and
-MessageOptions (each options message has its own number space). The number
-lies in the range 50000-99999 that protobuf reserves for in-house use; a
-project that already uses 52170 for its own options must renumber one side.
+MessageOptions (each options message has its own number space), and 52171
+on MessageOptions. The numbers lie in the range 50000-99999 that protobuf
+reserves for in-house use; a project that already uses them for its own
+options must renumber one side.
 """
 
 from collections import abc as _abc
@@ -243,6 +244,7 @@ class StepOptions(_message.Message):
     DELIVERY_FIELD_NUMBER: _builtins.int
     SUBGRAPH_FIELD_NUMBER: _builtins.int
     DURABLE_FIELD_NUMBER: _builtins.int
+    SENSITIVE_FIELD_NUMBER: _builtins.int
     name: _builtins.str
     """The step's name in errors, records and cache keys; defaults to the rpc
     name. The Python method name is its snake_case form.
@@ -262,6 +264,11 @@ class StepOptions(_message.Message):
     """
     durable: _builtins.bool
     """Failures are retried by the durable queue rather than in memory."""
+    sensitive: _builtins.bool
+    """The step's stored results get no JSON rendering (their JSON column holds
+    null), and are encrypted when the store has a payload codec: for outputs
+    that must not be readable in the database. See docs/persistence.md.
+    """
     @_builtins.property
     def retry(self) -> Global___RetryPolicy: ...
     @_builtins.property
@@ -278,10 +285,11 @@ class StepOptions(_message.Message):
         delivery: Global___StepOptions.Delivery.ValueType = ...,
         subgraph: _builtins.str = ...,
         durable: _builtins.bool = ...,
+        sensitive: _builtins.bool = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["cache", b"cache", "retry", b"retry"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["blocking", b"blocking", "cache", b"cache", "delivery", b"delivery", "durable", b"durable", "max_concurrency", b"max_concurrency", "name", b"name", "retry", b"retry", "subgraph", b"subgraph", "timeout", b"timeout"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["blocking", b"blocking", "cache", b"cache", "delivery", b"delivery", "durable", b"durable", "max_concurrency", b"max_concurrency", "name", b"name", "retry", b"retry", "sensitive", b"sensitive", "subgraph", b"subgraph", "timeout", b"timeout"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -290,10 +298,15 @@ Global___StepOptions: _TypeAlias = StepOptions  # noqa: Y015
 GRAPH_FIELD_NUMBER: _builtins.int
 STEP_FIELD_NUMBER: _builtins.int
 BUNDLE_FIELD_NUMBER: _builtins.int
+SENSITIVE_FIELD_NUMBER: _builtins.int
 graph: _extension_dict._ExtensionFieldDescriptor[_descriptor_pb2.ServiceOptions, Global___GraphOptions]
 step: _extension_dict._ExtensionFieldDescriptor[_descriptor_pb2.MethodOptions, Global___StepOptions]
 bundle: _extension_dict._ExtensionFieldDescriptor[_descriptor_pb2.MessageOptions, _builtins.bool]
 """The message is a bundle: each of its fields is one input of the step
 that takes it. Singular fields are required, `optional` ones may be None,
 `repeated` ones gather every value of their type (fan-in).
+"""
+sensitive: _extension_dict._ExtensionFieldDescriptor[_descriptor_pb2.MessageOptions, _builtins.bool]
+"""Every stored copy of the message (a step's result, a durable execution's
+input) gets no JSON rendering: as `sensitive` on each step returning it.
 """
