@@ -755,6 +755,60 @@ def test_cache_namespace_needs_the_global_scope(tmp_path: Path) -> None:
     ]
 
 
+SENSITIVE_BUNDLE = (
+    HEAD
+    + """\
+message Order { int32 v = 1; }
+message Card { option (docket.sensitive) = true; string number = 1; }
+message Quote { int32 v = 1; }
+message PriceInputs {
+  option (docket.bundle) = true;
+  option (docket.sensitive) = true;
+  Order order = 1;
+  Card card = 2;
+}
+
+service Pricing {
+  option (docket.graph) = { inputs: ["Order", "Card"] };
+  rpc Price(PriceInputs) returns (Quote);
+}
+"""
+)
+
+
+def test_a_sensitive_bundle_is_located_at_its_option(tmp_path: Path) -> None:
+    src = SENSITIVE_BUNDLE
+    where = _at(src, "option (docket.sensitive) = true;\n  Order")
+    assert where == "10:3"
+    # Fields of a bundle are what is stored: Card, sensitive itself, is fine.
+    assert _errors(tmp_path, src) == [
+        f"{BAD}:10:3: bundle shop.PriceInputs (input of step Price) is marked sensitive, but "
+        "a bundle is never stored; mark the message types of its fields sensitive instead"
+    ]
+
+
+def test_sensitive_steps_and_inputs_reach_the_plan(tmp_path: Path) -> None:
+    src = HEAD + (
+        "message Card { option (docket.sensitive) = true; string number = 1; }\n"
+        "message Token { string v = 1; }\nmessage Receipt { string v = 1; }\n"
+        "message Note { string v = 1; }\n"
+        "service Pay {\n"
+        '  option (docket.graph) = { inputs: "Card" };\n'
+        "  rpc Tokenize(Card) returns (Token);\n"
+        "  rpc Charge(Token) returns (Receipt) { option (docket.step) = { sensitive: true }; }\n"
+        "  rpc Annotate(Receipt) returns (Note);\n"
+        "}\n"
+    )
+    response = generate(compile_request(write_protos(tmp_path / "protos", {BAD: src})))
+    assert response.error == ""
+    [module] = [f.content for f in response.file if f.name.endswith("_docket.py")]
+    # Only Charge is sensitive (its option); Card, sensitive, is a graph input.
+    assert module.count("sensitive=True") == 1
+    assert module.index("sensitive=True") > module.index('name="Charge"')
+    assert module.index("sensitive=True") < module.index('name="Annotate"')
+    assert 'sensitive=("shop.Card",)' in module
+
+
 NAMESPACE_NAMES = (
     HEAD
     + """\

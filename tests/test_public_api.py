@@ -24,6 +24,7 @@ GOLDEN = Path(__file__).resolve().parent / "golden"
 
 PUBLIC_MODULES = {
     "cli",
+    "codec",
     "context",
     "diagram",
     "errors",

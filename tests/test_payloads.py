@@ -1,0 +1,386 @@
+"""Stored payloads: damaged rows are detected, and a payload codec keeps them secret.
+
+The graph is ``tests/protos/testgraphs/vault.proto``: ``Card`` is a sensitive
+message (a graph input), ``Charge`` a sensitive step whose ``Payment`` repeats
+the card number, ``Tokenize`` a plain checkpointed step and ``Digest`` a
+``GLOBAL`` one fed the card. Every test runs on SQLite and on a real Postgres
+schema (``db_url``) and looks at the rows with plain SQL (``raw_sql``), as
+someone reading the tables would.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import importlib
+import json
+import logging
+from collections import Counter
+from collections.abc import Coroutine
+from pathlib import Path
+from typing import Any, TypeVar
+
+import pytest
+from conftest import raw_sql
+
+from docket_runtime._persistence import input_key
+from docket_runtime.codec import AesGcmCodec, CorruptPayload, MissingKey, PayloadCodec
+from docket_runtime.durable import Registry
+from docket_runtime.durable._record import record_execution
+from docket_runtime.durable._resume import Continue, Done, Failed, resume
+from docket_runtime.stores import Store, open_store
+
+T = TypeVar("T")
+
+CARD = "4111111111111111"
+"""The card number that must never be readable in the database."""
+
+K1, K2 = bytes(range(32)), bytes(range(1, 33))
+SECRET = b"cache secret, 16+ bytes"
+
+
+def run(coro: Coroutine[Any, Any, T]) -> T:
+    return asyncio.run(asyncio.wait_for(coro, 30.0))
+
+
+def codec(*ids: str, secret: bytes = SECRET) -> AesGcmCodec:
+    keys = {"k1": K1, "k2": K2}
+    return AesGcmCodec({i: keys[i] for i in ids}, cache_secret=secret)
+
+
+@pytest.fixture(scope="module")
+def pb(gen_dir: Path) -> Any:
+    return importlib.import_module("testgraphs.vault_pb2")
+
+
+@pytest.fixture(scope="module")
+def dk(gen_dir: Path) -> Any:
+    return importlib.import_module("testgraphs.vault_docket")
+
+
+class VaultSteps:
+    """Counts calls; every computed value is new, so a recomputation shows."""
+
+    def __init__(self, pb: Any) -> None:
+        self.pb = pb
+        self.calls: Counter[str] = Counter()
+
+    async def tokenize(self, card: Any, /) -> Any:
+        self.calls["Tokenize"] += 1
+        return self.pb.Token(token=f"tok-{self.calls['Tokenize']}", last4=card.number[-4:])
+
+    async def digest(self, card: Any, /) -> Any:
+        self.calls["Digest"] += 1
+        return self.pb.Fingerprint(digest=hashlib.sha256(card.number.encode()).hexdigest())
+
+    async def charge(self, token: Any, /) -> Any:
+        self.calls["Charge"] += 1
+        n = self.calls["Charge"]
+        return self.pb.Payment(payment_id=f"pay-{n}", card_number=CARD, amount_cents=1250)
+
+
+class Vault:
+    """The vault graph on the store at ``url``, opened per call with ``codec``."""
+
+    def __init__(self, url: str, pb: Any, dk: Any) -> None:
+        self.url, self.pb, self.dk = url, pb, dk
+        self.steps = VaultSteps(pb)
+        self.card = pb.Card(number=CARD, holder="A. Holder")
+
+    async def store(self, with_codec: PayloadCodec | None = None) -> Store:
+        return await open_store(self.url, migrate=True, codec=with_codec)
+
+    def run(self, target: str, execution_id: str, with_codec: PayloadCodec | None = None) -> Any:
+        async def body() -> Any:
+            async with await self.store(with_codec) as store:
+                graph = self.dk.Vault(self.steps, store=store)
+                cls = getattr(self.pb, target)
+                return await graph.run(cls, card=self.card, execution_id=execution_id)
+
+        return run(body())
+
+    def fetch(
+        self, target: str, *args: Any, with_codec: PayloadCodec | None = None, **kw: Any
+    ) -> Any:
+        async def body() -> Any:
+            async with await self.store(with_codec) as store:
+                graph = self.dk.Vault(self.steps, store=store)
+                return await graph.fetch(getattr(self.pb, target), *args, **kw)
+
+        return run(body())
+
+    def row(self, step: str) -> tuple[bytes, str]:
+        [(output, rendering)] = raw_sql(
+            self.url, "SELECT output, output_json FROM docket_results WHERE step = ?", (step,)
+        )
+        text = rendering if isinstance(rendering, str) else json.dumps(rendering)
+        return bytes(output), text
+
+    def damage(self, step: str, output: bytes | None = None, rendering: str | None = None) -> None:
+        if output is not None:
+            raw_sql(self.url, "UPDATE docket_results SET output = ? WHERE step = ?", (output, step))
+        if rendering is not None:
+            cast = "::jsonb" if not self.url.startswith("sqlite") else ""
+            query = f"UPDATE docket_results SET output_json = ?{cast} WHERE step = ?"
+            raw_sql(self.url, query, (rendering, step))
+
+
+@pytest.fixture
+def vault(db_url: str, pb: Any, dk: Any) -> Vault:
+    return Vault(db_url, pb, dk)
+
+
+# Defect: a damaged row used to be read as a valid message ---------------------------------------
+
+DAMAGES = ["empty", "truncated", "other type, checked", "other type, plain", "json"]
+
+
+def _damaged(vault: Vault, kind: str) -> tuple[bytes | None, str | None]:
+    output, _ = vault.row("Tokenize")
+    if kind == "empty":
+        return b"", None
+    if kind == "truncated":
+        return output[: len(output) // 2], None
+    if kind == "other type, checked":  # the Digest row's bytes, checksum and all
+        return vault.row("Digest")[0], None
+    if kind == "other type, plain":  # a Fingerprint's proto bytes, no checksum
+        return vault.pb.Fingerprint(digest="f" * 12).SerializeToString(), None
+    assert kind == "json"
+    return None, json.dumps({"token": "forged", "last4": "0000"})
+
+
+@pytest.mark.parametrize("kind", DAMAGES)
+def test_a_damaged_checkpoint_is_recomputed_not_trusted(
+    vault: Vault, kind: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    first = vault.run("Token", "e-1")
+    vault.run("Fingerprint", "e-1")
+    assert vault.steps.calls["Tokenize"] == 1
+    output, rendering = _damaged(vault, kind)
+    vault.damage("Tokenize", output, rendering)
+
+    with caplog.at_level(logging.WARNING, logger="docket.persistence"):
+        again = vault.run("Token", "e-1")
+    # Recomputed, not read: a new token, and the damage named in the log.
+    assert vault.steps.calls["Tokenize"] == 2
+    assert again != first and again.token == "tok-2"
+    assert any("damaged" in r.getMessage() for r in caplog.records), caplog.text
+    # The recomputed result replaced the row: the next run reads it.
+    assert vault.run("Token", "e-1") == again
+    assert vault.steps.calls["Tokenize"] == 2
+
+
+def test_a_row_written_before_checksums_is_still_read(vault: Vault) -> None:
+    first = vault.run("Token", "e-1")
+    output, _ = vault.row("Tokenize")
+    plain = first.SerializeToString(deterministic=True)
+    assert output.startswith(plain) and output != plain  # the checksum trailer follows
+    vault.damage("Tokenize", plain)  # what a release without checksums wrote
+
+    assert vault.run("Token", "e-1") == first
+    assert vault.steps.calls["Tokenize"] == 1
+
+
+def test_the_bytes_column_still_parses_as_the_message_without_a_codec(vault: Vault) -> None:
+    first = vault.run("Token", "e-1")
+    output, rendering = vault.row("Tokenize")
+    parsed = vault.pb.Token.FromString(output)
+    parsed.DiscardUnknownFields()
+    assert parsed == first
+    assert json.loads(rendering) == {"token": "tok-1", "last4": "1111"}
+
+
+def test_damaged_durable_inputs_fail_the_execution_clearly(vault: Vault) -> None:
+    async def body() -> tuple[Any, Any]:
+        async with await vault.store() as store:
+            registry = Registry(store)
+            graph = registry.bind(vault.dk.Vault, vault.steps)
+            await record_execution(graph, vault.pb.Token, {"card": vault.card}, execution_id="d-1")
+            [(text,)] = raw_sql(
+                vault.url, "SELECT inputs FROM docket_executions WHERE execution_id = 'd-1'"
+            )
+            inputs = json.loads(text) if isinstance(text, str) else text
+            inputs["card"]["proto"] = inputs["card"]["proto"][:-8] + "AAAAAAA="
+            cast = "::jsonb" if not vault.url.startswith("sqlite") else ""
+            raw_sql(
+                vault.url,
+                f"UPDATE docket_executions SET inputs = ?{cast} WHERE execution_id = 'd-1'",
+                (json.dumps(inputs),),
+            )
+            outcome = await resume(registry, "d-1", stopping=lambda: False)
+            return outcome, await store.get_execution("d-1")
+
+    outcome, row = run(body())
+    assert isinstance(outcome, Failed)
+    assert "cannot read the inputs of execution 'd-1'" in outcome.error
+    assert "input 'card' of execution 'd-1'" in outcome.error
+    assert row.status == "failed" and vault.steps.calls["Tokenize"] == 0
+
+
+# The payload codec ------------------------------------------------------------------------------
+
+
+def _all_rows(url: str) -> list[str]:
+    """Every result and execution row, as one text per row (bytes as latin-1), keys included."""
+    rows = raw_sql(url, "SELECT key, output, output_json FROM docket_results")
+    rows += raw_sql(url, "SELECT execution_id, inputs, error FROM docket_executions")
+    return [
+        " ".join(
+            bytes(v).decode("latin-1") if isinstance(v, bytes | memoryview) else json.dumps(v)
+            for v in row
+        )
+        for row in rows
+    ]
+
+
+def test_no_row_holds_the_card_number_with_a_codec(vault: Vault) -> None:
+    keys = codec("k1")
+    payment = vault.run("Payment", "e-1", keys)
+    vault.run("Fingerprint", "e-1", keys)
+    assert payment.card_number == CARD
+    rows = _all_rows(vault.url)
+    assert len(rows) == 3  # Tokenize, Charge, Digest (a run without record keeps no execution)
+    for row in rows:
+        assert CARD not in row and CARD[-8:] not in row
+    # The sensitive step has no JSON rendering; the plain one keeps its queryable JSON.
+    assert vault.row("Charge")[1] == "null"
+    assert json.loads(vault.row("Tokenize")[1]) == {"token": "tok-1", "last4": "1111"}
+
+
+def test_without_a_codec_only_the_json_of_sensitive_steps_is_left_out(vault: Vault) -> None:
+    vault.run("Payment", "e-1")
+    output, rendering = vault.row("Charge")
+    assert rendering == "null"
+    assert CARD.encode() in output  # no codec: the bytes are the message's
+
+
+def test_fetch_returns_the_plaintext_with_the_key(vault: Vault) -> None:
+    keys = codec("k1")
+    payment = vault.run("Payment", "e-1", keys)
+    fingerprint = vault.run("Fingerprint", "e-1", keys)
+    assert vault.fetch("Payment", execution_id="e-1", with_codec=keys) == payment
+    assert vault.fetch("Fingerprint", vault.card, with_codec=keys) == fingerprint
+
+
+@pytest.mark.parametrize("holder", ["no codec", "another key"])
+def test_a_missing_key_is_an_error_naming_it_and_the_row_is_left_alone(
+    vault: Vault, holder: str
+) -> None:
+    vault.run("Payment", "e-1", codec("k1"))
+    before = raw_sql(vault.url, "SELECT key, output, output_json FROM docket_results")
+    reader = None if holder == "no codec" else codec("k2")
+
+    with pytest.raises(MissingKey, match="key id 'k1'") as fetched:
+        vault.fetch("Payment", execution_id="e-1", with_codec=reader)
+    assert fetched.value.key_id == "k1"
+    # A run that finds the checkpoint fails too, rather than computing it again over it.
+    with pytest.raises(MissingKey, match="key id 'k1'"):
+        vault.run("Payment", "e-1", reader)
+    assert vault.steps.calls["Charge"] == 1
+    assert raw_sql(vault.url, "SELECT key, output, output_json FROM docket_results") == before
+
+
+def test_rotation_writes_with_the_newest_key_and_reads_old_rows(vault: Vault) -> None:
+    old = vault.run("Payment", "e-1", codec("k1"))
+    rotated = codec("k1", "k2")
+    new = vault.run("Payment", "e-2", rotated)
+    assert b"k1" in _charge_row(vault, "e-1") and b"k2" in _charge_row(vault, "e-2")
+    assert vault.fetch("Payment", execution_id="e-1", with_codec=rotated) == old
+    assert vault.fetch("Payment", execution_id="e-2", with_codec=rotated) == new
+    # Once k1 is dropped, its rows are unreadable, by name.
+    with pytest.raises(MissingKey, match=r"key id 'k1'.*has only 'k2'"):
+        vault.fetch("Payment", execution_id="e-1", with_codec=codec("k2"))
+
+
+def _charge_row(vault: Vault, execution_id: str) -> bytes:
+    [(output,)] = raw_sql(
+        vault.url,
+        "SELECT output FROM docket_results WHERE step = 'Charge' AND execution_id = ?",
+        (execution_id,),
+    )
+    return bytes(output)[:40]
+
+
+def test_tampered_ciphertext_is_damage_and_recomputed(vault: Vault) -> None:
+    keys = codec("k1")
+    first = vault.run("Token", "e-1", keys)
+    output, _ = vault.row("Tokenize")
+    flipped = output[:-1] + bytes([output[-1] ^ 1])
+    vault.damage("Tokenize", flipped)
+    again = vault.run("Token", "e-1", keys)
+    assert again != first and vault.steps.calls["Tokenize"] == 2
+
+
+def test_global_keys_are_hmacs_that_differ_by_secret(vault: Vault) -> None:
+    vault.run("Fingerprint", "e-1", codec("k1", secret=b"a" * 16))
+    vault.run("Fingerprint", "e-2", codec("k1", secret=b"b" * 16))
+    vault.run("Fingerprint", "e-3")
+    keys = sorted(k for (k,) in raw_sql(vault.url, "SELECT key FROM docket_results"))
+    step = vault.dk.Vault.plan.step("Digest")
+    expected = sorted(
+        input_key("testgraphs.Vault", step, [vault.card], secret)
+        for secret in (codec("k1", secret=b"a" * 16), codec("k1", secret=b"b" * 16), None)
+    )
+    # Three secrets (none being one), three keys for the same inputs: each ran the step.
+    assert keys == expected and len(set(keys)) == 3
+    assert vault.steps.calls["Digest"] == 3
+
+
+def test_durable_inputs_are_encrypted_and_read_back_with_the_key(vault: Vault) -> None:
+    keys = codec("k1")
+
+    async def body(with_codec: PayloadCodec | None, execution_id: str, record: bool) -> Any:
+        async with await vault.store(with_codec) as store:
+            registry = Registry(store)
+            graph = registry.bind(vault.dk.Vault, vault.steps)
+            if record:
+                inputs = {"card": vault.card}
+                await record_execution(graph, vault.pb.Payment, inputs, execution_id=execution_id)
+                # Enqueued again with the same inputs: recognised as the same (another
+                # card would be a ValueError), since the same payload encrypts the same.
+                await record_execution(graph, vault.pb.Payment, inputs, execution_id=execution_id)
+                other = {"card": vault.pb.Card(number="5500000000000004")}
+                with pytest.raises(ValueError, match="already names another execution"):
+                    await record_execution(
+                        graph, vault.pb.Payment, other, execution_id=execution_id
+                    )
+                return None
+            return await resume(registry, execution_id, stopping=lambda: False)
+
+    run(body(keys, "d-1", record=True))
+    [(text,)] = raw_sql(vault.url, "SELECT inputs FROM docket_executions")
+    inputs = json.loads(text) if isinstance(text, str) else text
+    assert set(inputs["card"]) == {"type", "proto"}  # sensitive: no "json"
+    assert CARD not in json.dumps(inputs) and CARD.encode() not in _b64(inputs["card"]["proto"])
+
+    # A worker without the key leaves the execution as it is, and says which key.
+    before = raw_sql(vault.url, "SELECT status, inputs FROM docket_executions")
+    outcome = run(body(None, "d-1", record=False))
+    assert isinstance(outcome, Continue) and "key id 'k1'" in outcome.reason
+    assert raw_sql(vault.url, "SELECT status, inputs FROM docket_executions") == before
+
+    assert run(body(keys, "d-1", record=False)) == Done("succeeded")
+    assert vault.steps.calls["Charge"] == 1
+
+
+def _b64(text: str) -> bytes:
+    import base64
+
+    return base64.b64decode(text)
+
+
+def test_codec_rejects_bad_keys_and_names_damage() -> None:
+    with pytest.raises(ValueError, match="16, 24 or 32 bytes"):
+        AesGcmCodec({"k": b"short"}, cache_secret=SECRET)
+    with pytest.raises(ValueError, match="at least 16 bytes"):
+        AesGcmCodec({"k": K1}, cache_secret=b"x")
+    with pytest.raises(ValueError, match="at least one key"):
+        AesGcmCodec({}, cache_secret=SECRET)
+    keys = codec("k1")
+    kid, data = keys.encode(b"payload", associated=b"a.Type")
+    assert kid == "k1" and keys.decode(kid, data, associated=b"a.Type") == b"payload"
+    # Deterministic: the same payload, the same bytes (enqueue compares inputs).
+    assert keys.encode(b"payload", associated=b"a.Type") == (kid, data)
+    with pytest.raises(CorruptPayload, match="does not authenticate under key 'k1'"):
+        keys.decode(kid, data, associated=b"b.Type")
+    assert isinstance(keys, PayloadCodec)
