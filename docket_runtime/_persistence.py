@@ -26,6 +26,7 @@ __all__ = [
     "input_key",
     "persisted_scope",
     "prune",
+    "read",
     "render",
     "workflow_key",
 ]
@@ -126,13 +127,19 @@ def decode(row: StoredResult, cls: type[Message], codec: PayloadCodec | None) ->
             expected,
         )
         return None
-    what = f"result {row.key[:12]} of step {row.step}"
     try:
-        rendering = _payload.parse_rendering(row.output_json)
-        return _payload.read(row.output, cls, rendering, codec, what)
+        return read(row, cls, codec)
     except CorruptPayload as exc:
         _log.warning("ignoring a damaged cached result: %s", exc)
         return None
+
+
+def read(row: StoredResult, cls: type[Message], codec: PayloadCodec | None) -> Message:
+    """The message of ``cls`` a row holds, checked; :class:`~docket_runtime.codec.CorruptPayload`
+    or :class:`~docket_runtime.codec.MissingKey` when it cannot be read."""
+    what = f"result {row.key[:12]} of step {row.step}"
+    rendering = _payload.parse_rendering(row.output_json)
+    return _payload.read(row.output, cls, rendering, codec, what)
 
 
 def prune(target: TargetTable, known: set[int]) -> TargetTable:

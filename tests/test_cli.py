@@ -201,6 +201,7 @@ def result_json(r: StoredResult) -> dict[str, Any]:
         "version": r.version,
         "output_type": r.output_type,
         "output": json.loads(r.output_json),
+        "damaged": None,
         "created_at": iso(r.created_at),
         "expires_at": iso(r.expires_at),
     }

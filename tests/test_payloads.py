@@ -384,3 +384,69 @@ def test_codec_rejects_bad_keys_and_names_damage() -> None:
     with pytest.raises(CorruptPayload, match="does not authenticate under key 'k1'"):
         keys.decode(kid, data, associated=b"b.Type")
     assert isinstance(keys, PayloadCodec)
+
+
+# docketctl --------------------------------------------------------------------------------------
+
+KEYS_MODULE = """\
+from docket_runtime.codec import AesGcmCodec
+
+
+def codec():
+    return AesGcmCodec({"k1": bytes(range(32))}, cache_secret=b"cache secret, 16+ bytes")
+"""
+
+
+def _ctl(*args: str, codec_env: str | None = None) -> Any:
+    from click.testing import CliRunner
+
+    from docket_runtime._cli import docketctl
+
+    env = {"DOCKET_DATABASE_URL": None, "DOCKET_CODEC": codec_env}
+    return CliRunner().invoke(docketctl, list(args), catch_exceptions=False, env=env)
+
+
+def test_docketctl_shows_plaintext_with_the_codec_and_names_a_missing_key(
+    vault: Vault, tmp_path: Path
+) -> None:
+    vault.run("Payment", "e-1", codec("k1"))
+    (tmp_path / "vault_keys.py").write_text(KEYS_MODULE)
+    show = ["executions", "show", "e-1", "--url", vault.url, "--results", "--json"]
+    graph = ["--graph", "testgraphs.vault_docket:Vault", "--path", str(tmp_path)]
+
+    # The codec by option, or by $DOCKET_CODEC: the sensitive result in clear.
+    for done in (
+        _ctl(*show, *graph, "--codec", "vault_keys:codec"),
+        _ctl(*show, *graph, codec_env="vault_keys:codec"),
+    ):
+        assert done.exit_code == 0, done.stderr
+        outputs = {r["step"]: r["output"] for r in json.loads(done.stdout)["results"]}
+        assert outputs["Charge"] == {
+            "payment_id": "pay-1",
+            "card_number": CARD,
+            "amount_cents": "1250",
+        }
+        assert outputs["Tokenize"] == {"token": "tok-1", "last4": "1111"}
+
+    # No codec: one line naming the key id, exit 1.
+    missing = _ctl(*show, *graph)
+    assert missing.exit_code == 1 and missing.stdout == ""
+    assert missing.stderr.startswith("docketctl: error: result ")
+    assert "key id 'k1'" in missing.stderr and "no payload codec" in missing.stderr
+
+    # No graph: the JSON column as stored, null for the sensitive step.
+    stored = _ctl(*show)
+    assert stored.exit_code == 0, stored.stderr
+    outputs = {r["step"]: r["output"] for r in json.loads(stored.stdout)["results"]}
+    assert outputs["Charge"] is None and outputs["Tokenize"]["token"] == "tok-1"
+    text = _ctl(*show[:-1])
+    assert "sensitive: not rendered" in text.stdout and CARD not in text.stdout
+
+    # A damaged row is shown as damaged, not as a message.
+    vault.damage("Tokenize", b"")
+    damaged = _ctl(*show, *graph, "--codec", "vault_keys:codec")
+    [tokenize] = [r for r in json.loads(damaged.stdout)["results"] if r["step"] == "Tokenize"]
+    assert tokenize["output"] is None and "disagree" in tokenize["damaged"]
+
+    bad = _ctl(*show, "--codec", "vault_keys:KEYS_MISSING", "--path", str(tmp_path))
+    assert bad.exit_code == 1 and "is not a payload codec" in bad.stderr

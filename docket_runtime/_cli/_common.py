@@ -18,6 +18,7 @@ from urllib.parse import urlsplit
 
 import click
 
+from ..codec import MissingKey, PayloadCodec
 from ..stores import Store, StoreError, connect, open_store
 
 T = TypeVar("T")
@@ -60,10 +61,11 @@ def json_option(command: F) -> F:
 
 
 def run(body: Coroutine[Any, Any, T]) -> T:
-    """Run a command's body; a store error becomes a :class:`Failure` (one line, exit 1)."""
+    """Run a command's body; a store error, or a payload whose key is missing, becomes a
+    :class:`Failure` (one line, exit 1)."""
     try:
         return asyncio.run(body)
-    except StoreError as err:
+    except (StoreError, MissingKey) as err:
         raise Failure(str(err)) from err
 
 
@@ -82,10 +84,13 @@ def sqlite_path(url: str) -> Path | None:
 
 
 @asynccontextmanager
-async def open_existing(url: str, *, any_schema: bool = False) -> AsyncIterator[Store]:
+async def open_existing(
+    url: str, *, any_schema: bool = False, codec: PayloadCodec | None = None
+) -> AsyncIterator[Store]:
     """The store at ``url``, which must exist: a missing SQLite file is an error, never
     created here (``db migrate`` creates it). Its tables must be at the schema version of
-    this release, unless ``any_schema`` (for commands that report on the schema)."""
+    this release, unless ``any_schema`` (for commands that report on the schema).
+    ``codec`` is bound to it."""
     path = sqlite_path(url)
     if path is not None and not path.is_file():
         raise Failure(
@@ -93,5 +98,6 @@ async def open_existing(url: str, *, any_schema: bool = False) -> AsyncIterator[
             f"(`docketctl db migrate --url {url}` creates one)"
         )
     store = await (connect(url) if any_schema else open_store(url))
+    store.codec = codec
     async with store:
         yield store

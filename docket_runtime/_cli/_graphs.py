@@ -1,4 +1,5 @@
-"""Loading a generated graph for the commands that need its plan (``--graph MODULE:Graph``).
+"""Loading a generated graph for the commands that need its plan (``--graph MODULE:Graph``),
+and the store's payload codec (``--codec MODULE:NAME``).
 
 The database does not hold a graph's plan: forgetting the steps downstream of
 one needs its dependencies, and settling a step needs its output message type.
@@ -13,19 +14,22 @@ import inspect
 import os
 import sys
 from collections.abc import Callable, Sequence
-from typing import Any, TypeVar
+from typing import Any, Final, TypeVar
 
 import click
 
 from .._graph import Graph
+from ..codec import PayloadCodec
 from ..plan import GraphPlan
 from ._common import Failure
 
 F = TypeVar("F", bound=Callable[..., Any])
 
+CODEC_ENV: Final = "DOCKET_CODEC"
 
-def graph_options(command: F) -> F:
-    """``--graph MODULE:Graph`` and ``--path DIR``."""
+
+def graph_options(command: F, *, required: bool = True) -> F:
+    """``--graph MODULE:Graph`` and ``--path DIR`` (``--graph`` optional unless ``required``)."""
     command = click.option(
         "--path",
         "paths",
@@ -37,11 +41,63 @@ def graph_options(command: F) -> F:
     return click.option(
         "--graph",
         "graph_spec",
-        required=True,
+        required=required,
         metavar="MODULE[:GRAPH]",
         help="The generated graph, e.g. shop.orders_docket:Checkout (the class may be left "
         "out when the module has one graph, or one that the execution ran).",
     )(command)
+
+
+def codec_option(command: F) -> F:
+    """``--codec MODULE:NAME`` (default ``$DOCKET_CODEC``): the store's payload codec."""
+    return click.option(
+        "--codec",
+        "codec_spec",
+        envvar=CODEC_ENV,
+        show_envvar=True,
+        metavar="MODULE:NAME",
+        help="The payload codec of the store, e.g. shop.keys:codec: an object of the module "
+        "(or a function of it returning one) that decodes encrypted results and inputs, "
+        "imported like --graph.",
+    )(command)
+
+
+def load_codec(spec: str | None, paths: Sequence[str]) -> PayloadCodec | None:
+    """The codec ``spec`` names (``module:name``, an object or a function returning one)."""
+    if spec is None:
+        return None
+    module_name, _, attr = spec.partition(":")
+    if not module_name or not attr:
+        raise click.BadParameter(f"{spec!r}: write MODULE:NAME", param_hint="--codec")
+    found = getattr(_import(module_name, paths), attr, None)
+    if callable(found) and not isinstance(found, PayloadCodec):
+        try:
+            found = found()
+        except Exception as err:  # the user's function raised: say what, no traceback
+            raise Failure(f"{spec}() failed: {type(err).__name__}: {err}") from err
+    if not isinstance(found, PayloadCodec):
+        raise Failure(
+            f"{spec} is not a payload codec (see docket_runtime.codec): "
+            f"{type(found).__name__}, with no encode and decode"
+        )
+    return found
+
+
+def _import(module_name: str, paths: Sequence[str]) -> Any:
+    for folder in [os.getcwd(), *paths][::-1]:
+        folder = os.path.abspath(folder)
+        if folder not in sys.path:
+            sys.path.insert(0, folder)
+    importlib.invalidate_caches()
+    try:
+        return importlib.import_module(module_name)
+    except ModuleNotFoundError as err:
+        raise Failure(
+            f"cannot import {module_name}: {err} (run from the folder that holds the "
+            "generated package, or give --path)"
+        ) from err
+    except Exception as err:  # the user's module raised: say what, no traceback
+        raise Failure(f"importing {module_name} failed: {type(err).__name__}: {err}") from err
 
 
 def load_plan(spec: str, paths: Sequence[str], ran: str | None) -> GraphPlan:
@@ -54,20 +110,7 @@ def load_plan(spec: str, paths: Sequence[str], ran: str | None) -> GraphPlan:
     module_name, _, attr = spec.partition(":")
     if not module_name or (":" in spec and not attr):
         raise click.BadParameter(f"{spec!r}: write MODULE:GRAPH", param_hint="--graph")
-    for folder in [os.getcwd(), *paths][::-1]:
-        folder = os.path.abspath(folder)
-        if folder not in sys.path:
-            sys.path.insert(0, folder)
-    importlib.invalidate_caches()
-    try:
-        module = importlib.import_module(module_name)
-    except ModuleNotFoundError as err:
-        raise Failure(
-            f"cannot import {module_name}: {err} (run from the folder that holds the "
-            "generated package, or give --path)"
-        ) from err
-    except Exception as err:  # the user's module raised: say what, no traceback
-        raise Failure(f"importing {module_name} failed: {type(err).__name__}: {err}") from err
+    module = _import(module_name, paths)
     graphs = {
         name: value
         for name, value in vars(module).items()

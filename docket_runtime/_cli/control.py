@@ -15,10 +15,11 @@ from google.protobuf import json_format
 from google.protobuf.message import Message
 
 from .. import _amend, _deps
+from ..codec import PayloadCodec
 from ..plan import GraphPlan
 from ..stores import Store, default_owner
 from ._common import Failure, emit_json, json_option, open_existing, run, url_option
-from ._graphs import graph_options, load_plan
+from ._graphs import codec_option, graph_options, load_codec, load_plan
 from ._health import Health, health_of, queue_app
 
 _FORCE = click.option(
@@ -134,6 +135,7 @@ def _check_step(plan: GraphPlan, step: str) -> None:
 )
 @click.option("--release", is_flag=True, help="It did not happen: the next run runs the step.")
 @graph_options
+@codec_option
 @_FORCE
 @json_option
 def settle(
@@ -144,6 +146,7 @@ def settle(
     release: bool,
     graph_spec: str,
     paths: tuple[str, ...],
+    codec_spec: str | None,
     force: bool,
     as_json: bool,
 ) -> None:
@@ -153,10 +156,13 @@ def settle(
     next run with this execution id continues from it; with --release, the
     claim is dropped and the next run runs the step again. The output
     message type comes from the graph: --graph names the generated module.
+    A store whose graphs write through a payload codec needs it here too
+    (--codec), or the result is kept without encryption.
     """
     if (result_json is None) == (not release):
         raise click.UsageError("give --result-json JSON or --release, one of them")
-    settled = run(_settle(url, execution_id, step, result_json, graph_spec, paths, force))
+    codec = load_codec(codec_spec, paths)
+    settled = run(_settle(url, execution_id, step, result_json, (graph_spec, paths), codec, force))
     if as_json:
         emit_json(
             {
@@ -183,11 +189,12 @@ async def _settle(
     execution_id: str,
     step: str,
     result_json: str | None,
-    spec: str,
-    paths: tuple[str, ...],
+    graph: tuple[str, tuple[str, ...]],
+    codec: PayloadCodec | None,
     force: bool,
 ) -> dict[str, Any] | None:
-    async with open_existing(url) as store:
+    spec, paths = graph
+    async with open_existing(url, codec=codec) as store:
         health = await _health(store, url, execution_id)
         row = health.execution
         if row is None and not health.runs:

@@ -4,13 +4,19 @@ from __future__ import annotations
 
 import json
 import re
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from functools import partial
 from typing import Any, Final, get_args
 
 import click
 
+from .. import _persistence
+from ..codec import CorruptPayload, PayloadCodec
+from ..plan import GraphPlan
 from ..stores import AttemptRecord, ExecutionRecord, ExecutionStatus, StepRunRecord, StoredResult
 from ._common import Failure, emit_json, json_option, open_existing, run, url_option
+from ._graphs import codec_option, graph_options, load_codec, load_plan
 from ._health import ACTIVE, Health, describe_jobs, health_of
 from ._render import DASH, duration, fields, iso, relative, span, summary, table, when
 
@@ -231,6 +237,8 @@ def _error(row: ExecutionRecord | None) -> str:
 @click.option("--attempts", is_flag=True, help="Also every attempt of every step, with its error.")
 @click.option("--results", is_flag=True, help="Also the execution's kept results, as JSON.")
 @health_options
+@partial(graph_options, required=False)
+@codec_option
 @json_option
 def show(
     url: str,
@@ -239,11 +247,23 @@ def show(
     results: bool,
     grace: timedelta,
     stalled_timeout: float,
+    graph_spec: str | None,
+    paths: tuple[str, ...],
+    codec_spec: str | None,
     as_json: bool,
 ) -> None:
-    """Show an execution: its record, each step run and whether its owner is alive."""
+    """Show an execution: its record, each step run and whether its owner is alive.
+
+    With --results and --graph, each kept result is decoded from its checked
+    bytes (with --codec when the store encrypts them) and shown as JSON;
+    without --graph, the JSON column is shown as stored (null for a step
+    marked sensitive).
+    """
     now = datetime.now(UTC)
-    health, tries, kept = run(_show(url, execution_id, now, grace, stalled_timeout))
+    codec = load_codec(codec_spec, paths)
+    health, tries, kept = run(
+        _show(url, execution_id, now, grace, stalled_timeout, (graph_spec, paths), codec)
+    )
     if as_json:
         document: dict[str, Any] = {
             "execution": _execution_json(health),
@@ -269,9 +289,15 @@ def show(
 
 
 async def _show(
-    url: str, execution_id: str, now: datetime, grace: timedelta, stalled_timeout: float
-) -> tuple[Health, list[AttemptRecord], list[StoredResult]]:
-    async with open_existing(url) as store:
+    url: str,
+    execution_id: str,
+    now: datetime,
+    grace: timedelta,
+    stalled_timeout: float,
+    graph: tuple[str | None, tuple[str, ...]],
+    codec: PayloadCodec | None,
+) -> tuple[Health, list[AttemptRecord], list[Kept]]:
+    async with open_existing(url, codec=codec) as store:
         row = await store.get_execution(execution_id)
         (health,) = await health_of(
             store,
@@ -285,7 +311,29 @@ async def _show(
         kept = await store.get_execution_results(execution_id)
         if row is None and not health.runs and not tries and not kept:
             raise Failure(f"no execution {execution_id!r} in {store.url}")
-        return health, tries, kept
+        spec, paths = graph
+        plan = None if spec is None else load_plan(spec, paths, None if row is None else row.graph)
+        return health, tries, [_kept(r, plan, codec) for r in kept]
+
+
+@dataclass(frozen=True, slots=True)
+class Kept:
+    """A kept result and what to show of it: its message as a JSON value, or why not."""
+
+    row: StoredResult
+    output: Any
+    damaged: str | None = None
+
+
+def _kept(row: StoredResult, plan: GraphPlan | None, codec: PayloadCodec | None) -> Kept:
+    cls = None if plan is None else plan.types.get(row.output_type)
+    if cls is None:
+        return Kept(row, json.loads(row.output_json))
+    try:
+        message = _persistence.read(row, cls, codec)
+    except CorruptPayload as err:
+        return Kept(row, None, str(err))
+    return Kept(row, json.loads(_persistence.render(message)))
 
 
 def _describe(health: Health, now: datetime) -> str:
@@ -355,12 +403,19 @@ def _attempts_table(tries: list[AttemptRecord]) -> str:
     return table(["STEP", "ATTEMPT", "STATUS", "STARTED", "TOOK", "OWNER", "ERROR"], rows)
 
 
-def _results_text(kept: list[StoredResult]) -> str:
+def _results_text(kept: list[Kept]) -> str:
     blocks = []
-    for r in kept:
+    for k in kept:
+        r = k.row
         expiry = "" if r.expires_at is None else f", expires {when(r.expires_at)}"
         head = f"{r.step}: {r.output_type} (kept {when(r.created_at)}{expiry})"
-        blocks.append(f"{head}\n  {json.dumps(json.loads(r.output_json), sort_keys=True)}")
+        if k.damaged is not None:
+            body = f"damaged: {k.damaged}"
+        elif k.output is None:
+            body = "sensitive: not rendered (give --graph, and --codec if encrypted, to decode)"
+        else:
+            body = json.dumps(k.output, sort_keys=True)
+        blocks.append(f"{head}\n  {body}")
     return "\n".join(blocks)
 
 
@@ -424,12 +479,14 @@ def _attempt_json(a: AttemptRecord) -> dict[str, Any]:
     }
 
 
-def _result_json(r: StoredResult) -> dict[str, Any]:
+def _result_json(k: Kept) -> dict[str, Any]:
+    r = k.row
     return {
         "step": r.step,
         "version": r.version,
         "output_type": r.output_type,
-        "output": json.loads(r.output_json),
+        "output": k.output,
+        "damaged": k.damaged,
         "created_at": iso(r.created_at),
         "expires_at": iso(r.expires_at),
     }
