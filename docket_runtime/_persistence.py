@@ -89,7 +89,7 @@ def encode(
         step=step.name,
         version=step.cache.version,
         output_type=message.DESCRIPTOR.full_name,
-        output=_payload.write(message, _payload.parse_rendering(rendering), codec),
+        output=_payload.write(message, rendering, codec),
         output_json=rendering,
         created_at=created,
         expires_at=None if ttl is None else created + timedelta(seconds=ttl),
@@ -99,12 +99,10 @@ def encode(
 
 def render(message: Message) -> str:
     """The JSON text of ``message`` kept in ``docket_results.output_json``."""
-    return json_format.MessageToJson(
-        message,
-        preserving_proto_field_name=True,
-        always_print_fields_with_no_presence=True,
-        indent=None,
-        sort_keys=True,
+    return _payload.render(
+        json_format.MessageToDict(
+            message, preserving_proto_field_name=True, always_print_fields_with_no_presence=True
+        )
     )
 
 
@@ -138,8 +136,7 @@ def read(row: StoredResult, cls: type[Message], codec: PayloadCodec | None) -> M
     """The message of ``cls`` a row holds, checked; :class:`~docket_runtime.codec.CorruptPayload`
     or :class:`~docket_runtime.codec.MissingKey` when it cannot be read."""
     what = f"result {row.key[:12]} of step {row.step}"
-    rendering = _payload.parse_rendering(row.output_json)
-    return _payload.read(row.output, cls, rendering, codec, what)
+    return _payload.read(row.output, cls, row.output_json, codec, what)
 
 
 def prune(target: TargetTable, known: set[int]) -> TargetTable:

@@ -176,6 +176,7 @@ def test_wheel_metadata(wheel: Path) -> None:
         metadata = email.message_from_bytes(archive.read(name))
     assert sorted(metadata.get_all("Provides-Extra", [])) == [
         "cli",
+        "crypto",
         "gen",
         "otel",
         "postgres",
@@ -184,10 +185,11 @@ def test_wheel_metadata(wheel: Path) -> None:
     required = {
         re.split(r"[\s\[<>=!~;]", r, maxsplit=1)[0] for r in metadata.get_all("Requires-Dist", [])
     }
-    # The runtime's protobuf, then the cli, gen, otel, postgres and procrastinate extras: no dev
-    # tools.
+    # The runtime's protobuf, then the cli, crypto, gen, otel, postgres and procrastinate
+    # extras: no dev tools.
     assert required == {
         "protobuf",
+        "cryptography",
         "opentelemetry-api",
         "grpcio-tools",
         "mypy-protobuf",

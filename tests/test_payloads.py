@@ -450,3 +450,34 @@ def test_docketctl_shows_plaintext_with_the_codec_and_names_a_missing_key(
 
     bad = _ctl(*show, "--codec", "vault_keys:KEYS_MISSING", "--path", str(tmp_path))
     assert bad.exit_code == 1 and "is not a payload codec" in bad.stderr
+
+
+def test_json_is_written_as_jsonb_prints_it_so_a_hit_checks_it_cheaply(db_url: str) -> None:
+    from google.protobuf import type_pb2
+
+    from docket_runtime._persistence import encode
+    from docket_runtime.plan import CachePolicy, CacheScope, Step
+
+    step = Step(
+        name="Describe",
+        method="describe",
+        output="google.protobuf.Type",
+        cache=CachePolicy(scope=CacheScope.WORKFLOW),
+    )
+    message = type_pb2.Type(
+        name="shop.Payment — é",
+        fields=[type_pb2.Field(name="amount_cents", number=3, json_name="amountCents")],
+        oneofs=["method", "id"],
+        source_context={"file_name": 'a "quoted"\n name'},
+    )
+    row = encode(step, "key-1", "workflow", "e-1", message, graph="g", codec=None)
+
+    async def body() -> Any:
+        async with await open_store(db_url, migrate=True) as store:
+            await store.put_result(row)
+            return (await store.get_results(["key-1"]))["key-1"]
+
+    found = run(body())
+    # Same text back (Postgres included): the read compares a crc of it, no JSON parse.
+    assert found.output_json == row.output_json
+    assert json.loads(found.output_json)["source_context"]["file_name"] == 'a "quoted"\n name'

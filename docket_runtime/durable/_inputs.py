@@ -48,7 +48,7 @@ def _entry(value: Message, sensitive: tuple[str, ...], codec: PayloadCodec | Non
     if type_name not in sensitive:
         rendering = json_format.MessageToDict(value, preserving_proto_field_name=True)
         entry["json"] = rendering
-    sealed = _payload.write(value, _payload.parse_rendering(json.dumps(rendering)), codec)
+    sealed = _payload.write(value, json.dumps(rendering), codec)
     entry["proto"] = base64.b64encode(sealed).decode()
     return entry
 
@@ -77,9 +77,11 @@ def decode_inputs(
         raise ValueError("it was not enqueued (no inputs recorded)")
     codec = _codec(graph)
     inputs: dict[str, Message | None] = {}
-    for keyword, entry in _payload.parse_rendering(row.inputs).items():
+    for keyword, entry in json.loads(row.inputs).items():
         cls = graph.plan.types[entry["type"]]
         blob = base64.b64decode(entry["proto"], validate=True)
         what = f"input {keyword!r} of execution {row.execution_id!r}"
-        inputs[keyword] = _payload.read(blob, cls, entry.get("json"), codec, what)
+        # The JSON's own text is lost in the document: its value is checked (canonical form).
+        rendering = json.dumps(entry.get("json"))
+        inputs[keyword] = _payload.read(blob, cls, rendering, codec, what)
     return target, inputs
