@@ -453,7 +453,7 @@ def test_docketctl_shows_plaintext_with_the_codec_and_names_a_missing_key(
 
 
 def test_json_is_written_as_jsonb_prints_it_so_a_hit_checks_it_cheaply(db_url: str) -> None:
-    from google.protobuf import type_pb2
+    from google.protobuf import source_context_pb2, type_pb2
 
     from docket_runtime._persistence import encode
     from docket_runtime.plan import CachePolicy, CacheScope, Step
@@ -468,7 +468,7 @@ def test_json_is_written_as_jsonb_prints_it_so_a_hit_checks_it_cheaply(db_url: s
         name="shop.Payment — é",
         fields=[type_pb2.Field(name="amount_cents", number=3, json_name="amountCents")],
         oneofs=["method", "id"],
-        source_context={"file_name": 'a "quoted"\n name'},
+        source_context=source_context_pb2.SourceContext(file_name='a "quoted"\n name'),
     )
     row = encode(step, "key-1", "workflow", "e-1", message, graph="g", codec=None)
 
