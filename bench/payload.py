@@ -21,9 +21,9 @@ from collections.abc import Callable
 from functools import partial
 from typing import Any
 
-from google.protobuf import type_pb2
+from google.protobuf import json_format, type_pb2
 
-from docket_runtime._persistence import decode, encode, render
+from docket_runtime._persistence import decode, encode
 from docket_runtime.codec import AesGcmCodec
 from docket_runtime.plan import CachePolicy, CacheScope, Step
 
@@ -52,7 +52,14 @@ def messages() -> dict[str, type_pb2.Field]:
 
 def baseline_write(message: type_pb2.Field) -> tuple[bytes, str]:
     """What a write did before checks: serialise, render JSON."""
-    return message.SerializeToString(deterministic=True), render(message)
+    rendering = json_format.MessageToJson(
+        message,
+        preserving_proto_field_name=True,
+        always_print_fields_with_no_presence=True,
+        indent=None,
+        sort_keys=True,
+    )
+    return message.SerializeToString(deterministic=True), rendering
 
 
 def per_row(rows: int, rounds: int, call: Callable[[], Any]) -> float:
