@@ -17,6 +17,7 @@ import json
 import logging
 from collections import Counter
 from collections.abc import Coroutine
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -357,10 +358,19 @@ def test_durable_inputs_are_encrypted_and_read_back_with_the_key(vault: Vault) -
     before = raw_sql(vault.url, "SELECT status, inputs FROM docket_executions")
     outcome = run(body(None, "d-1", record=False))
     assert isinstance(outcome, Continue) and "key id 'k1'" in outcome.reason
+    assert outcome.at is not None
+    assert 55 < (outcome.at - datetime.now(UTC)).total_seconds() <= 60
     assert raw_sql(vault.url, "SELECT status, inputs FROM docket_executions") == before
 
     assert run(body(keys, "d-1", record=False)) == Done("succeeded")
     assert vault.steps.calls["Charge"] == 1
+
+    async def result() -> Any:
+        async with await vault.store(keys) as store:
+            graph = Registry(store).bind(vault.dk.Vault, vault.steps)
+            return await graph.result(vault.pb.Payment, "d-1")
+
+    assert run(result()).card_number == CARD
 
 
 def _b64(text: str) -> bytes:
@@ -450,6 +460,29 @@ def test_docketctl_shows_plaintext_with_the_codec_and_names_a_missing_key(
 
     bad = _ctl(*show, "--codec", "vault_keys:KEYS_MISSING", "--path", str(tmp_path))
     assert bad.exit_code == 1 and "is not a payload codec" in bad.stderr
+
+
+def test_docketctl_settle_keeps_the_result_encrypted_with_the_codec(
+    vault: Vault, tmp_path: Path
+) -> None:
+    async def claim() -> None:
+        async with await vault.store() as store:
+            await store.claim_step("s-1", "Charge", owner="elsewhere:1:gone")
+
+    run(claim())
+    (tmp_path / "vault_keys.py").write_text(KEYS_MODULE)
+    payment = {"payment_id": "pay-9", "card_number": CARD, "amount_cents": "1250"}
+    done = _ctl(
+        *["settle", "s-1", "Charge", "--url", vault.url, "--force"],
+        *["--result-json", json.dumps(payment)],
+        *["--graph", "testgraphs.vault_docket:Vault", "--path", str(tmp_path)],
+        *["--codec", "vault_keys:codec"],
+    )
+    assert done.exit_code == 0, done.stderr
+    output, rendering = vault.row("Charge")
+    assert rendering == "null" and CARD.encode() not in output and b"k1" in output[:40]
+    found = vault.fetch("Payment", execution_id="s-1", with_codec=codec("k1"))
+    assert found == vault.pb.Payment(payment_id="pay-9", card_number=CARD, amount_cents=1250)
 
 
 def test_json_is_written_as_jsonb_prints_it_so_a_hit_checks_it_cheaply(db_url: str) -> None:
