@@ -6,13 +6,14 @@ proto bytes are followed by a trailer that is itself a proto field (number
 536870911, length-delimited), so the column still parses as the message with
 any protobuf library (which keeps the trailer as an unknown field)::
 
-    proto bytes | fa ff ff ff 0f 0d | 01 | crc32 (4) | rendering stamp (8)
+    proto bytes | fa ff ff ff 0f 0d | 01 | rendering stamp (8) | crc32 (4)
 
 With a codec, the column holds an envelope instead::
 
     b"DK\\x01" | crc32 (4) | rendering stamp (8) | key id length (1) | key id | encoded bytes
 
-The crc covers the message's type name and the payload, so truncated bytes,
+The crc covers the message's type name and every byte before it (after it, in
+the envelope), so truncated bytes,
 bytes of another row and bytes of another type all fail it. The rendering
 stamp checks the JSON written beside the payload: the crc32 of its text as
 written, then the crc32 of a canonical form of its value. A read compares the
@@ -106,8 +107,14 @@ def _check_rendering(stamp: bytes, rendering: str, what: str) -> None:
         )
 
 
-def _crc(type_name: str, rest: bytes) -> bytes:
-    return zlib.crc32(rest, zlib.crc32(type_name.encode())).to_bytes(4, "big")
+_TYPE_CRCS: dict[str, int] = {}
+
+
+def _crc(type_name: str, rest: bytes | memoryview) -> bytes:
+    start = _TYPE_CRCS.get(type_name)
+    if start is None:
+        start = _TYPE_CRCS[type_name] = zlib.crc32(type_name.encode())
+    return zlib.crc32(rest, start).to_bytes(4, "big")
 
 
 _MISMATCH = (
@@ -123,7 +130,8 @@ def write(message: Message, rendering: str, codec: PayloadCodec | None) -> bytes
     type_name = message.DESCRIPTOR.full_name
     stamp = _stamp(rendering)
     if codec is None:
-        return data + _TRAILER + _crc(type_name, data + _TRAILER[-1:] + stamp) + stamp
+        checked = data + _TRAILER + stamp
+        return checked + _crc(type_name, checked)
     kid, encoded = codec.encode(data, associated=type_name.encode())
     key_id = kid.encode()
     rest = stamp + bytes((len(key_id),)) + key_id + encoded
@@ -154,18 +162,16 @@ def _unseal(
 ) -> bytes | None:
     """The proto bytes ``blob`` holds, or ``None`` for a payload without checks."""
     if not blob.startswith(_MAGIC):
-        if len(blob) < _TRAILER_SIZE or blob[-_TRAILER_SIZE : -4 - _STAMP] != _TRAILER:
+        if len(blob) < _TRAILER_SIZE or blob[-_TRAILER_SIZE : -_STAMP - 4] != _TRAILER:
             return None
-        data = blob[:-_TRAILER_SIZE]
-        crc, stamp = blob[-4 - _STAMP : -_STAMP], blob[-_STAMP:]
-        if crc != _crc(type_name, data + _TRAILER[-1:] + stamp):
+        if blob[-4:] != _crc(type_name, memoryview(blob)[:-4]):
             raise CorruptPayload(f"{what}: {_MISMATCH}")
-        _check_rendering(stamp, rendering, what)
-        return data
+        _check_rendering(blob[-_STAMP - 4 : -4], rendering, what)
+        return blob[:-_TRAILER_SIZE]
     if len(blob) < _START + _HEAD:
         raise CorruptPayload(f"{what}: the stored payload is truncated")
     rest = blob[_START + 4 :]
-    if blob[_START : _START + 4] != _crc(type_name, rest):
+    if blob[_START : _START + 4] != _crc(type_name, memoryview(blob)[_START + 4 :]):
         raise CorruptPayload(f"{what}: {_MISMATCH}")
     _check_rendering(rest[:_STAMP], rendering, what)
     kid_len = rest[_STAMP]
