@@ -166,7 +166,8 @@ class StepClaimed(DocketError):
     result)`` if it happened, or ``Graph.settle(step, execution_id,
     release=True)`` to let the next run run it. ``status`` is the claim's
     (``running``, ``failed``, ``cancelled``; ``claimed`` while another owner
-    that is alive is about to start it).
+    that is alive is about to start it; ``succeeded`` when its recorded result
+    is damaged or was removed: the log of ``docket.persistence`` says which).
     """
 
     def __init__(self, step: str, execution_id: str, status: str, owner: str) -> None:
@@ -174,6 +175,14 @@ class StepClaimed(DocketError):
         self.execution_id = execution_id
         self.status = status
         self.owner = owner
+        if status == "succeeded":
+            super().__init__(
+                f"step {step!r} of execution {execution_id!r} is AT_MOST_ONCE and succeeded "
+                f"(claimed by {owner}), but its recorded result is unreadable (damaged or "
+                "removed; see the docket.persistence log); it is not run again: check its "
+                f"effect, then rerun_from({step!r}, {execution_id!r}) to run it again"
+            )
+            return
         super().__init__(
             f"step {step!r} of execution {execution_id!r} is AT_MOST_ONCE and was already "
             f"claimed by {owner} (status {status}, no result recorded); it is not run again: "

@@ -24,6 +24,7 @@ from typing import Any, TypeVar
 import pytest
 from conftest import raw_sql
 
+from docket_runtime import StepClaimed
 from docket_runtime._persistence import input_key
 from docket_runtime.codec import AesGcmCodec, CorruptPayload, MissingKey, PayloadCodec
 from docket_runtime.durable import Registry
@@ -514,3 +515,85 @@ def test_json_is_written_as_jsonb_prints_it_so_a_hit_checks_it_cheaply(db_url: s
     # Same text back (Postgres included): the read compares a crc of it, no JSON parse.
     assert found.output_json == row.output_json
     assert json.loads(found.output_json)["source_context"]["file_name"] == 'a "quoted"\n name'
+
+
+def test_a_damaged_at_most_once_result_is_reported_not_run_again(
+    vault: Vault, caplog: pytest.LogCaptureFixture
+) -> None:
+    vault.run("Payment", "e-1")
+    output, _ = vault.row("Charge")
+    vault.damage("Charge", output[:-1])
+    with (
+        caplog.at_level(logging.WARNING, logger="docket.persistence"),
+        pytest.raises(
+            StepClaimed, match=r"succeeded \(claimed by .*\), but its recorded result is unreadable"
+        ),
+    ):
+        vault.run("Payment", "e-1")
+    assert vault.steps.calls["Charge"] == 1  # never charged twice
+    assert "damaged cached result" in caplog.text and "step Charge" in caplog.text
+
+
+def test_durable_inputs_written_before_checksums_are_still_read(vault: Vault) -> None:
+    import base64
+
+    from google.protobuf import json_format
+
+    card = vault.card
+    # What enqueue wrote before checksums: plain proto bytes and the JSON beside them.
+    old = {
+        "card": {
+            "type": "testgraphs.Card",
+            "proto": base64.b64encode(card.SerializeToString(deterministic=True)).decode(),
+            "json": json_format.MessageToDict(card, preserving_proto_field_name=True),
+        }
+    }
+
+    async def body() -> Any:
+        async with await vault.store() as store:
+            registry = Registry(store)
+            graph = registry.bind(vault.dk.Vault, vault.steps)
+            await store.queue_execution(
+                "old-1", graph="testgraphs.Vault", target="testgraphs.Token", inputs=json.dumps(old)
+            )
+            outcome = await resume(registry, "old-1", stopping=lambda: False)
+            return outcome, await graph.result(vault.pb.Token, "old-1")
+
+    outcome, token = run(body())
+    assert outcome == Done("succeeded") and token.last4 == "1111"
+
+
+def test_enqueue_keeps_the_inputs_encrypted_and_a_worker_with_the_key_runs_it(
+    vault: Vault,
+) -> None:
+    import procrastinate
+    from procrastinate.testing import InMemoryConnector
+
+    from docket_runtime.durable import enqueue, install, run_worker
+
+    keys = codec("k1")
+
+    async def body() -> Any:
+        async with await vault.store(keys) as store:
+            registry = Registry(store)
+            graph = registry.bind(vault.dk.Vault, vault.steps)
+            app = procrastinate.App(connector=InMemoryConnector())
+            install(app, registry)
+            async with app.open_async():
+                queued = await enqueue(
+                    app, graph, vault.pb.Payment, {"card": vault.card}, execution_id="q-1"
+                )
+                assert queued
+                [(text,)] = raw_sql(vault.url, "SELECT inputs FROM docket_executions")
+                await run_worker(
+                    app, registry, wait=False, install_signal_handlers=False, sweep_interval=60.0
+                )
+            return text, await graph.result(vault.pb.Payment, "q-1")
+
+    text, payment = run(body())
+    inputs = json.loads(text) if isinstance(text, str) else text
+    assert set(inputs["card"]) == {"type", "proto"} and CARD not in json.dumps(inputs)
+    assert CARD.encode() not in _b64(inputs["card"]["proto"])
+    assert payment.card_number == CARD and vault.steps.calls["Charge"] == 1
+    for row in _all_rows(vault.url):
+        assert CARD not in row
