@@ -142,12 +142,15 @@ class View:
 
 
 def views_of(file: FileModel, index: Request) -> list[View]:
-    """The views of every kept step of ``file``'s graphs, in proto order."""
+    """The views of every kept step of ``file``'s graphs that is not sensitive, in proto
+    order."""
     found = []
     for graph in file.graphs:
         package = graph.full_name.rpartition(".")[0]
         for step in graph.steps:
             if persisted_scope(step.spec) is None:  # the runtime keeps nothing of it
+                continue
+            if step.spec.sensitive:  # its rows have no JSON to read
                 continue
             parts = [package.replace(".", "_"), snake_case(graph.name), snake_case(step.spec.name)]
             name = identifier("_".join(p for p in parts if p).lower())

@@ -78,6 +78,13 @@ def test_views_are_opt_in_and_only_for_kept_steps(tmp_path: Path) -> None:
     assert "notify" not in sql.lower()  # Notify keeps nothing
 
 
+def test_a_sensitive_step_gets_no_view(tmp_path: Path) -> None:
+    generated = _views(ROOT / "tests" / "protos", tmp_path)
+    vault = generated["testgraphs/vault_views.postgres.sql"]
+    assert "testgraphs_vault_tokenize" in vault and "testgraphs_vault_digest" in vault
+    assert "charge" not in vault.lower()  # Charge is sensitive
+
+
 # Running a graph, then reading its results through the views ----------------------------------
 
 
