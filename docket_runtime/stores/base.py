@@ -104,9 +104,11 @@ class StoredResult:
     """One row of ``docket_results``: a step's output in both proto and JSON form.
 
     ``execution_id`` is set for the ``workflow`` scope and ``None`` for
-    ``global``. ``output_json`` is the JSON rendering of ``output`` (Postgres
-    stores it as JSONB, which normalises whitespace and key order, so it may
-    read back differently spelled). ``expires_at`` ``None`` means never.
+    ``global``. ``output`` is the message's proto bytes with a checksum, or
+    encrypted by the store's codec (:mod:`docket_runtime._payload` writes and
+    reads it; a store keeps it as it is). ``output_json`` is the JSON rendering
+    of the message, ``null`` for a sensitive step (Postgres stores it as JSONB,
+    which may respell it). ``expires_at`` ``None`` means never.
     ``graph`` is the full name of the graph that wrote the row (``None`` for
     rows written before schema version 3): a ``global`` key digests it, or
     the cache namespace, and cannot be read back.
