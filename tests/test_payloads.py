@@ -11,6 +11,7 @@ someone reading the tables would.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import hashlib
 import importlib
 import json
@@ -597,3 +598,34 @@ def test_enqueue_keeps_the_inputs_encrypted_and_a_worker_with_the_key_runs_it(
     assert payment.card_number == CARD and vault.steps.calls["Charge"] == 1
     for row in _all_rows(vault.url):
         assert CARD not in row
+
+
+def test_json_that_postgres_respells_is_still_checked_by_value(db_url: str) -> None:
+    from google.protobuf import struct_pb2
+
+    from docket_runtime._persistence import decode, encode
+    from docket_runtime.plan import CachePolicy, CacheScope, Step
+
+    step = Step(
+        name="Measure",
+        method="measure",
+        output="google.protobuf.Struct",
+        cache=CachePolicy(scope=CacheScope.WORKFLOW),
+    )
+    message = struct_pb2.Struct()
+    message.update({"big": 1e20, "tiny": 1.5e-7, "zero": -0.0, "tenth": 0.1, "list": [1e21, 2]})
+    row = encode(step, "key-1", "workflow", "e-1", message, graph="g", codec=None)
+
+    async def body() -> Any:
+        async with await open_store(db_url, migrate=True) as store:
+            await store.put_result(row)
+            return (await store.get_results(["key-1"]))["key-1"]
+
+    found = run(body())
+    if db_url.startswith("postgres"):
+        assert found.output_json != row.output_json  # JSONB prints 1e+20 in full
+    assert decode(found, struct_pb2.Struct, None) == message
+    # A changed value is still caught.
+    edited = found.output_json.replace("0.1", "0.2")
+    assert edited != found.output_json
+    assert decode(dataclasses.replace(found, output_json=edited), struct_pb2.Struct, None) is None
