@@ -629,3 +629,40 @@ def test_json_that_postgres_respells_is_still_checked_by_value(db_url: str) -> N
     edited = found.output_json.replace("0.1", "0.2")
     assert edited != found.output_json
     assert decode(dataclasses.replace(found, output_json=edited), struct_pb2.Struct, None) is None
+
+
+def test_a_rewritten_row_moves_to_the_newest_key(vault: Vault) -> None:
+    vault.run("Token", "e-1", codec("k1"))
+    assert b"k1" in vault.row("Tokenize")[0][:40]
+    rotated = codec("k1", "k2")
+
+    async def forget() -> None:
+        async with await vault.store(rotated) as store:
+            await vault.dk.Vault(vault.steps, store=store).rerun_from("Tokenize", "e-1")
+
+    run(forget())
+    vault.run("Token", "e-1", rotated)
+    assert b"k2" in vault.row("Tokenize")[0][:40]
+
+
+class Reversing:
+    """A codec of one's own (no cryptography): any object with the protocol's methods."""
+
+    cache_secret = b"reversing secret"
+
+    def encode(self, data: bytes, *, associated: bytes) -> tuple[str, bytes]:
+        return "rev", data[::-1]
+
+    def decode(self, key_id: str, data: bytes, *, associated: bytes) -> bytes:
+        if key_id != "rev":
+            raise MissingKey(key_id, ["rev"])
+        return data[::-1]
+
+
+def test_any_object_with_the_protocol_is_a_codec(vault: Vault) -> None:
+    mine = Reversing()
+    assert isinstance(mine, PayloadCodec)
+    payment = vault.run("Payment", "e-1", mine)
+    output, _ = vault.row("Charge")
+    assert CARD[::-1].encode() in output and CARD.encode() not in output
+    assert vault.fetch("Payment", execution_id="e-1", with_codec=mine) == payment
