@@ -666,3 +666,25 @@ def test_any_object_with_the_protocol_is_a_codec(vault: Vault) -> None:
     output, _ = vault.row("Charge")
     assert CARD[::-1].encode() in output and CARD.encode() not in output
     assert vault.fetch("Payment", execution_id="e-1", with_codec=mine) == payment
+
+
+def test_a_durable_run_whose_checkpoint_needs_a_missing_key_fails_naming_it(
+    vault: Vault,
+) -> None:
+    vault.run("Token", "d-2", codec("k1"))  # a checkpoint under k1
+    before = raw_sql(vault.url, "SELECT key, output, output_json FROM docket_results")
+    k2 = codec("k2")
+
+    async def body() -> Any:
+        async with await vault.store(k2) as store:
+            registry = Registry(store)
+            graph = registry.bind(vault.dk.Vault, vault.steps)
+            await record_execution(graph, vault.pb.Token, {"card": vault.card}, execution_id="d-2")
+            outcome = await resume(registry, "d-2", stopping=lambda: False)
+            return outcome, await store.get_execution("d-2")
+
+    outcome, row = run(body())
+    assert isinstance(outcome, Failed) and "key id 'k1'" in outcome.error
+    assert row.status == "failed" and "key id 'k1'" in (row.error or "")
+    assert raw_sql(vault.url, "SELECT key, output, output_json FROM docket_results") == before
+    assert vault.steps.calls["Tokenize"] == 1
