@@ -688,3 +688,24 @@ def test_a_durable_run_whose_checkpoint_needs_a_missing_key_fails_naming_it(
     assert row.status == "failed" and "key id 'k1'" in (row.error or "")
     assert raw_sql(vault.url, "SELECT key, output, output_json FROM docket_results") == before
     assert vault.steps.calls["Tokenize"] == 1
+
+
+def test_after_a_rotation_the_same_inputs_are_enqueued_again(vault: Vault) -> None:
+    async def body() -> Any:
+        async with await vault.store(codec("k1")) as store:
+            graph = Registry(store).bind(vault.dk.Vault, vault.steps)
+            await record_execution(graph, vault.pb.Token, {"card": vault.card}, execution_id="r-1")
+            await store.finish_execution("r-1", status="failed", error="boom")
+        async with await vault.store(codec("k1", "k2")) as store:
+            graph = Registry(store).bind(vault.dk.Vault, vault.steps)
+            # Encrypted under k2 now, so the stored text differs: still the same inputs.
+            assert await record_execution(
+                graph, vault.pb.Token, {"card": vault.card}, execution_id="r-1"
+            )
+            other = {"card": vault.pb.Card(number="5500000000000004")}
+            with pytest.raises(ValueError, match="already names another execution"):
+                await record_execution(graph, vault.pb.Token, other, execution_id="r-1")
+            return await store.get_execution("r-1")
+
+    row = run(body())
+    assert row.status == "queued" and row.error is None

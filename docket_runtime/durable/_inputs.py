@@ -62,6 +62,20 @@ def same_inputs(stored: str | None, text: str) -> bool:
     return stored is not None and bool(json.loads(stored) == json.loads(text))
 
 
+def same_messages(graph: Graph[Any], row: ExecutionRecord, inputs: Mapping[str, object]) -> bool:
+    """Whether execution ``row`` holds ``inputs`` (checked), whatever key encoded them.
+
+    A stored entry that is damaged is not the same; one whose key the codec
+    lacks raises :class:`~docket_runtime.codec.MissingKey`.
+    """
+    try:
+        _, stored = decode_inputs(graph, row)
+    except (ValueError, TypeError, KeyError):  # damaged (CorruptPayload), or not inputs at all
+        return False
+    given = {k: v for k, v in inputs.items() if v is not None}
+    return stored == given
+
+
 def decode_inputs(
     graph: Graph[Any], row: ExecutionRecord
 ) -> tuple[type[Message], dict[str, Message | None]]:

@@ -9,7 +9,8 @@ from typing import Any
 from google.protobuf.message import Message
 
 from .. import Graph
-from ._inputs import encode_inputs, same_inputs
+from ..stores import ExecutionRecord
+from ._inputs import encode_inputs, same_inputs, same_messages
 
 
 async def record_execution(
@@ -44,14 +45,23 @@ async def record_execution(
         if tracer is None
         else tracer.enqueued(graph.plan.name, target_name, execution_id)
     ) as trace_context:
-        if connection is not None:
+
+        async def queue(text: str) -> ExecutionRecord:
+            if connection is None:
+                return await store.queue_execution(
+                    execution_id,
+                    graph=graph.plan.name,
+                    target=target_name,
+                    inputs=text,
+                    trace_context=trace_context,
+                )
             from ..stores.postgres import PostgresStore
 
             if not isinstance(store, PostgresStore):
                 raise TypeError(
                     "connection= needs the graph bound to a Postgres store in the same database"
                 )
-            row = await store.queue_execution(
+            return await store.queue_execution(
                 execution_id,
                 graph=graph.plan.name,
                 target=target_name,
@@ -59,17 +69,15 @@ async def record_execution(
                 trace_context=trace_context,
                 connection=connection,
             )
-        else:
-            row = await store.queue_execution(
-                execution_id,
-                graph=graph.plan.name,
-                target=target_name,
-                inputs=text,
-                trace_context=trace_context,
-            )
-        if (row.graph, row.target) != (graph.plan.name, target_name) or not same_inputs(
-            row.inputs, text
-        ):
+
+        row = await queue(text)
+        same_run = (row.graph, row.target) == (graph.plan.name, target_name)
+        if same_run and not same_inputs(row.inputs, text) and same_messages(graph, row, inputs):
+            # The same inputs, encoded under an older codec key: queue with the stored text.
+            assert row.inputs is not None  # same_messages read them
+            text = row.inputs
+            row = await queue(text)
+        if not same_run or not same_inputs(row.inputs, text):
             raise ValueError(
                 f"execution id {execution_id!r} already names another execution "
                 f"({row.graph} -> {row.target}, with other inputs); use a new id"
