@@ -709,3 +709,10 @@ def test_after_a_rotation_the_same_inputs_are_enqueued_again(vault: Vault) -> No
 
     row = run(body())
     assert row.status == "queued" and row.error is None
+
+
+def test_rows_written_before_the_codec_stay_readable_with_it(vault: Vault) -> None:
+    first = vault.run("Token", "e-1")
+    assert vault.run("Token", "e-1", codec("k1")) == first
+    assert vault.steps.calls["Tokenize"] == 1
+    assert vault.fetch("Token", execution_id="e-1", with_codec=codec("k1")) == first
