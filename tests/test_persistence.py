@@ -22,6 +22,7 @@ import logging
 import queue
 import shutil
 import signal
+import sqlite3
 import subprocess
 import sys
 import threading
@@ -741,25 +742,107 @@ def test_sqlite_database_removed_mid_execution(tmp_path: Path, pb: Any, dk: Any)
     run(body())
 
 
-def test_postgres_connections_terminated_mid_execution(pg: PgSession, pb: Any, dk: Any) -> None:
-    url = migrated(pg.fresh_url())
-    app = dict(p.split("=", 1) for p in urlsplit(url).query.split("&"))["application_name"]
+def transient_fault(url: str, pg: PgSession | None) -> Callable[[], None]:
+    """What makes the next writes of a store on ``url`` fail for a moment, then work again.
 
-    def terminate() -> None:
-        killed = pg.sql(
-            PG_URL,
-            "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity "
-            "WHERE application_name = %s",
-            (app,),
-        )
-        assert killed[0][0] >= 1
+    Postgres: every connection of the store terminated (``pg_terminate_backend``), as a
+    failover or a proxy timeout does. SQLite (opened with ``busy_timeout=50``): another
+    connection holds the write lock for 0.4 s, as another process would.
+    """
+    if url.startswith("sqlite:///"):
+        path = url.removeprefix("sqlite:///").partition("?")[0]
+
+        def lock() -> None:
+            blocker = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+            blocker.execute("BEGIN EXCLUSIVE")
+
+            def release() -> None:
+                blocker.execute("ROLLBACK")
+                blocker.close()
+
+            threading.Timer(0.4, release).start()
+
+        return lock
+    assert pg is not None
+    return lambda: pg.terminate(url)
+
+
+def store_url(db_url: str) -> str:
+    """``db_url``, with a short SQLite busy timeout (so that a held lock fails a write)."""
+    return f"{db_url}?busy_timeout=50" if db_url.startswith("sqlite:///") else db_url
+
+
+def test_an_at_most_once_result_written_through_a_dropped_connection_lands(
+    db_url: str, request: pytest.FixtureRequest, pb: Any, dk: Any
+) -> None:
+    # Once a failed write: the charge happened, its result was lost, and every later run
+    # reported StepClaimed until a person settled it.
+    url = store_url(migrated(db_url))
+    fault = transient_fault(url, None if "sqlite" in url else request.getfixturevalue("pg"))
 
     async def body() -> None:
-        async with await opened(url) as store:
-            await hold_ship_then(store, pb, dk, terminate, "Postgres at .* is unavailable")
+        async with await open_store(url) as store:
+            steps = OrderSteps(pb)
+            steps.gates["ChargeCard"] = gate = asyncio.Event()
+            graph = dk.Orders(steps, store=store, record=True, owner="worker-1")
+            running = asyncio.create_task(
+                graph.run(pb.Confirmation, order=an_order(pb, "o-1"), execution_id="o-1")
+            )
+            await steps.entered["ChargeCard"].wait()
+            fault()  # the charge goes through; its result is written after the fault
+            gate.set()
+            first = await running
+            assert first.charge_id == "ch-a-o-1-1"
+            again = await graph.run(pb.Confirmation, order=an_order(pb, "o-1"), execution_id="o-1")
+            assert again.charge_id == first.charge_id
+            assert steps.calls["ChargeCard"] == 1
 
     run(body())
-    assert_ship_not_done(url)
+    runs = dict(raw_sql(db_url, "SELECT step, status FROM docket_step_runs"))
+    assert runs["ChargeCard"] == "succeeded"
+    attempts = "SELECT count(*) FROM docket_step_attempts WHERE step = 'ChargeCard'"
+    assert raw_sql(db_url, attempts) == [(1,)]
+
+
+def test_an_at_most_once_result_that_cannot_be_written_is_logged_with_how_to_settle(
+    tmp_path: Path, pb: Any, dk: Any, caplog: pytest.LogCaptureFixture
+) -> None:
+    folder = tmp_path / "state"
+    folder.mkdir()
+
+    async def body() -> None:
+        async with await opened(f"sqlite:///{folder / 'docket.db'}") as store:
+            steps = OrderSteps(pb)
+            steps.gates["ChargeCard"] = gate = asyncio.Event()
+            graph = dk.Orders(steps, store=store, owner="worker-1")
+            running = asyncio.create_task(
+                graph.run(pb.Charge, order=an_order(pb, "o-1"), execution_id="o-1")
+            )
+            await steps.entered["ChargeCard"].wait()
+            shutil.rmtree(folder)
+            gate.set()
+            with pytest.raises(StoreUnavailable) as caught:
+                await running
+            assert str(caught.value).startswith(
+                "step 'ChargeCard' of execution 'o-1' succeeded, but its result was not "
+                f"recorded (SQLite database {folder / 'docket.db'} was removed while open"
+            )
+            assert str(caught.value).endswith(
+                "; its claim stays 'running' and the next run reports StepClaimed until it is "
+                "settled: once the store is back, settle it with the result logged by "
+                "docket.runner (docketctl settle o-1 ChargeCard --result-json ...)"
+            )
+            assert "writes to it would be lost (an idempotent write, tried 8 times over" in str(
+                caught.value
+            )
+
+    with caplog.at_level(logging.ERROR, logger="docket.runner"):
+        run(body())
+    [record] = [r for r in caplog.records if r.name == "docket.runner"]
+    assert record.getMessage() == (
+        "step 'ChargeCard' of o-1 succeeded, but its result was not recorded; its result: "
+        '{"amount_cents": "1250", "charge_id": "ch-a-o-1-1"}'
+    )
 
 
 def test_postgres_server_gone_mid_execution(pg: PgSession, pb: Any, dk: Any) -> None:
