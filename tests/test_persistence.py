@@ -15,11 +15,13 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import hashlib
 import importlib
 import itertools
 import json
 import logging
 import queue
+import secrets
 import shutil
 import signal
 import sqlite3
@@ -1015,6 +1017,131 @@ def test_a_failed_at_most_once_step_is_not_retried_nor_rerun(db_url: str, pb: An
             assert steps.calls["ChargeCard"] == 2 and charge.charge_id == "ch-a-o-1-1"
 
     run(body())
+
+
+# 8b. Execution ids: checked up front; an id used again with other inputs ------------------------
+
+ID_RULE = (
+    "; an execution id is a non-empty string without NUL characters, at most 255 bytes in UTF-8"
+)
+
+
+def count_rows(url: str) -> int:
+    tables = ("docket_results", "docket_executions", "docket_step_runs", "docket_step_attempts")
+    return sum(raw_sql(url, f"SELECT count(*) FROM {table}")[0][0] for table in tables)
+
+
+def test_bad_execution_ids_are_refused_before_anything_is_written(
+    db_url: str, pb: Any, dk: Any
+) -> None:
+    # Once a 10 KB id gave "StoreUnavailable: index row requires 10256 bytes" on Postgres,
+    # and any id went into the memory store and SQLite.
+    url = migrated(db_url)
+    ten_kb = secrets.token_urlsafe(7500)
+    cases = [
+        ("", "'' is empty"),
+        ("o\x001", "'o\\x001' holds a NUL character (at index 1)"),
+        ("é" * 128, f"{'é' * 40 + '...'!r} is 256 bytes long in UTF-8"),
+        ("x" * 256, f"{'x' * 40 + '...'!r} is 256 bytes long in UTF-8"),
+        (ten_kb, f"{ten_kb[:40] + '...'!r} is 10000 bytes long in UTF-8"),
+        ("\ud800", "'\\ud800' is not valid Unicode text (surrogates not allowed at index 0)"),
+    ]
+
+    async def body(url: str) -> None:
+        async with await open_store(url, migrate=True) as store:
+            steps = OrderSteps(pb)
+            graph = dk.Orders(steps, store=store, record=True)
+            order = an_order(pb, "o-1")
+            for bad, rule in cases:
+                calls = {
+                    "run": graph.run(pb.Confirmation, order=order, execution_id=bad),
+                    "run_batch": graph.run_batch(pb.Confirmation, [order], execution_id=bad),
+                    "fetch": graph.fetch(pb.Charge, execution_id=bad),
+                    "result": graph.result(pb.Confirmation, bad),
+                    "rerun_from": graph.rerun_from("Ship", bad),
+                    "settle": graph.settle("ChargeCard", bad, release=True),
+                }
+                for entry, call in calls.items():
+                    with pytest.raises(ValueError) as caught:
+                        await call
+                    assert str(caught.value) == (
+                        f"testgraphs.Orders.{entry}(): execution id {rule}{ID_RULE}"
+                    )
+            assert steps.calls == {}
+            assert await store.list_executions() == []
+            # The longest id is fine on every store.
+            longest = "é" * 127 + "x"
+            confirmation = await graph.run(pb.Confirmation, order=order, execution_id=longest)
+            assert await graph.fetch(pb.Charge, execution_id=longest) is not None
+            assert confirmation.order_id == "o-1"
+
+    run(body("memory://"))  # the same rule for every store
+    run(body(url))
+    # The longest id's run alone: its inputs, 2 checkpoints, 1 execution, 4 step runs and
+    # 4 attempts.
+    assert count_rows(url) == 1 + 2 + 1 + 4 + 4
+
+
+def test_an_execution_id_used_again_with_other_inputs_is_refused_unless_resumed(
+    db_url: str, pb: Any, dk: Any
+) -> None:
+    # Once the second run returned the first order's charge, silently.
+    url = migrated(db_url)
+    first, other = an_order(pb, "o-1"), an_order(pb, "o-1", cents=999)
+
+    async def body() -> None:
+        async with await open_store(url) as store:
+            steps = OrderSteps(pb)
+            graph = dk.Orders(steps, store=store, record=True)
+            done = await graph.run(pb.Confirmation, order=first, execution_id="x")
+            with pytest.raises(ValueError) as caught:
+                await graph.run(pb.Confirmation, order=other, execution_id="x")
+            assert str(caught.value) == (
+                "testgraphs.Orders: target testgraphs.Confirmation: execution id 'x' was used "
+                "with other inputs: stored order=testgraphs.Order("
+                'order_id: "o-1" amount_cents: 1250 card: "4242"); given '
+                'order=testgraphs.Order(order_id: "o-1" amount_cents: 999 card: "4242"). '
+                "Use a new id, or pass resume=True to continue it from its checkpoints anyway"
+            )
+            assert steps.calls == {"Validate": 1, "ChargeCard": 1, "Ship": 1, "Confirm": 1}
+            # The first run's record is left as it was.
+            row = await store.get_execution("x")
+            assert row is not None and (row.status, row.error) == ("succeeded", None)
+            # The same inputs: a rerun from the checkpoints; another target: the same.
+            assert await graph.run(pb.Confirmation, order=first, execution_id="x") == done
+            charge = await graph.run(pb.Charge, order=first, execution_id="x")
+            assert charge.charge_id == done.charge_id
+            # Asked for: it continues from the checkpoints of the first inputs.
+            resumed = await graph.run(pb.Confirmation, order=other, execution_id="x", resume=True)
+            assert resumed.charge_id == done.charge_id and steps.charges == 1
+
+            # A batch: its items count as inputs.
+            items = [an_order(pb, f"b-{i}") for i in range(3)]
+            await graph.run_batch(pb.Confirmation, items, execution_id="b")
+            with pytest.raises(ValueError) as caught:
+                await graph.run_batch(pb.Confirmation, items[:2], execution_id="b")
+            assert str(caught.value).startswith(
+                "testgraphs.Orders: a batch of testgraphs.Confirmation: execution id 'b' was "
+                "used with other inputs: stored order=3 items(of testgraphs.Order, the first "
+                'order_id: "b-0" amount_cents: 1250 card: "4242"); given order=2 items('
+            )
+            again = await graph.run_batch(pb.Confirmation, items[:2], execution_id="b", resume=True)
+            assert len(again) == 2 and steps.charges == 4
+
+    run(body())
+    # What is kept: per input, its type, a digest of its bytes and a short rendering.
+    [(text,)] = raw_sql(
+        url,
+        "SELECT output_json FROM docket_results WHERE step = 'docket.inputs' "
+        "AND execution_id = 'x'",
+    )
+    assert (json.loads(text) if isinstance(text, str) else text) == {  # jsonb: a dict
+        "order": {
+            "type": "testgraphs.Order",
+            "sha256": hashlib.sha256(first.SerializeToString(deterministic=True)).hexdigest(),
+            "text": 'order_id: "o-1" amount_cents: 1250 card: "4242"',
+        }
+    }
 
 
 # 9. Separate processes: a race, SIGKILL mid-step, crash recovery ------------------------------

@@ -20,6 +20,7 @@ from google.protobuf import json_format
 from google.protobuf.message import Message
 
 from .. import Graph
+from .._reuse import describe_message, short
 from ..stores import ExecutionRecord
 
 
@@ -43,6 +44,22 @@ def encode_inputs(graph: Graph[Any], target: type[Message], inputs: Mapping[str,
 def same_inputs(stored: str | None, text: str) -> bool:
     """Whether two inputs texts hold the same JSON value (as the store compares them)."""
     return stored is not None and bool(json.loads(stored) == json.loads(text))
+
+
+def describe_inputs(graph: Graph[Any], text: str | None) -> str:
+    """Stored inputs as errors show them (``order=shop.Order(order_id: "o-1" ...)``); an
+    input of a type ``graph`` does not know shows its JSON rendering."""
+    if text is None:
+        return "no stored inputs"
+    parts = []
+    for keyword, entry in sorted(json.loads(text).items()):
+        cls = graph.plan.types.get(entry["type"])
+        if cls is None:
+            shown = json.dumps(entry["json"], sort_keys=True)
+        else:
+            shown = short(cls.FromString(base64.b64decode(entry["proto"])))
+        parts.append(f"{keyword}={describe_message(entry['type'], shown)}")
+    return ", ".join(parts) or "no inputs"
 
 
 def decode_inputs(

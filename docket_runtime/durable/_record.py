@@ -9,7 +9,9 @@ from typing import Any
 from google.protobuf.message import Message
 
 from .. import Graph
-from ._inputs import encode_inputs, same_inputs
+from .._ids import check_execution_id
+from .._reuse import reused_id
+from ._inputs import describe_inputs, encode_inputs, same_inputs
 
 
 async def record_execution(
@@ -30,6 +32,7 @@ async def record_execution(
     was cancelled is queued again. The same id with another graph, target or
     inputs is a ``ValueError``.
     """
+    check_execution_id(execution_id, f"{graph.plan.name}.enqueue()")
     store = graph.store
     if store is None or not graph.record:
         raise ValueError(
@@ -70,8 +73,10 @@ async def record_execution(
         if (row.graph, row.target) != (graph.plan.name, target_name) or not same_inputs(
             row.inputs, text
         ):
-            raise ValueError(
-                f"execution id {execution_id!r} already names another execution "
-                f"({row.graph} -> {row.target}, with other inputs); use a new id"
+            raise reused_id(
+                execution_id,
+                f"{row.graph} -> {row.target} with {describe_inputs(graph, row.inputs)}",
+                f"{graph.plan.name} -> {target_name} with {describe_inputs(graph, text)}",
+                f"{graph.plan.name}.enqueue()",
             )
     return row.status == "queued"
