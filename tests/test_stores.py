@@ -50,6 +50,7 @@ from docket_runtime.stores import (
 )
 from docket_runtime.stores._retry import retry_transient
 from docket_runtime.stores.postgres import PostgresStore
+from docket_runtime.stores.postgres import _translate as postgres_translate
 from docket_runtime.stores.sqlite import SqliteStore
 
 T = TypeVar("T")
@@ -1349,10 +1350,21 @@ def test_postgres_idempotent_writes_are_retried_through_dropped_connections(
             )
             assert finished
             terminate()
+            await store.record_cache_hit("e", "hit", owner="w")
+            terminate()
+            await store.settle_step(
+                "e", "settled", result=stored("c" * 64, execution_id="e", step="settled"), owner="w"
+            )
+            terminate()
             await store.finish_execution("e", status="succeeded")
-            assert set(await store.get_results(["a" * 64, "b" * 64])) == {"a" * 64, "b" * 64}
-            [step_run] = await store.get_step_runs("e")
-            assert (step_run.status, step_run.attempts) == ("succeeded", 1)
+            kept = await store.get_results(["a" * 64, "b" * 64, "c" * 64])
+            assert set(kept) == {"a" * 64, "b" * 64, "c" * 64}
+            runs = {r.step: (r.status, r.attempts) for r in await store.get_step_runs("e")}
+            assert runs == {
+                "s": ("succeeded", 1),
+                "hit": ("cached", 0),
+                "settled": ("succeeded", 0),
+            }
             assert [a.attempt for a in await store.get_attempts("e")] == [1]
             execution = await store.get_execution("e")
             assert execution is not None and execution.status == "succeeded"
@@ -1408,16 +1420,53 @@ def test_sqlite_idempotent_writes_wait_out_a_lock_others_do_not(tmp_path: Path) 
                 blocker.execute("ROLLBACK")
                 blocker.close()
 
-            loop.call_later(0.4, release)
-            # A claim run twice would find its own row and report it lost: not retried.
+            # A claim run twice would find its own row and report it lost: not retried,
+            # nor any other write whose answer would change.
+            started = time.monotonic()
             with pytest.raises(StoreUnavailable, match="locked"):
                 await store.claim_step("e", "s", owner="w")
+            with pytest.raises(StoreUnavailable, match="locked"):
+                await store.step_started("e", "s", owner="w")
+            with pytest.raises(StoreUnavailable, match="locked"):
+                await store.take_over_claim("e", "s", old_owner="v", owner="w")
+            with pytest.raises(StoreUnavailable, match="locked"):
+                await store.release_claim("e", "s", owner="w")
+            with pytest.raises(StoreUnavailable, match="locked"):
+                await store.delete_results("e", ["s"])
+            with pytest.raises(StoreUnavailable, match="locked"):
+                await store.purge_results(scope="global")
+            assert time.monotonic() - started < 0.4  # each waited busy_timeout once
+            loop.call_later(0.3, release)
             started = time.monotonic()
             await store.put_result(stored("a" * 64))  # retried until the lock is gone
             assert 0.2 < time.monotonic() - started < 3
             assert "a" * 64 in await store.get_results(["a" * 64])
 
     run(body())
+
+
+@pytest.mark.parametrize(
+    ("error", "kind"),
+    [
+        (psycopg.errors.SerializationFailure, StoreUnavailable),
+        (psycopg.errors.DeadlockDetected, StoreUnavailable),
+        (psycopg.errors.QueryCanceled, StoreUnavailable),  # a statement timeout
+        (psycopg.errors.AdminShutdown, StoreUnavailable),
+        (psycopg.errors.ConnectionFailure, StoreUnavailable),
+        (psycopg.errors.LockNotAvailable, StoreUnavailable),
+        (psycopg.errors.TooManyConnections, StoreUnavailable),
+        (psycopg.errors.ProgramLimitExceeded, StoreRejected),  # an index row too large
+        (psycopg.errors.InvalidTextRepresentation, StoreRejected),
+        (psycopg.errors.UniqueViolation, StoreRejected),
+        (psycopg.errors.DiskFull, StoreRejected),
+        (psycopg.errors.UndefinedTable, StoreError),  # a schema problem: neither
+    ],
+)
+def test_postgres_errors_are_told_apart_by_sqlstate(
+    error: type[psycopg.Error], kind: type[StoreError]
+) -> None:
+    translated = postgres_translate(error("message"), "postgresql://db")
+    assert type(translated) is kind
 
 
 def test_sqlite_a_full_disk_is_rejected_not_unavailable(tmp_path: Path) -> None:
