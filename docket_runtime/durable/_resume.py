@@ -137,7 +137,10 @@ async def resume(registry: Registry, execution_id: str, *, stopping: Callable[[]
     joined = nullcontext() if graph.tracer is None else graph.tracer.resumed(row.trace_context)
     try:
         with joined:
-            await graph.run_target(target, inputs, execution_id=execution_id, keep_result=True)
+            # The stored inputs are the execution's own (enqueue compared them): resume.
+            await graph.run_target(
+                target, inputs, execution_id=execution_id, resume=True, keep_result=True
+            )
     except Suspended as signal:
         # After a durable retry or a hand-off: go on, unless cancelled meanwhile.
         now = await store.get_execution(execution_id)
