@@ -19,6 +19,7 @@ from __future__ import annotations
 import hashlib
 import json
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, Final
 
@@ -31,6 +32,7 @@ from .stores.base import Store, StoredResult, workflow_key
 __all__ = [
     "INPUTS_STEP",
     "Given",
+    "Input",
     "describe_message",
     "given",
     "given_items",
@@ -48,8 +50,30 @@ _INPUTS_TYPE: Final = "docket.Inputs"
 _SHORT: Final = 60
 """Characters of a message's text rendering kept and shown."""
 
-Given = dict[str, dict[str, str] | None]
-"""Per input keyword: ``{"type", "sha256", "text"}``, or ``None`` when not given."""
+
+@dataclass(frozen=True, slots=True)
+class Input:
+    """One graph input as kept: its message type and the SHA-256 of its deterministic bytes;
+    its text rendering as kept (``text``), or made from ``message`` when needed."""
+
+    type: str
+    sha256: str
+    text: str | None = None
+    message: Message | None = None
+
+    def shown(self) -> str:
+        """Its text rendering, cut at 60 characters."""
+        if self.text is not None:
+            return self.text
+        return "" if self.message is None else short(self.message)
+
+    def kept(self) -> dict[str, str]:
+        """What the row keeps of it."""
+        return {"type": self.type, "sha256": self.sha256, "text": self.shown()}
+
+
+Given = dict[str, Input | None]
+"""Per input keyword: the input, or ``None`` when not given."""
 
 
 def short(message: Message) -> str:
@@ -59,7 +83,8 @@ def short(message: Message) -> str:
 
 
 def given(inputs: Sequence[GraphInput], values: Sequence[Any]) -> Given:
-    """What a run was given, for the graph inputs ``inputs`` of its target."""
+    """What a run was given, for the graph inputs ``inputs`` of its target (rendered as text
+    only if it is kept or shown)."""
     found: Given = {}
     for graph_input in inputs:
         value = values[graph_input.slot]
@@ -67,11 +92,8 @@ def given(inputs: Sequence[GraphInput], values: Sequence[Any]) -> Given:
             found[graph_input.keyword] = None
             continue
         data = value.SerializeToString(deterministic=True)
-        found[graph_input.keyword] = {
-            "type": value.DESCRIPTOR.full_name,
-            "sha256": hashlib.sha256(data).hexdigest(),
-            "text": short(value),
-        }
+        digest = hashlib.sha256(data).hexdigest()
+        found[graph_input.keyword] = Input(value.DESCRIPTOR.full_name, digest, message=value)
     return found
 
 
@@ -82,14 +104,8 @@ def given_items(keyword: str, items: Sequence[Message]) -> Given:
         data = item.SerializeToString(deterministic=True)
         digest.update(len(data).to_bytes(8, "big"))
         digest.update(data)
-    first = f", the first {short(items[0])}" if items else ""
-    return {
-        keyword: {
-            "type": f"{len(items)} items",
-            "sha256": digest.hexdigest(),
-            "text": f"of {items[0].DESCRIPTOR.full_name}{first}" if items else "",
-        }
-    }
+    text = f"of {items[0].DESCRIPTOR.full_name}, the first {short(items[0])}" if items else ""
+    return {keyword: Input(f"{len(items)} items", digest.hexdigest(), text=text)}
 
 
 async def keep_inputs(
@@ -126,7 +142,10 @@ def settle_inputs(
     """
     if row is None:
         return _row(execution_id, graph, now_given)
-    kept: Given = json.loads(row.output_json)
+    kept: Given = {
+        keyword: None if entry is None else Input(entry["type"], entry["sha256"], entry["text"])
+        for keyword, entry in json.loads(row.output_json).items()
+    }
     differ = [k for k in now_given if k in kept and not _same(kept[k], now_given[k])]
     if differ and not resume:
         raise reused_id(
@@ -157,22 +176,23 @@ def describe_message(type_name: str, text: str) -> str:
     return f"{type_name}({text})"
 
 
-def _describe(entries: Mapping[str, dict[str, str] | None]) -> str:
+def _describe(entries: Mapping[str, Input | None]) -> str:
     parts = []
     for keyword, entry in entries.items():
-        shown = "None" if entry is None else describe_message(entry["type"], entry["text"])
+        shown = "None" if entry is None else describe_message(entry.type, entry.shown())
         parts.append(f"{keyword}={shown}")
     return ", ".join(parts)
 
 
-def _same(a: dict[str, str] | None, b: dict[str, str] | None) -> bool:
+def _same(a: Input | None, b: Input | None) -> bool:
     if a is None or b is None:
         return a is b
-    return (a["type"], a["sha256"]) == (b["type"], b["sha256"])
+    return (a.type, a.sha256) == (b.type, b.sha256)
 
 
 def _row(execution_id: str, graph: str, inputs: Given) -> StoredResult:
-    text = json.dumps(inputs, sort_keys=True, separators=(",", ":"))
+    kept = {k: None if v is None else v.kept() for k, v in inputs.items()}
+    text = json.dumps(kept, sort_keys=True, separators=(",", ":"))
     return StoredResult(
         key=inputs_key(execution_id),
         scope="workflow",
