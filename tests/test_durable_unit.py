@@ -223,6 +223,12 @@ def test_enqueue_and_schedule_check_ids_before_anything_is_written() -> None:
                 f"schedule {'s' * 40!r}: execution id {'s' * 40 + '...'!r} is 261 bytes long"
             )
             assert h.app.periodic_registry.periodic_tasks == {}
+            # The longest id runs, and so does its child, whose id is longer (not checked).
+            longest = "d" * 255
+            await h.enqueue("Delivery", "Notice", longest, order=order)
+            await h.drain(until=h.ended(longest))
+            assert await h.status(longest) == "succeeded"
+            assert await h.status(f"{longest}/Fulfil") == "succeeded"
 
     run(body)
 
