@@ -149,6 +149,7 @@ def docstring(text: str, depth: int) -> str:
 _ANNOTATIONS = {
     "execution_id": "str | None = None",
     "deadline": "float | None = None",
+    "resume": "bool = False",
     "max_concurrency": "int | None = None",
 }
 RUN_PARAMS = tuple(f"{option}: {_ANNOTATIONS[option]}" for option in RUN_OPTIONS)

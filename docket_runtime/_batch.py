@@ -36,6 +36,7 @@ from google.protobuf.message import Message
 from . import _deps
 from ._inputs import fill_inputs, not_a_class
 from ._lifecycle import Exiting, Lifecycle
+from ._reuse import given, given_items, keep_inputs, secrecy
 from ._runner import Runner
 from ._scheduler import execute
 from ._tables import GraphInput, PlanTables, TargetTable
@@ -252,6 +253,7 @@ async def run_batch(
     on_error: OnError = "raise",
     execution_id: str | None = None,
     deadline: float | None = None,
+    resume: bool = False,
 ) -> list[Any]:
     """Run ``target`` over ``items`` on a bound graph: the untyped form of ``run_batch``."""
     plan = engine.plan
@@ -291,6 +293,16 @@ async def run_batch(
     run = _Run(engine, table, values, shared, limit, on_error == "collect")
     # Checkpoints can exist only under an id the caller chose (a rerun of the batch).
     run.resume = execution_id is not None and any(engine.kept)
+    if execution_id is not None and engine.store is not None and engine.keeps_workflow:
+        # Once per batch, before anything is recorded: the same inputs and items.
+        hidden = secrecy(engine.store, plan.sensitive)
+        now_given = given(table.inputs, shared.values, hidden) | given_items(
+            table.item_keyword, values, hidden
+        )
+        where = f"{plan.name}: a batch of {table.type_name}"
+        await keep_inputs(
+            engine.store, execution_id, plan.name, now_given, resume=resume, where=where
+        )
     if run.events is None and deadline is None and not engine.record:
         try:
             return await run.run()

@@ -12,12 +12,13 @@ from typing import TYPE_CHECKING
 
 from ._lifecycle import Lifecycle
 from ._persistence import decode, persisted_scope, prune
+from ._reuse import given, inputs_key, secrecy, settle_inputs
 from ._runner import Runner
 from ._tables import PlanTables, StepTable, TargetTable
 from .context import Execution
 from .events import CacheLookup, Dispatch
 from .plan import GraphPlan
-from .stores.base import Store, workflow_key
+from .stores.base import Store, StoredResult, workflow_key
 
 if TYPE_CHECKING:
     from ._tracing import ExecutionKind, Tracer
@@ -43,6 +44,14 @@ class Engine:
     kept: tuple[bool, ...]
     trace: Tracer | None = None
 
+    @property
+    def keeps_workflow(self) -> bool:
+        """Whether a step keeps its result per execution: then a rerun reads checkpoints."""
+        return any(
+            kept and persisted_scope(t.step) == "workflow"
+            for kept, t in zip(self.kept, self.tables.steps, strict=True)
+        )
+
     def lifecycle(
         self,
         execution: Execution,
@@ -66,9 +75,26 @@ class Engine:
 
     async def resume(self, table: TargetTable, execution: Execution) -> TargetTable:
         """Load the execution's checkpoints in one query; prune what they make unnecessary."""
+        return self.restore(table, execution, await self.checkpoints(table, execution))
+
+    async def checkpoints(
+        self,
+        table: TargetTable,
+        execution: Execution,
+        *,
+        where: str | None = None,
+        other_inputs: bool = False,
+    ) -> Checkpoints | None:
+        """Read the execution's checkpoints of ``table``'s steps, in one query.
+
+        With ``where`` (the entry point, for messages), the same query reads the
+        inputs kept under the execution's id: other inputs than the target's in
+        ``execution`` are a ``ValueError`` unless ``other_inputs`` (:mod:`._reuse`);
+        the inputs are kept before any step runs. ``None`` when there is none to read.
+        """
         store = self.store
         if store is None:
-            return table
+            return None
         wanted: dict[str, tuple[int, StepTable]] = {}
         for pos, index in enumerate(table.steps):
             if self.kept[index]:
@@ -77,11 +103,35 @@ class Engine:
                     key = workflow_key(execution.id, step.step.name, step.step.cache.version)
                     wanted[key] = (pos, step)
         if not wanted:
+            return None  # no checkpoint to read: other inputs could not mislead this run
+        inputs = None if where is None else inputs_key(execution.id)
+        found = await store.get_results(wanted if inputs is None else [*wanted, inputs])
+        if where is not None and inputs is not None:
+            write = settle_inputs(
+                execution.id,
+                self.plan.name,
+                given(table.inputs, execution.values, secrecy(store, self.plan.sensitive)),
+                found.pop(inputs, None),
+                resume=other_inputs,
+                where=where,
+            )
+            if write is not None:
+                await store.put_result(write)
+        return Checkpoints(wanted, found)
+
+    def restore(
+        self, table: TargetTable, execution: Execution, read: Checkpoints | None
+    ) -> TargetTable:
+        """Put the checkpoints ``read`` in the execution's values, report the lookups, and
+        prune what they make unnecessary."""
+        if read is None:
             return table
+        wanted = read.wanted
         known: set[int] = set()
-        for key, row in (await store.get_results(wanted)).items():
+        codec = None if self.store is None else self.store.codec
+        for key, row in read.found.items():
             pos, step = wanted[key]
-            value = decode(row, step.out_cls, store.codec)
+            value = decode(row, step.out_cls, codec)
             if value is not None:
                 execution.values[step.out_slot] = value
                 known.add(pos)
@@ -93,3 +143,12 @@ class Engine:
                     )
                 )
         return prune(table, known) if known else table
+
+
+@dataclass(frozen=True, slots=True)
+class Checkpoints:
+    """The checkpoints :meth:`Engine.checkpoints` read: ``wanted`` maps each key looked up
+    to the step's position in the target and its table; ``found`` holds the rows found."""
+
+    wanted: dict[str, tuple[int, StepTable]]
+    found: dict[str, StoredResult]

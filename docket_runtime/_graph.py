@@ -26,6 +26,7 @@ from . import _amend
 from ._batch import run_batch
 from ._checks import check_annotations, unknown_error_names
 from ._engine import Engine
+from ._ids import check_execution_id
 from ._inputs import fill_inputs, not_a_class
 from ._lifecycle import Exiting
 from ._loopwatch import Watch
@@ -194,16 +195,35 @@ class Graph(Generic[S]):
         *,
         execution_id: str | None = None,
         deadline: float | None = None,
+        resume: bool = False,
         keep_result: bool = False,
     ) -> M:
         """Run ``target`` with graph inputs given by keyword; the untyped form of ``run``.
 
-        ``execution_id`` names the execution (a random one otherwise);
-        ``deadline`` bounds it, in seconds (default: the graph's).
+        ``execution_id`` names the execution (a random one otherwise; a
+        ``ValueError`` for an id that is empty, holds a NUL character or is
+        longer than 255 bytes in UTF-8); ``deadline`` bounds it, in seconds
+        (default: the graph's). An ``execution_id`` whose checkpoints were
+        computed from other inputs is a ``ValueError`` naming both, unless
+        ``resume`` is true: then the run continues from those checkpoints.
         ``keep_result`` keeps the target's value as a ``WORKFLOW`` row of the
         execution before it is recorded ``succeeded``, for :meth:`result_target`,
         even when the step producing it keeps nothing (a durable worker's runs do).
         """
+        if execution_id is not None:
+            check_execution_id(execution_id, f"{self.plan.name}.run()")
+        return await self._run(target, inputs, execution_id, deadline, resume, keep_result)
+
+    async def _run(
+        self,
+        target: type[M],
+        inputs: Mapping[str, Message | None],
+        execution_id: str | None,
+        deadline: float | None,
+        resume: bool,
+        keep_result: bool,
+    ) -> M:
+        """:meth:`run_target` after its id is checked; a subgraph's child run starts here."""
         table = self._target_table(target, "run")
         if keep_result and (self.store is None or not self.record):
             raise ValueError(
@@ -214,21 +234,30 @@ class Graph(Generic[S]):
         fill_inputs(table.inputs, table.keywords, inputs, execution.values, self._where(table))
         deadline = self.deadline if deadline is None else deadline
         # Checkpoints can exist only for an id the caller chose (a rerun or a resume).
-        resume = execution_id is not None and target in self._resumable
+        lookup = execution_id is not None and target in self._resumable
         watch = self._watch
         if watch is not None:
             watch.enter()
         try:
-            if self._events is None and deadline is None and not resume and not self.record:
+            if self._events is None and deadline is None and not lookup and not self.record:
                 try:
                     await execute(table, self._runners, execution)
                 except Exiting as exc:
                     raise exc.exc from None
             else:
                 lifecycle = self._engine.lifecycle(execution, table.type_name, deadline)
+                # Read before the execution is recorded: a run refused for other inputs
+                # leaves the record of the run that used the id first alone.
+                read = (
+                    await self._engine.checkpoints(
+                        table, execution, where=self._where(table), other_inputs=resume
+                    )
+                    if lookup
+                    else None
+                )
 
                 async def body() -> None:
-                    pending = await self._engine.resume(table, execution) if resume else table
+                    pending = self._engine.restore(table, execution, read)
                     await execute(pending, self._runners, execution)
                     if keep_result:
                         await self._keep_result(table, execution)
@@ -252,6 +281,7 @@ class Graph(Generic[S]):
         on_error: Literal["raise", "collect"] = "raise",
         execution_id: str | None = None,
         deadline: float | None = None,
+        resume: bool = False,
     ) -> list[Any]:
         """Run ``target`` over ``items`` with shared graph inputs by keyword; the untyped
         form of the generated ``run_batch`` (see :mod:`docket_runtime._batch`).
@@ -259,7 +289,11 @@ class Graph(Generic[S]):
         The result has one entry per item, in order: the target's value, or, with
         ``on_error="collect"``, an :class:`~docket_runtime._batch.ItemError`.
         ``deadline`` bounds the whole batch (the graph's own deadline does not apply).
+        ``execution_id`` and ``resume`` are checked as :meth:`run_target` checks them,
+        the items counting as inputs.
         """
+        if execution_id is not None:
+            check_execution_id(execution_id, f"{self.plan.name}.run_batch()")
         watch = self._watch
         if watch is not None:
             watch.enter()
@@ -273,6 +307,7 @@ class Graph(Generic[S]):
                 on_error=on_error,
                 execution_id=execution_id,
                 deadline=deadline,
+                resume=resume,
             )
         finally:
             if watch is not None:
@@ -301,6 +336,7 @@ class Graph(Generic[S]):
         if scope == "workflow":
             if execution_id is None:
                 raise TypeError(f"step {step.name!r} keeps results per execution_id")
+            check_execution_id(execution_id, f"{self.plan.name}.fetch()")
             key = workflow_key(execution_id, step.name, step.cache.version)
         else:
             if inputs is None or len(inputs) != len(step.inputs):
@@ -326,6 +362,7 @@ class Graph(Generic[S]):
         execution ran another graph or target.
         """
         table = self._target_table(target)
+        check_execution_id(execution_id, f"{self.plan.name}.result()")
         store = self.store
         if store is None or not self.record:
             raise ValueError(
@@ -369,6 +406,7 @@ class Graph(Generic[S]):
         The next run with that id computes them again (an ``AT_MOST_ONCE`` step
         is released too). Returns the names of the steps forgotten.
         """
+        check_execution_id(execution_id, f"{self.plan.name}.rerun_from()")
         if self.store is None:
             return []
         forgotten, _ = await _amend.rerun_from(self.plan, self.store, step, execution_id)
@@ -392,6 +430,7 @@ class Graph(Generic[S]):
         ``AT_MOST_ONCE``, when there is no claim to settle, or when it already
         succeeded (use :meth:`rerun_from` to run it again).
         """
+        check_execution_id(execution_id, f"{self.plan.name}.settle()")
         # No store only when no step keeps results: none is AT_MOST_ONCE, and settle says so.
         store = self.store or MemoryStore()
         await _amend.settle(
@@ -548,6 +587,7 @@ def _subgraph_call(
         inputs = {n: a for n, a in zip(names, args, strict=True) if n is not None}
         # The child's id derives from the parent's, so a rerun of the parent finds the child again.
         child_id = f"{context().execution_id}/{step.name}"
-        return await child.run_target(out_cls, inputs, execution_id=child_id)
+        # Derived from a checked id, and from inputs the parent's own run checked.
+        return await child._run(out_cls, inputs, child_id, None, True, False)
 
     return call

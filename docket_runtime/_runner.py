@@ -45,6 +45,7 @@ from .stores.base import (
     StepRunRecord,
     Store,
     StoredResult,
+    StoreError,
     workflow_key,
 )
 
@@ -467,15 +468,20 @@ async def _ended(
             traceback=text,
             owner=persist.owner,
         )
-    written = await store.step_finished(
-        execution.id,
-        step.name,
-        status=status,
-        error=text,
-        result=row,
-        attempt=record,
-        owner=persist.owner if persist.claim else None,
-    )
+    try:
+        written = await store.step_finished(
+            execution.id,
+            step.name,
+            status=status,
+            error=text,
+            result=row,
+            attempt=record,
+            owner=persist.owner if persist.claim else None,
+        )
+    except StoreError as err:
+        if persist.claim and row is not None:
+            raise _unrecorded(step.name, execution.id, row, err) from err
+        raise
     if not written:
         _log.warning(
             "step %r of %s ended %s, but its claim is no longer this process's "
@@ -484,6 +490,28 @@ async def _ended(
             execution.id,
             status,
         )
+
+
+def _unrecorded(step: str, execution_id: str, row: StoredResult, err: StoreError) -> StoreError:
+    """The error of an ``AT_MOST_ONCE`` step that succeeded but whose result the store did not
+    take even when retried: its effect happened, so its result is logged (the JSON the row
+    would have held) for a person to settle the claim with, and the error says how. A
+    sensitive step's row holds no JSON: its result is not logged."""
+    shown = row.output_json
+    if shown in (None, "null"):
+        shown = "not logged (the step is sensitive); find it where the step's effect went"
+    _log.error(
+        "step %r of %s succeeded, but its result was not recorded; its result: %s",
+        step,
+        execution_id,
+        shown,
+    )
+    return type(err)(
+        f"step {step!r} of execution {execution_id!r} succeeded, but its result was not "
+        f"recorded ({err}); its claim stays 'running' and the next run reports StepClaimed "
+        "until it is settled: once the store is back, settle it with the result logged by "
+        f"docket.runner (docketctl settle {execution_id} {step} --result-json ...)"
+    )
 
 
 def _qualified(cls: type[BaseException]) -> str:

@@ -35,7 +35,7 @@ __all__ = [
 ]
 
 
-RUN_OPTIONS: Final = ("execution_id", "deadline")
+RUN_OPTIONS: Final = ("execution_id", "deadline", "resume")
 """The keyword options of a generated ``run`` (and of ``Graph.run_target``) besides the
 graph inputs, in signature order: no graph input may take one as its keyword."""
 

@@ -142,6 +142,18 @@ class PgSession:
             cur = conn.execute(query.encode(), params)
             return cur.fetchall() if cur.description else []
 
+    def terminate(self, url: str) -> None:
+        """Terminate every connection to the schema of ``url`` (a fresh URL), as a failover,
+        a restart or a proxy timeout does; at least one must be open."""
+        app = dict(p.split("=", 1) for p in urlsplit(url).query.split("&"))["application_name"]
+        killed = self.sql(
+            PG_URL,
+            "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity "
+            "WHERE application_name = %s",
+            (app,),
+        )
+        assert killed[0][0] >= 1
+
     def drop_all(self) -> None:
         rows = self.admin.execute(
             "SELECT nspname FROM pg_namespace WHERE nspname LIKE %s", (self.prefix + "%",)

@@ -485,11 +485,11 @@ def test_executions_in_every_state(
             return await store.get_execution_results("ok-1")
 
     results = run(kept())
-    assert [r.step for r in results] == ["ChargeCard", "Ship"]
+    assert [r.step for r in results] == ["docket.inputs", "ChargeCard", "Ship"]
     done = ctl("executions", "show", "ok-1", "--url", db_url, "--results")
     assert done.line("status", "succeeded")
     assert done.line("ChargeCard: testgraphs.Charge (kept")
-    charge = json.loads(results[0].output_json)
+    charge = json.loads(results[1].output_json)
     assert done.line("  " + json.dumps(charge, sort_keys=True))
     assert ctl("executions", "show", "ok-1", "--url", db_url, "--json", "--results").json() == {
         "execution": execution_json(ok),
@@ -747,6 +747,7 @@ def test_cache_purge_by_step_graph_and_expiry(db_url: str, pb: Any, dk: Any) -> 
         ("global", "Score", "testgraphs.ScoringElsewhere"),
         ("global", "Score", "testgraphs.SharedScoringA"),
         ("workflow", "ChargeCard", "testgraphs.Orders"),
+        ("workflow", "docket.inputs", "testgraphs.Orders"),
     ]
     done = ctl("cache", "purge", "--url", db_url, "--graph", "testgraphs.Scoring")
     assert done.out == "deleted 1 GLOBAL result(s) of graph testgraphs.Scoring\n"
@@ -759,7 +760,7 @@ def test_cache_purge_by_step_graph_and_expiry(db_url: str, pb: Any, dk: Any) -> 
     assert ctl("cache", "purge", "--url", db_url, "--step", "Score", "--json").json() == {
         "deleted": 2
     }
-    assert kept() == []
+    assert kept() == [("workflow", "docket.inputs", "testgraphs.Orders")]  # the inputs of o-1
 
 
 # -- durable executions on a real queue ---------------------------------------------------------

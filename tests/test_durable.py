@@ -298,7 +298,7 @@ def test_the_typed_enqueue_and_result_with_a_worker_process(url: str, workers: W
                 "SELECT step FROM docket_results WHERE execution_id = %s ORDER BY step",
                 "typed-chain",
             )
-            assert kept == [("First",), ("Second",), ("Third",)]
+            assert kept == [("First",), ("Second",), ("Third",), ("docket.inputs",)]
             assert len(await h.jobs("typed-chain")) == 3
 
     run(body)
@@ -423,7 +423,8 @@ def test_c_500_executions_across_two_workers_all_complete_once(url: str, workers
             jobs = await h.sql("SELECT status::text, count(*) FROM procrastinate_jobs GROUP BY 1")
             assert jobs == [("succeeded", count)]
             kept = await h.sql("SELECT count(*) FROM docket_results")
-            assert kept == [(3 * count,)]  # ChargeCard, Ship and Confirm keep theirs
+            # ChargeCard, Ship and Confirm keep theirs; each execution keeps its inputs.
+            assert kept == [(4 * count,)]
             report(f"(c) enqueue {count}", enqueued - started)
             report(f"(c) {count} executions done by 2 workers", finished - started)
             print(f"[durable] (c) {count / (finished - started):.0f} executions/s end to end")

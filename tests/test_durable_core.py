@@ -31,7 +31,7 @@ from docket_runtime.durable._resume import (
     StoreFailed,
     resume,
 )
-from docket_runtime.stores import MemoryStore, Store, StoreUnavailable, open_store
+from docket_runtime.stores import MemoryStore, Store, StoreRejected, StoreUnavailable, open_store
 
 
 @pytest.fixture(scope="module", autouse=True)
@@ -153,7 +153,7 @@ def test_a_succeeded_execution_keeps_its_value_even_when_its_step_keeps_nothing(
             rows = raw_sql(
                 db_url,
                 "SELECT step, scope, output_type, expires_at FROM docket_results "
-                "WHERE execution_id = ? ORDER BY step",
+                "WHERE execution_id = ? AND step <> 'docket.inputs' ORDER BY step",
                 ("c-1",),
             )
             assert [tuple(r) for r in rows] == [
@@ -247,5 +247,23 @@ def test_a_store_failure_mid_run_resumes_later() -> None:
         assert isinstance(outcome, StoreFailed) and isinstance(outcome.error, StoreUnavailable)
         assert before + timedelta(seconds=STORE_RETRY_DELAY) <= outcome.at
         assert outcome.at <= datetime.now(UTC) + timedelta(seconds=STORE_RETRY_DELAY)
+
+    run(body)
+
+
+def test_a_store_rejection_mid_run_fails_the_execution_instead_of_resuming_it_for_ever() -> None:
+    class Full(MemoryStore):
+        """A store whose disk is full when a step starts: resuming would meet it again."""
+
+        async def step_started(self, execution_id: str, step: str, **kw: Any) -> int:
+            raise StoreRejected("database or disk is full")
+
+    async def body() -> None:
+        core = Core(Full())
+        await core.record("Sleeper", "Woken", "nap", nap=pb().Nap(seconds=0.0))
+        outcome = await core.resume("nap")
+        assert outcome == Failed("database or disk is full")
+        row = await core.row("nap")
+        assert (row.status, row.error) == ("failed", "StoreRejected: database or disk is full")
 
     run(body)

@@ -177,10 +177,58 @@ def test_enqueue_checks_inputs_and_refuses_an_id_of_another_execution() -> None:
 
             await h.enqueue("Orders", "Confirmation", "o-2", order=order)
             other = pb().Order(order_id="o-2", amount_cents=2)
-            with pytest.raises(ValueError, match="already names another execution"):
+            with pytest.raises(ValueError) as caught:
                 await h.enqueue("Orders", "Confirmation", "o-2", order=other)
-            with pytest.raises(ValueError, match="already names another execution"):
+            assert str(caught.value) == (
+                "durabletest.Orders.enqueue(): execution id 'o-2' was used with other inputs: "
+                "stored durabletest.Orders -> durabletest.Confirmation with "
+                'order=durabletest.Order(order_id: "o-2" amount_cents: 1); given '
+                "durabletest.Orders -> durabletest.Confirmation with "
+                'order=durabletest.Order(order_id: "o-2" amount_cents: 2). Use a new id'
+            )
+            with pytest.raises(ValueError, match="was used with other inputs: stored"):
                 await h.enqueue("Orders", "Shipment", "o-2", order=order)
+
+    run(body)
+
+
+def test_enqueue_and_schedule_check_ids_before_anything_is_written() -> None:
+    async def body() -> None:
+        async with harness() as h:
+            order = pb().Order(order_id="o-1", amount_cents=1)
+            with pytest.raises(ValueError) as caught:
+                await h.enqueue("Orders", "Confirmation", "x" * 256, order=order)
+            assert str(caught.value) == (
+                f"durabletest.Orders.enqueue(): execution id {'x' * 40 + '...'!r} is 256 bytes "
+                "long in UTF-8; an execution id is a non-empty string without NUL characters, "
+                "at most 255 bytes in UTF-8"
+            )
+            with pytest.raises(ValueError, match=r"'o\\x001' holds a NUL character"):
+                await h.enqueue("Orders", "Confirmation", "o\x001", order=order)
+            with pytest.raises(ValueError, match="'' is empty"):
+                await h.enqueue("Orders", "Confirmation", "", order=order)
+            assert h.connector.jobs == {} and await h.store.list_executions() == []
+            # A schedule whose name makes ids too long is refused when it is defined.
+            with pytest.raises(ValueError) as caught:
+                schedule(
+                    h.app,
+                    h.registry,
+                    h.graph("Tally"),
+                    pb().Total,
+                    cron="0 0 1 1 *",
+                    inputs=lambda previous: {},
+                    name="s" * 240,
+                )
+            assert str(caught.value).startswith(
+                f"schedule {'s' * 40!r}: execution id {'s' * 40 + '...'!r} is 261 bytes long"
+            )
+            assert h.app.periodic_registry.periodic_tasks == {}
+            # The longest id runs, and so does its child, whose id is longer (not checked).
+            longest = "d" * 255
+            await h.enqueue("Delivery", "Notice", longest, order=order)
+            await h.drain(until=h.ended(longest))
+            assert await h.status(longest) == "succeeded"
+            assert await h.status(f"{longest}/Fulfil") == "succeeded"
 
     run(body)
 

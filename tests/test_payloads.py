@@ -236,15 +236,29 @@ def _all_rows(url: str) -> list[str]:
     ]
 
 
+def _json(column: Any) -> Any:
+    """A JSON column's value: text on SQLite, decoded already by psycopg on Postgres."""
+    return json.loads(column) if isinstance(column, str) else column
+
+
 def test_no_row_holds_the_card_number_with_a_codec(vault: Vault) -> None:
     keys = codec("k1")
     payment = vault.run("Payment", "e-1", keys)
     vault.run("Fingerprint", "e-1", keys)
     assert payment.card_number == CARD
     rows = _all_rows(vault.url)
-    assert len(rows) == 3  # Tokenize, Charge, Digest (a run without record keeps no execution)
+    # Tokenize, Charge, Digest and the inputs kept under the id (a run without record keeps no
+    # execution): the inputs row holds an HMAC of the card and no rendering of it.
+    assert len(rows) == 4
     for row in rows:
         assert CARD not in row and CARD[-8:] not in row
+    (kept,) = raw_sql(
+        vault.url, "SELECT output_json FROM docket_results WHERE step = ?", ("docket.inputs",)
+    )
+    card = _json(kept[0])["card"]
+    assert card["text"] == "hidden"
+    plain = hashlib.sha256(vault.card.SerializeToString(deterministic=True)).hexdigest()
+    assert card["sha256"] != plain
     # The sensitive step has no JSON rendering; the plain one keeps its queryable JSON.
     assert vault.row("Charge")[1] == "null"
     assert json.loads(vault.row("Tokenize")[1]) == {"token": "tok-1", "last4": "1111"}
@@ -255,6 +269,11 @@ def test_without_a_codec_only_the_json_of_sensitive_steps_is_left_out(vault: Vau
     output, rendering = vault.row("Charge")
     assert rendering == "null"
     assert CARD.encode() in output  # no codec: the bytes are the message's
+    # The inputs kept under the id: a sensitive type is digested, never rendered.
+    (kept,) = raw_sql(
+        vault.url, "SELECT output_json FROM docket_results WHERE step = ?", ("docket.inputs",)
+    )
+    assert CARD not in json.dumps(kept[0]) and _json(kept[0])["card"]["text"] == "hidden"
 
 
 def test_fetch_returns_the_plaintext_with_the_key(vault: Vault) -> None:
@@ -343,7 +362,7 @@ def test_durable_inputs_are_encrypted_and_read_back_with_the_key(vault: Vault) -
                 # card would be a ValueError), since the same payload encrypts the same.
                 await record_execution(graph, vault.pb.Payment, inputs, execution_id=execution_id)
                 other = {"card": vault.pb.Card(number="5500000000000004")}
-                with pytest.raises(ValueError, match="already names another execution"):
+                with pytest.raises(ValueError, match="was used with other inputs"):
                     await record_execution(
                         graph, vault.pb.Payment, other, execution_id=execution_id
                     )
@@ -703,7 +722,7 @@ def test_after_a_rotation_the_same_inputs_are_enqueued_again(vault: Vault) -> No
                 graph, vault.pb.Token, {"card": vault.card}, execution_id="r-1"
             )
             other = {"card": vault.pb.Card(number="5500000000000004")}
-            with pytest.raises(ValueError, match="already names another execution"):
+            with pytest.raises(ValueError, match="was used with other inputs"):
                 await record_execution(graph, vault.pb.Token, other, execution_id="r-1")
             return await store.get_execution("r-1")
 

@@ -15,13 +15,17 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import hashlib
 import importlib
 import itertools
 import json
 import logging
 import queue
+import re
+import secrets
 import shutil
 import signal
+import sqlite3
 import subprocess
 import sys
 import threading
@@ -53,6 +57,9 @@ T = TypeVar("T")
 
 SERIAL = itertools.count(1)
 """Shared by every implementation: a value computed again never equals the kept one."""
+
+CHECKPOINTS = "step <> 'docket.inputs'"
+"""Leaves out the row keeping an execution's inputs."""
 
 SAFETY_NET = 30.0
 """Seconds before a test body that should not hang is declared hung."""
@@ -376,7 +383,7 @@ def test_ttl_is_honoured_on_read_and_purge_deletes_expired_rows(
     assert done.returncode == 0, done.stderr
     assert "purged 1 expired result(s)" in done.stdout
     left = raw_sql(db_url, "SELECT step FROM docket_results ORDER BY step")
-    assert left == [("ChargeCard",), ("Score",)]
+    assert left == [("ChargeCard",), ("Score",), ("docket.inputs",)]  # no expiry
 
 
 # 3. Schema over blobs: type, proto bytes and JSON in every row -------------------------------
@@ -623,7 +630,7 @@ def test_a_corrupt_row_is_a_logged_miss_then_overwritten(
             assert not caplog.records
 
     run(reruns())
-    for (output,) in raw_sql(db_url, "SELECT output FROM docket_results"):
+    for (output,) in raw_sql(db_url, f"SELECT output FROM docket_results WHERE {CHECKPOINTS}"):
         assert bytes(output) != GARBAGE
 
 
@@ -708,7 +715,9 @@ async def hold_ship_then(
 
 def assert_ship_not_done(url: str) -> None:
     """Seen on a fresh connection: ChargeCard finished and kept; Ship neither."""
-    results = raw_sql(url, "SELECT step FROM docket_results WHERE execution_id = 'o-1'")
+    results = raw_sql(
+        url, f"SELECT step FROM docket_results WHERE execution_id = 'o-1' AND {CHECKPOINTS}"
+    )
     assert results == [("ChargeCard",)]
     runs = dict(raw_sql(url, "SELECT step, status FROM docket_step_runs"))
     assert runs == {"Validate": "succeeded", "ChargeCard": "succeeded", "Ship": "running"}
@@ -744,25 +753,109 @@ def test_sqlite_database_removed_mid_execution(tmp_path: Path, pb: Any, dk: Any)
     run(body())
 
 
-def test_postgres_connections_terminated_mid_execution(pg: PgSession, pb: Any, dk: Any) -> None:
-    url = migrated(pg.fresh_url())
-    app = dict(p.split("=", 1) for p in urlsplit(url).query.split("&"))["application_name"]
+def transient_fault(url: str, pg: PgSession | None) -> Callable[[], None]:
+    """What makes the next writes of a store on ``url`` fail for a moment, then work again.
 
-    def terminate() -> None:
-        killed = pg.sql(
-            PG_URL,
-            "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity "
-            "WHERE application_name = %s",
-            (app,),
-        )
-        assert killed[0][0] >= 1
+    Postgres: every connection of the store terminated (``pg_terminate_backend``), as a
+    failover or a proxy timeout does. SQLite (opened with ``busy_timeout=50``): another
+    connection holds the write lock for 0.4 s, as another process would.
+    """
+    if url.startswith("sqlite:///"):
+        path = url.removeprefix("sqlite:///").partition("?")[0]
+
+        def lock() -> None:
+            blocker = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+            blocker.execute("BEGIN EXCLUSIVE")
+
+            def release() -> None:
+                blocker.execute("ROLLBACK")
+                blocker.close()
+
+            threading.Timer(0.4, release).start()
+
+        return lock
+    assert pg is not None
+    return lambda: pg.terminate(url)
+
+
+def store_url(db_url: str) -> str:
+    """``db_url``, with a short SQLite busy timeout (so that a held lock fails a write)."""
+    return f"{db_url}?busy_timeout=50" if db_url.startswith("sqlite:///") else db_url
+
+
+def test_an_at_most_once_result_written_through_a_dropped_connection_lands(
+    db_url: str, request: pytest.FixtureRequest, pb: Any, dk: Any
+) -> None:
+    # Once a failed write: the charge happened, its result was lost, and every later run
+    # reported StepClaimed until a person settled it.
+    url = store_url(migrated(db_url))
+    fault = transient_fault(url, None if "sqlite" in url else request.getfixturevalue("pg"))
 
     async def body() -> None:
-        async with await opened(url) as store:
-            await hold_ship_then(store, pb, dk, terminate, "Postgres at .* is unavailable")
+        async with await open_store(url) as store:
+            steps = OrderSteps(pb)
+            steps.gates["ChargeCard"] = gate = asyncio.Event()
+            graph = dk.Orders(steps, store=store, record=True, owner="worker-1")
+            running = asyncio.create_task(
+                graph.run(pb.Confirmation, order=an_order(pb, "o-1"), execution_id="o-1")
+            )
+            await steps.entered["ChargeCard"].wait()
+            fault()  # the charge goes through; its result is written after the fault
+            gate.set()
+            first = await running
+            assert first.charge_id == "ch-a-o-1-1"
+            again = await graph.run(pb.Confirmation, order=an_order(pb, "o-1"), execution_id="o-1")
+            assert again.charge_id == first.charge_id
+            assert steps.calls["ChargeCard"] == 1
 
     run(body())
-    assert_ship_not_done(url)
+    runs = dict(raw_sql(db_url, "SELECT step, status FROM docket_step_runs"))
+    assert runs["ChargeCard"] == "succeeded"
+    attempts = "SELECT count(*) FROM docket_step_attempts WHERE step = 'ChargeCard'"
+    assert raw_sql(db_url, attempts) == [(1,)]
+
+
+def test_an_at_most_once_result_that_cannot_be_written_is_logged_with_how_to_settle(
+    tmp_path: Path, pb: Any, dk: Any, caplog: pytest.LogCaptureFixture
+) -> None:
+    folder = tmp_path / "state"
+    folder.mkdir()
+
+    async def body() -> None:
+        async with await opened(f"sqlite:///{folder / 'docket.db'}") as store:
+            steps = OrderSteps(pb)
+            steps.gates["ChargeCard"] = gate = asyncio.Event()
+            graph = dk.Orders(steps, store=store, owner="worker-1")
+            running = asyncio.create_task(
+                graph.run(pb.Charge, order=an_order(pb, "o-1"), execution_id="o-1")
+            )
+            await steps.entered["ChargeCard"].wait()
+            shutil.rmtree(folder)
+            gate.set()
+            with pytest.raises(StoreUnavailable) as caught:
+                await running
+            assert str(caught.value).startswith(
+                "step 'ChargeCard' of execution 'o-1' succeeded, but its result was not "
+                f"recorded (SQLite database {folder / 'docket.db'} was removed while open"
+            )
+            assert str(caught.value).endswith(
+                "; its claim stays 'running' and the next run reports StepClaimed until it is "
+                "settled: once the store is back, settle it with the result logged by "
+                "docket.runner (docketctl settle o-1 ChargeCard --result-json ...)"
+            )
+            tried = re.search(
+                r"an idempotent write, tried 8 times over (\d+\.\d)s", str(caught.value)
+            )
+            assert tried is not None and 3.0 <= float(tried[1]) <= 4.0
+
+    with caplog.at_level(logging.ERROR, logger="docket.runner"):
+        run(body())
+    [record] = [r for r in caplog.records if r.name == "docket.runner"]
+    assert record.getMessage() == (
+        "step 'ChargeCard' of o-1 succeeded, but its result was not recorded; its result: "
+        # The JSON its row would hold, spelled as Postgres's JSONB prints it.
+        '{"charge_id": "ch-a-o-1-1", "amount_cents": "1250"}'
+    )
 
 
 def test_postgres_server_gone_mid_execution(pg: PgSession, pb: Any, dk: Any) -> None:
@@ -937,6 +1030,137 @@ def test_a_failed_at_most_once_step_is_not_retried_nor_rerun(db_url: str, pb: An
     run(body())
 
 
+# 8b. Execution ids: checked up front; an id used again with other inputs ------------------------
+
+ID_RULE = (
+    "; an execution id is a non-empty string without NUL characters, at most 255 bytes in UTF-8"
+)
+
+
+def count_rows(url: str) -> int:
+    tables = ("docket_results", "docket_executions", "docket_step_runs", "docket_step_attempts")
+    return sum(raw_sql(url, f"SELECT count(*) FROM {table}")[0][0] for table in tables)
+
+
+def test_bad_execution_ids_are_refused_before_anything_is_written(
+    db_url: str, pb: Any, dk: Any
+) -> None:
+    # Once a 10 KB id gave "StoreUnavailable: index row requires 10256 bytes" on Postgres,
+    # and any id went into the memory store and SQLite.
+    url = migrated(db_url)
+    ten_kb = secrets.token_urlsafe(7500)
+    cases = [
+        ("", "'' is empty"),
+        ("o\x001", "'o\\x001' holds a NUL character (at index 1)"),
+        ("é" * 128, f"{'é' * 40 + '...'!r} is 256 bytes long in UTF-8"),
+        ("x" * 256, f"{'x' * 40 + '...'!r} is 256 bytes long in UTF-8"),
+        (ten_kb, f"{ten_kb[:40] + '...'!r} is 10000 bytes long in UTF-8"),
+        ("\ud800", "'\\ud800' is not valid Unicode text (surrogates not allowed at index 0)"),
+    ]
+
+    async def body(url: str) -> None:
+        async with await open_store(url, migrate=True) as store:
+            steps = OrderSteps(pb)
+            graph = dk.Orders(steps, store=store, record=True)
+            order = an_order(pb, "o-1")
+            for bad, rule in cases:
+                calls = {
+                    "run": graph.run(pb.Confirmation, order=order, execution_id=bad),
+                    "run_batch": graph.run_batch(pb.Confirmation, [order], execution_id=bad),
+                    "fetch": graph.fetch(pb.Charge, execution_id=bad),
+                    "result": graph.result(pb.Confirmation, bad),
+                    "rerun_from": graph.rerun_from("Ship", bad),
+                    "settle": graph.settle("ChargeCard", bad, release=True),
+                }
+                for entry, call in calls.items():
+                    with pytest.raises(ValueError) as caught:
+                        await call
+                    assert str(caught.value) == (
+                        f"testgraphs.Orders.{entry}(): execution id {rule}{ID_RULE}"
+                    )
+            assert steps.calls == {}
+            assert await store.list_executions() == []
+            # The longest id is fine on every store.
+            longest = "é" * 127 + "x"
+            confirmation = await graph.run(pb.Confirmation, order=order, execution_id=longest)
+            assert await graph.fetch(pb.Charge, execution_id=longest) is not None
+            assert confirmation.order_id == "o-1"
+            # The ids derived from one are longer (<id>/<index>): not checked again.
+            batch = "é" * 127 + "b"
+            [charge] = await graph.run_batch(pb.Charge, [order], execution_id=batch)
+            assert await store.get_execution(f"{batch}/0") is not None
+            assert charge.amount_cents == order.amount_cents
+
+    run(body("memory://"))  # the same rule for every store
+    run(body(url))
+    # The two runs of the longest ids alone: the run's inputs, 2 checkpoints, 1 execution,
+    # 4 step runs and 4 attempts; the batch's inputs, 1 checkpoint, 2 executions (the
+    # batch, its item), 2 step runs and 2 attempts.
+    assert count_rows(url) == (1 + 2 + 1 + 4 + 4) + (1 + 1 + 2 + 2 + 2)
+
+
+def test_an_execution_id_used_again_with_other_inputs_is_refused_unless_resumed(
+    db_url: str, pb: Any, dk: Any
+) -> None:
+    # Once the second run returned the first order's charge, silently.
+    url = migrated(db_url)
+    first, other = an_order(pb, "o-1"), an_order(pb, "o-1", cents=999)
+
+    async def body() -> None:
+        async with await open_store(url) as store:
+            steps = OrderSteps(pb)
+            graph = dk.Orders(steps, store=store, record=True)
+            done = await graph.run(pb.Confirmation, order=first, execution_id="x")
+            with pytest.raises(ValueError) as caught:
+                await graph.run(pb.Confirmation, order=other, execution_id="x")
+            assert str(caught.value) == (
+                "testgraphs.Orders: target testgraphs.Confirmation: execution id 'x' was used "
+                "with other inputs: stored order=testgraphs.Order("
+                'order_id: "o-1" amount_cents: 1250 card: "4242"); given '
+                'order=testgraphs.Order(order_id: "o-1" amount_cents: 999 card: "4242"). '
+                "Use a new id, or pass resume=True to continue it from its checkpoints anyway"
+            )
+            assert steps.calls == {"Validate": 1, "ChargeCard": 1, "Ship": 1, "Confirm": 1}
+            # The first run's record is left as it was.
+            row = await store.get_execution("x")
+            assert row is not None and (row.status, row.error) == ("succeeded", None)
+            # The same inputs: a rerun from the checkpoints; another target: the same.
+            assert await graph.run(pb.Confirmation, order=first, execution_id="x") == done
+            charge = await graph.run(pb.Charge, order=first, execution_id="x")
+            assert charge.charge_id == done.charge_id
+            # Asked for: it continues from the checkpoints of the first inputs.
+            resumed = await graph.run(pb.Confirmation, order=other, execution_id="x", resume=True)
+            assert resumed.charge_id == done.charge_id and steps.charges == 1
+
+            # A batch: its items count as inputs.
+            items = [an_order(pb, f"b-{i}") for i in range(3)]
+            await graph.run_batch(pb.Confirmation, items, execution_id="b")
+            with pytest.raises(ValueError) as caught:
+                await graph.run_batch(pb.Confirmation, items[:2], execution_id="b")
+            assert str(caught.value).startswith(
+                "testgraphs.Orders: a batch of testgraphs.Confirmation: execution id 'b' was "
+                "used with other inputs: stored order=3 items(of testgraphs.Order, the first "
+                'order_id: "b-0" amount_cents: 1250 card: "4242"); given order=2 items('
+            )
+            again = await graph.run_batch(pb.Confirmation, items[:2], execution_id="b", resume=True)
+            assert len(again) == 2 and steps.charges == 4
+
+    run(body())
+    # What is kept: per input, its type, a digest of its bytes and a short rendering.
+    [(text,)] = raw_sql(
+        url,
+        "SELECT output_json FROM docket_results WHERE step = 'docket.inputs' "
+        "AND execution_id = 'x'",
+    )
+    assert (json.loads(text) if isinstance(text, str) else text) == {  # jsonb: a dict
+        "order": {
+            "type": "testgraphs.Order",
+            "sha256": hashlib.sha256(first.SerializeToString(deterministic=True)).hexdigest(),
+            "text": 'order_id: "o-1" amount_cents: 1250 card: "4242"',
+        }
+    }
+
+
 # 9. Separate processes: a race, SIGKILL mid-step, crash recovery ------------------------------
 
 
@@ -1078,7 +1302,7 @@ def test_a_step_killed_mid_run_is_reported_not_rerun_until_released(
 
     runs = raw_sql(db_url, "SELECT step, status, owner, attempts FROM docket_step_runs")
     assert ("ChargeCard", "running", "worker-1", 1) in runs
-    assert raw_sql(db_url, "SELECT step FROM docket_results") == []
+    assert raw_sql(db_url, f"SELECT step FROM docket_results WHERE {CHECKPOINTS}") == []
 
     [second] = finished(worker("order", owner="worker-2", **common))
     assert second == {"claimed": {"step": "ChargeCard", "owner": "worker-1", "status": "running"}}
@@ -1117,7 +1341,8 @@ def test_sigkill_between_two_persisted_steps_then_resume(
     kill(first)
 
     # What the dead process left: the charge done and kept; the shipment not done.
-    assert raw_sql(db_url, "SELECT step FROM docket_results") == [("ChargeCard",)]
+    kept = raw_sql(db_url, f"SELECT step FROM docket_results WHERE {CHECKPOINTS}")
+    assert kept == [("ChargeCard",)]
     runs = {
         s: (st, a)
         for s, st, a in raw_sql(db_url, "SELECT step, status, attempts FROM docket_step_runs")

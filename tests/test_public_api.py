@@ -100,6 +100,7 @@ def test_the_stores_api_is_pinned() -> None:
         "StepStatus",
         "Store",
         "StoreError",
+        "StoreRejected",
         "StoreUnavailable",
         "StoreUrlError",
         "StoredResult",

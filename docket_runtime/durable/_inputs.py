@@ -23,6 +23,7 @@ from google.protobuf import json_format
 from google.protobuf.message import Message
 
 from .. import Graph, _payload
+from .._reuse import HIDDEN, describe_message, short
 from ..codec import PayloadCodec
 from ..stores import ExecutionRecord
 
@@ -74,6 +75,31 @@ def same_messages(graph: Graph[Any], row: ExecutionRecord, inputs: Mapping[str, 
         return False
     given = {k: v for k, v in inputs.items() if v is not None}
     return stored == given
+
+
+def describe_inputs(graph: Graph[Any], text: str | None) -> str:
+    """Stored inputs as errors show them (``order=shop.Order(order_id: "o-1" ...)``).
+
+    An input of a sensitive type, or any input when a codec is bound, shows
+    as hidden: an error message must not carry what the store keeps secret.
+    An input of a type ``graph`` does not know shows its JSON rendering.
+    """
+    if text is None:
+        return "no stored inputs"
+    hide = _codec(graph) is not None
+    parts = []
+    for keyword, entry in sorted(json.loads(text).items()):
+        cls = graph.plan.types.get(entry["type"])
+        if hide or entry["type"] in graph.plan.sensitive:
+            shown = HIDDEN
+        elif cls is None:
+            shown = json.dumps(entry.get("json"), sort_keys=True)
+        else:
+            blob = base64.b64decode(entry["proto"])
+            what = f"input {keyword!r}"
+            shown = short(_payload.read(blob, cls, json.dumps(entry.get("json")), None, what))
+        parts.append(f"{keyword}={describe_message(entry['type'], shown)}")
+    return ", ".join(parts) or "no inputs"
 
 
 def decode_inputs(

@@ -9,8 +9,10 @@ from typing import Any
 from google.protobuf.message import Message
 
 from .. import Graph
+from .._ids import check_execution_id
+from .._reuse import reused_id
 from ..stores import ExecutionRecord
-from ._inputs import encode_inputs, same_inputs, same_messages
+from ._inputs import describe_inputs, encode_inputs, same_inputs, same_messages
 
 
 async def record_execution(
@@ -31,6 +33,7 @@ async def record_execution(
     was cancelled is queued again. The same id with another graph, target or
     inputs is a ``ValueError``.
     """
+    check_execution_id(execution_id, f"{graph.plan.name}.enqueue()")
     store = graph.store
     if store is None or not graph.record:
         raise ValueError(
@@ -78,8 +81,10 @@ async def record_execution(
             text = row.inputs
             row = await queue(text)
         if not same_run or not same_inputs(row.inputs, text):
-            raise ValueError(
-                f"execution id {execution_id!r} already names another execution "
-                f"({row.graph} -> {row.target}, with other inputs); use a new id"
+            raise reused_id(
+                execution_id,
+                f"{row.graph} -> {row.target} with {describe_inputs(graph, row.inputs)}",
+                f"{graph.plan.name} -> {target_name} with {describe_inputs(graph, text)}",
+                f"{graph.plan.name}.enqueue()",
             )
     return row.status == "queued"

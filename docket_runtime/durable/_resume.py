@@ -13,7 +13,7 @@ reports it:
   cancelled) before or while this run went on: nothing to do;
 - :class:`Failed`: the execution is recorded ``failed``: a failure that is
   not retried (not retryable, out of attempts, an ``Abort``, a
-  ``StepClaimed``), an unknown graph, or unreadable inputs;
+  ``StepClaimed``, a ``StoreRejected``), an unknown graph, or unreadable inputs;
 - :class:`Continue`: a step that fails and may be retried, if it is
   ``durable: true`` (or every step, for a graph added with
   ``durable_all=True``), ends the run instead of sleeping: the execution is
@@ -45,7 +45,7 @@ from google.protobuf.message import DecodeError
 from ..codec import MissingKey
 from ..context import _durable
 from ..errors import RetryLater, Suspended
-from ..stores import StoreError
+from ..stores import StoreError, StoreRejected
 from ._inputs import decode_inputs
 from ._registry import Registry
 
@@ -145,7 +145,10 @@ async def resume(registry: Registry, execution_id: str, *, stopping: Callable[[]
     joined = nullcontext() if graph.tracer is None else graph.tracer.resumed(row.trace_context)
     try:
         with joined:
-            await graph.run_target(target, inputs, execution_id=execution_id, keep_result=True)
+            # The stored inputs are the execution's own (enqueue compared them): resume.
+            await graph.run_target(
+                target, inputs, execution_id=execution_id, resume=True, keep_result=True
+            )
     except Suspended as signal:
         # After a durable retry or a hand-off: go on, unless cancelled meanwhile.
         now = await store.get_execution(execution_id)
@@ -170,6 +173,11 @@ async def resume(registry: Registry, execution_id: str, *, stopping: Callable[[]
             trace_context=row.trace_context,
         )
         return Requeue()
+    except StoreRejected as err:
+        # Permanent (data refused, disk full): a resume would meet it again. Recorded
+        # 'failed' by the run itself.
+        _log.error("execution %s failed: the store refused a write: %s", execution_id, err)
+        return Failed(str(err))
     except StoreError as err:
         # The store failed mid-run: what was recorded is unknown. Try again later.
         _log.warning(

@@ -17,6 +17,7 @@ from typing import Any
 from google.protobuf.message import Message
 
 from .. import Graph
+from .._ids import check_execution_id
 from ..stores import Store
 
 InputsFn = Callable[[Any], Mapping[str, object] | Awaitable[Mapping[str, object]]]
@@ -39,9 +40,13 @@ class Schedule:
     def define(
         cls, name: str, graph: Graph[Any], target: type[Message], inputs: InputsFn
     ) -> Schedule:
-        """A schedule of ``target`` (a ``TypeError`` if ``graph`` cannot produce it)."""
+        """A schedule of ``target`` (a ``TypeError`` if ``graph`` cannot produce it, a
+        ``ValueError`` if its name makes invalid execution ids)."""
         graph.producer(target)
-        return cls(name, graph, target, inputs)
+        schedule = cls(name, graph, target, inputs)
+        # Every run's id is the name and a time of the same length: check one now.
+        check_execution_id(schedule.run_id(0), f"schedule {name[:40]!r}")
+        return schedule
 
     def run_id(self, timestamp: int) -> str:
         """The execution id of the run due at ``timestamp`` (Unix seconds)."""

@@ -54,6 +54,7 @@ __all__ = [
     "StepStatus",
     "Store",
     "StoreError",
+    "StoreRejected",
     "StoreUnavailable",
     "StoreUrlError",
     "StoredResult",
@@ -83,10 +84,24 @@ class StoreError(DocketError):
 
 
 class StoreUnavailable(StoreError):
-    """The database cannot be reached or used right now (gone, locked, unreachable).
+    """The database cannot be reached or used right now: a transient failure.
 
-    Nothing is known about the operation that raised it except that it may not
-    have happened; callers must not record a step done on the strength of it.
+    A dropped connection, a server that is down or restarting, a timeout, a
+    serialization failure or deadlock, a database file busy, locked or failing
+    to read or write. The same operation may succeed later, so retrying is the
+    right answer. Nothing is known about the operation that raised it except
+    that it may not have happened; callers must not record a step done on the
+    strength of it.
+    """
+
+
+class StoreRejected(StoreError):
+    """The database refused the operation for a reason that retrying will not change.
+
+    Data it does not accept (a value too large for a column or an index, a
+    broken constraint, an invalid value), a disk that is full, a damaged
+    database file. A person must act (fix the data, free space); a caller that
+    retries on :class:`StoreUnavailable` stops on this one.
     """
 
 
@@ -268,8 +283,10 @@ class Store(Protocol):
     :class:`~docket_runtime.stores.sqlite.SqliteStore` and
     :class:`~docket_runtime.stores.postgres.PostgresStore`; open one with
     :func:`~docket_runtime.stores.open_store`. Driver errors surface as
-    :class:`StoreError` (:class:`StoreUnavailable` when the database is gone),
-    with the driver's exception as ``__cause__``.
+    :class:`StoreError`: :class:`StoreUnavailable` when the failure is transient
+    (the database is gone, busy or locked), :class:`StoreRejected` when it is
+    permanent (the data is refused, the disk is full), with the driver's
+    exception as ``__cause__``.
     """
 
     url: str

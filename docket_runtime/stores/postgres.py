@@ -10,9 +10,13 @@ executions, so a hot cache lookup is a bind-execute of a prepared statement.
 
 The pool does not ping connections when handing them out (that would be a
 second round trip per operation). A connection the server dropped (restart,
-``pg_terminate_backend``) therefore fails once: reads then check the pool and
-retry once; writes raise :class:`~docket_runtime.stores.StoreUnavailable`,
-since whether they happened is unknown.
+``pg_terminate_backend``) therefore fails once: the pool is then checked (its
+dead connections replaced) and a read is tried again once. A write is tried
+again only if running it twice is harmless (:mod:`docket_runtime.stores._retry`);
+any other raises :class:`~docket_runtime.stores.StoreUnavailable`, since
+whether it happened is unknown. Errors are told apart by SQLSTATE:
+:class:`~docket_runtime.stores.StoreUnavailable` for the transient ones,
+:class:`~docket_runtime.stores.StoreRejected` for the permanent ones.
 
 A server that goes away altogether is told apart from one dropped
 connection by one plain connection attempt, made when a pooled connection
@@ -42,6 +46,7 @@ from psycopg.rows import TupleRow, tuple_row
 from psycopg_pool import AsyncConnectionPool, PoolClosed, PoolTimeout
 
 from . import _migrations
+from ._retry import retry_transient
 from .base import (
     AttemptRecord,
     AttemptStatus,
@@ -54,6 +59,7 @@ from .base import (
     StoreBase,
     StoredResult,
     StoreError,
+    StoreRejected,
     StoreUnavailable,
     StoreUrlError,
     attempt_from_row,
@@ -300,7 +306,12 @@ class PostgresStore(StoreBase):
 
     # -- plumbing ---------------------------------------------------------
 
-    async def _run(self, fn: Callable[[Conn], Awaitable[T]], *, read: bool = False) -> T:
+    async def _run(
+        self, fn: Callable[[Conn], Awaitable[T]], *, read: bool = False, idempotent: bool = False
+    ) -> T:
+        # See docket_runtime.stores._retry; a store that knows the server is down fails at once.
+        if idempotent and self._down is None:
+            return await retry_transient(lambda: self._run(fn))
         if self._down is not None:
             await self._reconnect()
         retried = False
@@ -324,19 +335,20 @@ class PostgresStore(StoreBase):
             try:
                 async with conn:
                     return await fn(conn)
-            except (psycopg.OperationalError, psycopg.InterfaceError) as err:
-                if conn.closed and not await self._server_up(pool):
+            except psycopg.Error as err:
+                if not conn.closed:
+                    raise _translate(err, self.url) from err
+                if not await self._server_up(pool):
                     raise self._unavailable(err) from err
-                if read and not retried and conn.closed:
-                    # A pooled connection the server dropped: let the pool discard the
-                    # dead ones, then read again once.
+                # A pooled connection the server dropped: let the pool discard the dead
+                # ones, so that a read again (once, here) or a write retried (by
+                # docket_runtime.stores._retry) gets a live one.
+                with contextlib.suppress(psycopg.Error):
+                    await pool.check()
+                if read and not retried:
                     retried = True
-                    with contextlib.suppress(psycopg.Error):
-                        await pool.check()
                     continue
                 raise StoreUnavailable(f"Postgres at {self.url} is unavailable: {err}") from err
-            except psycopg.Error as err:
-                raise StoreError(f"Postgres at {self.url}: {err}") from err
             finally:
                 # Into a pool closed meanwhile, a connection is closed quietly.
                 await pool.putconn(conn)
@@ -477,7 +489,7 @@ class PostgresStore(StoreBase):
         async def put(conn: Conn) -> None:
             await conn.execute(_UPSERT_RESULT, params)
 
-        await self._run(put)
+        await self._run(put, idempotent=True)
 
     async def delete_results(self, execution_id: str, steps: Collection[str]) -> int:
         """Forget ``steps`` of ``execution_id``: results, step runs and attempts, atomically."""
@@ -594,7 +606,7 @@ class PostgresStore(StoreBase):
                 params,
             )
 
-        await self._run(finish)
+        await self._run(finish, idempotent=True)
 
     async def get_execution(self, execution_id: str) -> ExecutionRecord | None:
         """The execution's row, or ``None``."""
@@ -688,7 +700,7 @@ class PostgresStore(StoreBase):
             try:
                 return await queue(connection)
             except psycopg.Error as err:
-                raise StoreError(f"Postgres at {self.url}: {err}") from err
+                raise _translate(err, self.url) from err
         return await self._run(queue)
 
     async def suspend_execution(
@@ -712,7 +724,7 @@ class PostgresStore(StoreBase):
                 params,
             )
 
-        await self._run(suspend)
+        await self._run(suspend, idempotent=True)
 
     async def cancel_execution(
         self, execution_id: str, *, now: datetime | None = None
@@ -878,7 +890,7 @@ class PostgresStore(StoreBase):
             row = await cur.fetchone()
             return row is not None and bool(row[0])
 
-        return await self._run(finish)
+        return await self._run(finish, idempotent=True)
 
     async def record_cache_hit(
         self, execution_id: str, step: str, *, owner: str, now: datetime | None = None
@@ -897,7 +909,7 @@ class PostgresStore(StoreBase):
                 params,
             )
 
-        await self._run(record)
+        await self._run(record, idempotent=True)
 
     async def release_claim(
         self, execution_id: str, step: str, *, owner: str, running: bool = False
@@ -969,7 +981,7 @@ class PostgresStore(StoreBase):
                 params,
             )
 
-        await self._run(settle)
+        await self._run(settle, idempotent=True)
 
     async def get_attempts(self, execution_id: str, step: str | None = None) -> list[AttemptRecord]:
         """The execution's attempts, by step (first started first), then by number."""
@@ -1007,6 +1019,34 @@ def _new_pool(
         open=False,
         name="docket",
     )
+
+
+# SQLSTATE classes and codes (see "PostgreSQL Error Codes" in its manual) after which
+# the same statement may succeed later: StoreUnavailable. Connection exceptions,
+# transaction rollbacks (serialization failure, deadlock), operator intervention
+# (statement timeout, shutdown), system errors (I/O), a lock not available, and the
+# lacks of resources that pass (memory, connections).
+_TRANSIENT_CLASSES: Final = frozenset({"08", "40", "57", "58"})
+_TRANSIENT_CODES: Final = frozenset({"55P03", "53000", "53200", "53300"})
+# Those that retrying will not change: data exceptions, integrity constraints, program
+# limits (an index row too large), a full disk, damaged data: StoreRejected.
+_REJECTED_CLASSES: Final = frozenset({"22", "23", "54", "XX"})
+_REJECTED_CODES: Final = frozenset({"53100", "53400"})
+
+
+def _translate(err: psycopg.Error, url: str) -> StoreError:
+    """Our exception for a driver error on a live connection (the caller chains ``err``)."""
+    state = err.sqlstate
+    if state is None:
+        # Raised by the client, not the server: a protocol or connection failure.
+        if isinstance(err, psycopg.OperationalError | psycopg.InterfaceError):
+            return StoreUnavailable(f"Postgres at {url} is unavailable: {err}")
+        return StoreError(f"Postgres at {url}: {err}")
+    if state[:2] in _TRANSIENT_CLASSES or state in _TRANSIENT_CODES:
+        return StoreUnavailable(f"Postgres at {url} is unavailable: {err}")
+    if state[:2] in _REJECTED_CLASSES or state in _REJECTED_CODES:
+        return StoreRejected(f"Postgres at {url} refused the operation: {err}")
+    return StoreError(f"Postgres at {url}: {err}")
 
 
 def _first_line(err: BaseException) -> str:

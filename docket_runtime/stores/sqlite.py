@@ -40,6 +40,7 @@ from pathlib import Path
 from typing import Final, Literal, TypeVar
 
 from . import _migrations
+from ._retry import retry_transient
 from .base import (
     AttemptRecord,
     AttemptStatus,
@@ -53,6 +54,7 @@ from .base import (
     StoreBase,
     StoredResult,
     StoreError,
+    StoreRejected,
     StoreUnavailable,
     attempt_from_row,
     check_attempt,
@@ -70,7 +72,7 @@ __all__ = ["SqliteStore"]
 T = TypeVar("T")
 
 # SQLite result codes (primary, and extended ones' primary part) that mean the
-# database cannot be used right now, as opposed to a bug in a statement.
+# database cannot be used right now, but may be later: StoreUnavailable.
 _UNAVAILABLE: Final = frozenset(
     {
         "SQLITE_BUSY",
@@ -78,11 +80,21 @@ _UNAVAILABLE: Final = frozenset(
         "SQLITE_IOERR",
         "SQLITE_CANTOPEN",
         "SQLITE_READONLY",
-        "SQLITE_FULL",
-        "SQLITE_CORRUPT",
-        "SQLITE_NOTADB",
         "SQLITE_PROTOCOL",
         "SQLITE_PERM",
+    }
+)
+# Those that retrying will not change: the data is refused, the disk is full, the
+# file is damaged: StoreRejected.
+_REJECTED: Final = frozenset(
+    {
+        "SQLITE_FULL",
+        "SQLITE_TOOBIG",
+        "SQLITE_CONSTRAINT",
+        "SQLITE_MISMATCH",
+        "SQLITE_RANGE",
+        "SQLITE_CORRUPT",
+        "SQLITE_NOTADB",
     }
 )
 
@@ -301,8 +313,14 @@ class SqliteStore(StoreBase):
             raise _translate(err, self.path) from err
 
     async def _write(
-        self, fn: Callable[[sqlite3.Connection], T], *, transaction: bool = False
+        self,
+        fn: Callable[[sqlite3.Connection], T],
+        *,
+        transaction: bool = False,
+        idempotent: bool = False,
     ) -> T:
+        if idempotent:  # see docket_runtime.stores._retry
+            return await retry_transient(lambda: self._write(fn, transaction=transaction))
         return await asyncio.get_running_loop().run_in_executor(
             self._executor, self._write_sync, fn, transaction
         )
@@ -400,7 +418,7 @@ class SqliteStore(StoreBase):
 
     async def put_result(self, result: StoredResult) -> None:
         """Insert or replace ``result``."""
-        await self._write(lambda conn: _upsert_result(conn, result))
+        await self._write(lambda conn: _upsert_result(conn, result), idempotent=True)
 
     async def delete_results(self, execution_id: str, steps: Collection[str]) -> int:
         """Forget ``steps`` of ``execution_id``: results, step runs and attempts, atomically."""
@@ -507,7 +525,8 @@ class SqliteStore(StoreBase):
                 "UPDATE docket_executions SET status = ?, finished_at = ?, error = ?, "
                 "wake_at = NULL WHERE execution_id = ?",
                 args,
-            )
+            ),
+            idempotent=True,
         )
 
     async def get_execution(self, execution_id: str) -> ExecutionRecord | None:
@@ -608,7 +627,8 @@ class SqliteStore(StoreBase):
                 "UPDATE docket_executions SET status = ?, wake_at = ?, error = ?, "
                 "finished_at = NULL WHERE execution_id = ? AND status <> 'cancelled'",
                 args,
-            )
+            ),
+            idempotent=True,
         )
 
     async def cancel_execution(
@@ -768,7 +788,8 @@ class SqliteStore(StoreBase):
             return True
 
         single = result is None and attempt is None
-        return await self._write(finish, transaction=not single)
+        # Idempotent: the same values again, and the owner test matches again.
+        return await self._write(finish, transaction=not single, idempotent=True)
 
     async def record_cache_hit(
         self, execution_id: str, step: str, *, owner: str, now: datetime | None = None
@@ -783,7 +804,8 @@ class SqliteStore(StoreBase):
                 "started_at = excluded.started_at, finished_at = excluded.finished_at, "
                 "duration_ms = 0, error = NULL, owner = excluded.owner",
                 (execution_id, step, when, when, owner),
-            )
+            ),
+            idempotent=True,
         )
 
     async def release_claim(
@@ -846,7 +868,7 @@ class SqliteStore(StoreBase):
                 (execution_id, step, when, when, owner),
             )
 
-        await self._write(settle, transaction=True)
+        await self._write(settle, transaction=True, idempotent=True)
 
     async def get_attempts(self, execution_id: str, step: str | None = None) -> list[AttemptRecord]:
         """The execution's attempts, by step (first started first), then by number."""
@@ -895,4 +917,6 @@ def _translate(err: sqlite3.Error, path: Path, *, opening: bool = False) -> Stor
         return StoreUnavailable(f"cannot open SQLite database {path}: {err}{hint}")
     if primary in _UNAVAILABLE:
         return StoreUnavailable(f"SQLite database {path} is unavailable: {err}")
+    if primary in _REJECTED or isinstance(err, sqlite3.DataError | sqlite3.IntegrityError):
+        return StoreRejected(f"SQLite database {path} refused the operation: {err}")
     return StoreError(f"SQLite database {path}: {err}")

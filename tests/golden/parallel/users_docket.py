@@ -231,6 +231,7 @@ class UserGraph(_Graph[UserGraphSteps]):
         user_id: users_pb2.UserId,
         execution_id: str | None = None,
         deadline: float | None = None,
+        resume: bool = False,
     ) -> users_pb2.UserProfile: ...
 
     @overload
@@ -242,6 +243,7 @@ class UserGraph(_Graph[UserGraphSteps]):
         user_id: users_pb2.UserId,
         execution_id: str | None = None,
         deadline: float | None = None,
+        resume: bool = False,
     ) -> users_pb2.UserPreferences: ...
 
     @overload
@@ -253,6 +255,7 @@ class UserGraph(_Graph[UserGraphSteps]):
         user_id: users_pb2.UserId,
         execution_id: str | None = None,
         deadline: float | None = None,
+        resume: bool = False,
     ) -> users_pb2.UserActivity: ...
 
     @overload
@@ -264,6 +267,7 @@ class UserGraph(_Graph[UserGraphSteps]):
         user_id: users_pb2.UserId,
         execution_id: str | None = None,
         deadline: float | None = None,
+        resume: bool = False,
     ) -> users_pb2.EnrichedUser: ...
 
     async def run(
@@ -273,18 +277,21 @@ class UserGraph(_Graph[UserGraphSteps]):
         *,
         execution_id: str | None = None,
         deadline: float | None = None,
+        resume: bool = False,
         **inputs: _Message | None,
     ) -> _M:
         """Run the steps ``target`` needs, concurrently where they are independent.
 
         ``execution_id`` names the execution (random by default); ``deadline``
-        bounds it, in seconds.
+        bounds it, in seconds. An ``execution_id`` used before with other
+        inputs is refused unless ``resume=True``.
         """
         return await self.run_target(
             target,
             inputs,
             execution_id=execution_id,
             deadline=deadline,
+            resume=resume,
         )
 
     @overload
@@ -298,6 +305,7 @@ class UserGraph(_Graph[UserGraphSteps]):
         on_error: Literal["raise"] = "raise",
         execution_id: str | None = None,
         deadline: float | None = None,
+        resume: bool = False,
     ) -> list[users_pb2.UserProfile]: ...
 
     @overload
@@ -311,6 +319,7 @@ class UserGraph(_Graph[UserGraphSteps]):
         on_error: Literal["collect"],
         execution_id: str | None = None,
         deadline: float | None = None,
+        resume: bool = False,
     ) -> list[users_pb2.UserProfile | _ItemError]: ...
 
     @overload
@@ -324,6 +333,7 @@ class UserGraph(_Graph[UserGraphSteps]):
         on_error: Literal["raise"] = "raise",
         execution_id: str | None = None,
         deadline: float | None = None,
+        resume: bool = False,
     ) -> list[users_pb2.UserPreferences]: ...
 
     @overload
@@ -337,6 +347,7 @@ class UserGraph(_Graph[UserGraphSteps]):
         on_error: Literal["collect"],
         execution_id: str | None = None,
         deadline: float | None = None,
+        resume: bool = False,
     ) -> list[users_pb2.UserPreferences | _ItemError]: ...
 
     @overload
@@ -350,6 +361,7 @@ class UserGraph(_Graph[UserGraphSteps]):
         on_error: Literal["raise"] = "raise",
         execution_id: str | None = None,
         deadline: float | None = None,
+        resume: bool = False,
     ) -> list[users_pb2.UserActivity]: ...
 
     @overload
@@ -363,6 +375,7 @@ class UserGraph(_Graph[UserGraphSteps]):
         on_error: Literal["collect"],
         execution_id: str | None = None,
         deadline: float | None = None,
+        resume: bool = False,
     ) -> list[users_pb2.UserActivity | _ItemError]: ...
 
     @overload
@@ -376,6 +389,7 @@ class UserGraph(_Graph[UserGraphSteps]):
         on_error: Literal["raise"] = "raise",
         execution_id: str | None = None,
         deadline: float | None = None,
+        resume: bool = False,
     ) -> list[users_pb2.EnrichedUser]: ...
 
     @overload
@@ -389,6 +403,7 @@ class UserGraph(_Graph[UserGraphSteps]):
         on_error: Literal["collect"],
         execution_id: str | None = None,
         deadline: float | None = None,
+        resume: bool = False,
     ) -> list[users_pb2.EnrichedUser | _ItemError]: ...
 
     async def run_batch(
@@ -401,6 +416,7 @@ class UserGraph(_Graph[UserGraphSteps]):
         on_error: Literal["raise", "collect"] = "raise",
         execution_id: str | None = None,
         deadline: float | None = None,
+        resume: bool = False,
         **inputs: _Message | None,
     ) -> list[_M] | list[_M | _ItemError]:
         """Run ``target`` for every item, results in the order of ``items``.
@@ -409,7 +425,8 @@ class UserGraph(_Graph[UserGraphSteps]):
         (default 100); aggregates run once over every item. ``on_error="raise"``
         stops at the first failed item (``ItemFailed``); ``"collect"`` puts an
         ``ItemError`` in its place. ``execution_id`` names the batch;
-        ``deadline`` bounds it, in seconds.
+        ``deadline`` bounds it, in seconds. An ``execution_id`` used before
+        with other inputs or items is refused unless ``resume=True``.
         """
         return await self.run_batch_target(
             target,
@@ -419,6 +436,7 @@ class UserGraph(_Graph[UserGraphSteps]):
             on_error=on_error,
             execution_id=execution_id,
             deadline=deadline,
+            resume=resume,
         )
 
     async def enqueue(

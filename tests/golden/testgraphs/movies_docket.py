@@ -162,6 +162,7 @@ class Movies(_Graph[MoviesSteps]):
         movie: movies_pb2.Movie,
         execution_id: str | None = None,
         deadline: float | None = None,
+        resume: bool = False,
     ) -> movies_pb2.BatchStats: ...
 
     @overload
@@ -173,6 +174,7 @@ class Movies(_Graph[MoviesSteps]):
         movie: movies_pb2.Movie,
         execution_id: str | None = None,
         deadline: float | None = None,
+        resume: bool = False,
     ) -> movies_pb2.EnrichedMovie: ...
 
     async def run(
@@ -182,18 +184,21 @@ class Movies(_Graph[MoviesSteps]):
         *,
         execution_id: str | None = None,
         deadline: float | None = None,
+        resume: bool = False,
         **inputs: _Message | None,
     ) -> _M:
         """Run the steps ``target`` needs, concurrently where they are independent.
 
         ``execution_id`` names the execution (random by default); ``deadline``
-        bounds it, in seconds.
+        bounds it, in seconds. An ``execution_id`` used before with other
+        inputs is refused unless ``resume=True``.
         """
         return await self.run_target(
             target,
             inputs,
             execution_id=execution_id,
             deadline=deadline,
+            resume=resume,
         )
 
     @overload
@@ -207,6 +212,7 @@ class Movies(_Graph[MoviesSteps]):
         on_error: Literal["raise"] = "raise",
         execution_id: str | None = None,
         deadline: float | None = None,
+        resume: bool = False,
     ) -> list[movies_pb2.BatchStats]: ...
 
     @overload
@@ -220,6 +226,7 @@ class Movies(_Graph[MoviesSteps]):
         on_error: Literal["collect"],
         execution_id: str | None = None,
         deadline: float | None = None,
+        resume: bool = False,
     ) -> list[movies_pb2.BatchStats | _ItemError]: ...
 
     @overload
@@ -233,6 +240,7 @@ class Movies(_Graph[MoviesSteps]):
         on_error: Literal["raise"] = "raise",
         execution_id: str | None = None,
         deadline: float | None = None,
+        resume: bool = False,
     ) -> list[movies_pb2.EnrichedMovie]: ...
 
     @overload
@@ -246,6 +254,7 @@ class Movies(_Graph[MoviesSteps]):
         on_error: Literal["collect"],
         execution_id: str | None = None,
         deadline: float | None = None,
+        resume: bool = False,
     ) -> list[movies_pb2.EnrichedMovie | _ItemError]: ...
 
     async def run_batch(
@@ -258,6 +267,7 @@ class Movies(_Graph[MoviesSteps]):
         on_error: Literal["raise", "collect"] = "raise",
         execution_id: str | None = None,
         deadline: float | None = None,
+        resume: bool = False,
         **inputs: _Message | None,
     ) -> list[_M] | list[_M | _ItemError]:
         """Run ``target`` for every item, results in the order of ``items``.
@@ -266,7 +276,8 @@ class Movies(_Graph[MoviesSteps]):
         (default 100); aggregates run once over every item. ``on_error="raise"``
         stops at the first failed item (``ItemFailed``); ``"collect"`` puts an
         ``ItemError`` in its place. ``execution_id`` names the batch;
-        ``deadline`` bounds it, in seconds.
+        ``deadline`` bounds it, in seconds. An ``execution_id`` used before
+        with other inputs or items is refused unless ``resume=True``.
         """
         return await self.run_batch_target(
             target,
@@ -276,6 +287,7 @@ class Movies(_Graph[MoviesSteps]):
             on_error=on_error,
             execution_id=execution_id,
             deadline=deadline,
+            resume=resume,
         )
 
     async def enqueue(
@@ -583,6 +595,7 @@ class Ranking(_Graph[RankingSteps]):
         *,
         execution_id: str | None = None,
         deadline: float | None = None,
+        resume: bool = False,
     ) -> movies_pb2.Label: ...
 
     @overload
@@ -595,6 +608,7 @@ class Ranking(_Graph[RankingSteps]):
         weight: movies_pb2.Weight,
         execution_id: str | None = None,
         deadline: float | None = None,
+        resume: bool = False,
     ) -> movies_pb2.MovieScore: ...
 
     @overload
@@ -607,6 +621,7 @@ class Ranking(_Graph[RankingSteps]):
         weight: movies_pb2.Weight,
         execution_id: str | None = None,
         deadline: float | None = None,
+        resume: bool = False,
     ) -> movies_pb2.ScoreNorm: ...
 
     @overload
@@ -619,6 +634,7 @@ class Ranking(_Graph[RankingSteps]):
         weight: movies_pb2.Weight,
         execution_id: str | None = None,
         deadline: float | None = None,
+        resume: bool = False,
     ) -> movies_pb2.Ranked: ...
 
     @overload
@@ -631,6 +647,7 @@ class Ranking(_Graph[RankingSteps]):
         weight: movies_pb2.Weight,
         execution_id: str | None = None,
         deadline: float | None = None,
+        resume: bool = False,
     ) -> movies_pb2.RankSummary: ...
 
     async def run(
@@ -640,18 +657,21 @@ class Ranking(_Graph[RankingSteps]):
         *,
         execution_id: str | None = None,
         deadline: float | None = None,
+        resume: bool = False,
         **inputs: _Message | None,
     ) -> _M:
         """Run the steps ``target`` needs, concurrently where they are independent.
 
         ``execution_id`` names the execution (random by default); ``deadline``
-        bounds it, in seconds.
+        bounds it, in seconds. An ``execution_id`` used before with other
+        inputs is refused unless ``resume=True``.
         """
         return await self.run_target(
             target,
             inputs,
             execution_id=execution_id,
             deadline=deadline,
+            resume=resume,
         )
 
     @overload
@@ -666,6 +686,7 @@ class Ranking(_Graph[RankingSteps]):
         on_error: Literal["raise"] = "raise",
         execution_id: str | None = None,
         deadline: float | None = None,
+        resume: bool = False,
     ) -> list[movies_pb2.MovieScore]: ...
 
     @overload
@@ -680,6 +701,7 @@ class Ranking(_Graph[RankingSteps]):
         on_error: Literal["collect"],
         execution_id: str | None = None,
         deadline: float | None = None,
+        resume: bool = False,
     ) -> list[movies_pb2.MovieScore | _ItemError]: ...
 
     @overload
@@ -694,6 +716,7 @@ class Ranking(_Graph[RankingSteps]):
         on_error: Literal["raise"] = "raise",
         execution_id: str | None = None,
         deadline: float | None = None,
+        resume: bool = False,
     ) -> list[movies_pb2.ScoreNorm]: ...
 
     @overload
@@ -708,6 +731,7 @@ class Ranking(_Graph[RankingSteps]):
         on_error: Literal["collect"],
         execution_id: str | None = None,
         deadline: float | None = None,
+        resume: bool = False,
     ) -> list[movies_pb2.ScoreNorm | _ItemError]: ...
 
     @overload
@@ -722,6 +746,7 @@ class Ranking(_Graph[RankingSteps]):
         on_error: Literal["raise"] = "raise",
         execution_id: str | None = None,
         deadline: float | None = None,
+        resume: bool = False,
     ) -> list[movies_pb2.Ranked]: ...
 
     @overload
@@ -736,6 +761,7 @@ class Ranking(_Graph[RankingSteps]):
         on_error: Literal["collect"],
         execution_id: str | None = None,
         deadline: float | None = None,
+        resume: bool = False,
     ) -> list[movies_pb2.Ranked | _ItemError]: ...
 
     @overload
@@ -750,6 +776,7 @@ class Ranking(_Graph[RankingSteps]):
         on_error: Literal["raise"] = "raise",
         execution_id: str | None = None,
         deadline: float | None = None,
+        resume: bool = False,
     ) -> list[movies_pb2.RankSummary]: ...
 
     @overload
@@ -764,6 +791,7 @@ class Ranking(_Graph[RankingSteps]):
         on_error: Literal["collect"],
         execution_id: str | None = None,
         deadline: float | None = None,
+        resume: bool = False,
     ) -> list[movies_pb2.RankSummary | _ItemError]: ...
 
     async def run_batch(
@@ -776,6 +804,7 @@ class Ranking(_Graph[RankingSteps]):
         on_error: Literal["raise", "collect"] = "raise",
         execution_id: str | None = None,
         deadline: float | None = None,
+        resume: bool = False,
         **inputs: _Message | None,
     ) -> list[_M] | list[_M | _ItemError]:
         """Run ``target`` for every item, results in the order of ``items``.
@@ -784,7 +813,8 @@ class Ranking(_Graph[RankingSteps]):
         (default 100); aggregates run once over every item. ``on_error="raise"``
         stops at the first failed item (``ItemFailed``); ``"collect"`` puts an
         ``ItemError`` in its place. ``execution_id`` names the batch;
-        ``deadline`` bounds it, in seconds.
+        ``deadline`` bounds it, in seconds. An ``execution_id`` used before
+        with other inputs or items is refused unless ``resume=True``.
         """
         return await self.run_batch_target(
             target,
@@ -794,6 +824,7 @@ class Ranking(_Graph[RankingSteps]):
             on_error=on_error,
             execution_id=execution_id,
             deadline=deadline,
+            resume=resume,
         )
 
     @overload

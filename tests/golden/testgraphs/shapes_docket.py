@@ -191,6 +191,7 @@ class Diamond(_Graph[DiamondSteps]):
         seed: shapes_pb2.Seed,
         execution_id: str | None = None,
         deadline: float | None = None,
+        resume: bool = False,
     ) -> shapes_pb2.Extra: ...
 
     @overload
@@ -202,6 +203,7 @@ class Diamond(_Graph[DiamondSteps]):
         seed: shapes_pb2.Seed,
         execution_id: str | None = None,
         deadline: float | None = None,
+        resume: bool = False,
     ) -> shapes_pb2.Left: ...
 
     @overload
@@ -213,6 +215,7 @@ class Diamond(_Graph[DiamondSteps]):
         seed: shapes_pb2.Seed,
         execution_id: str | None = None,
         deadline: float | None = None,
+        resume: bool = False,
     ) -> shapes_pb2.Right: ...
 
     @overload
@@ -224,6 +227,7 @@ class Diamond(_Graph[DiamondSteps]):
         seed: shapes_pb2.Seed,
         execution_id: str | None = None,
         deadline: float | None = None,
+        resume: bool = False,
     ) -> shapes_pb2.Joined: ...
 
     async def run(
@@ -233,18 +237,21 @@ class Diamond(_Graph[DiamondSteps]):
         *,
         execution_id: str | None = None,
         deadline: float | None = None,
+        resume: bool = False,
         **inputs: _Message | None,
     ) -> _M:
         """Run the steps ``target`` needs, concurrently where they are independent.
 
         ``execution_id`` names the execution (random by default); ``deadline``
-        bounds it, in seconds.
+        bounds it, in seconds. An ``execution_id`` used before with other
+        inputs is refused unless ``resume=True``.
         """
         return await self.run_target(
             target,
             inputs,
             execution_id=execution_id,
             deadline=deadline,
+            resume=resume,
         )
 
     @overload
@@ -258,6 +265,7 @@ class Diamond(_Graph[DiamondSteps]):
         on_error: Literal["raise"] = "raise",
         execution_id: str | None = None,
         deadline: float | None = None,
+        resume: bool = False,
     ) -> list[shapes_pb2.Extra]: ...
 
     @overload
@@ -271,6 +279,7 @@ class Diamond(_Graph[DiamondSteps]):
         on_error: Literal["collect"],
         execution_id: str | None = None,
         deadline: float | None = None,
+        resume: bool = False,
     ) -> list[shapes_pb2.Extra | _ItemError]: ...
 
     @overload
@@ -284,6 +293,7 @@ class Diamond(_Graph[DiamondSteps]):
         on_error: Literal["raise"] = "raise",
         execution_id: str | None = None,
         deadline: float | None = None,
+        resume: bool = False,
     ) -> list[shapes_pb2.Left]: ...
 
     @overload
@@ -297,6 +307,7 @@ class Diamond(_Graph[DiamondSteps]):
         on_error: Literal["collect"],
         execution_id: str | None = None,
         deadline: float | None = None,
+        resume: bool = False,
     ) -> list[shapes_pb2.Left | _ItemError]: ...
 
     @overload
@@ -310,6 +321,7 @@ class Diamond(_Graph[DiamondSteps]):
         on_error: Literal["raise"] = "raise",
         execution_id: str | None = None,
         deadline: float | None = None,
+        resume: bool = False,
     ) -> list[shapes_pb2.Right]: ...
 
     @overload
@@ -323,6 +335,7 @@ class Diamond(_Graph[DiamondSteps]):
         on_error: Literal["collect"],
         execution_id: str | None = None,
         deadline: float | None = None,
+        resume: bool = False,
     ) -> list[shapes_pb2.Right | _ItemError]: ...
 
     @overload
@@ -336,6 +349,7 @@ class Diamond(_Graph[DiamondSteps]):
         on_error: Literal["raise"] = "raise",
         execution_id: str | None = None,
         deadline: float | None = None,
+        resume: bool = False,
     ) -> list[shapes_pb2.Joined]: ...
 
     @overload
@@ -349,6 +363,7 @@ class Diamond(_Graph[DiamondSteps]):
         on_error: Literal["collect"],
         execution_id: str | None = None,
         deadline: float | None = None,
+        resume: bool = False,
     ) -> list[shapes_pb2.Joined | _ItemError]: ...
 
     async def run_batch(
@@ -361,6 +376,7 @@ class Diamond(_Graph[DiamondSteps]):
         on_error: Literal["raise", "collect"] = "raise",
         execution_id: str | None = None,
         deadline: float | None = None,
+        resume: bool = False,
         **inputs: _Message | None,
     ) -> list[_M] | list[_M | _ItemError]:
         """Run ``target`` for every item, results in the order of ``items``.
@@ -369,7 +385,8 @@ class Diamond(_Graph[DiamondSteps]):
         (default 100); aggregates run once over every item. ``on_error="raise"``
         stops at the first failed item (``ItemFailed``); ``"collect"`` puts an
         ``ItemError`` in its place. ``execution_id`` names the batch;
-        ``deadline`` bounds it, in seconds.
+        ``deadline`` bounds it, in seconds. An ``execution_id`` used before
+        with other inputs or items is refused unless ``resume=True``.
         """
         return await self.run_batch_target(
             target,
@@ -379,6 +396,7 @@ class Diamond(_Graph[DiamondSteps]):
             on_error=on_error,
             execution_id=execution_id,
             deadline=deadline,
+            resume=resume,
         )
 
     async def enqueue(
@@ -609,6 +627,7 @@ class Fan(_Graph[FanSteps]):
         seed: shapes_pb2.Seed,
         execution_id: str | None = None,
         deadline: float | None = None,
+        resume: bool = False,
     ) -> shapes_pb2.A: ...
 
     @overload
@@ -620,6 +639,7 @@ class Fan(_Graph[FanSteps]):
         seed: shapes_pb2.Seed,
         execution_id: str | None = None,
         deadline: float | None = None,
+        resume: bool = False,
     ) -> shapes_pb2.B: ...
 
     @overload
@@ -631,6 +651,7 @@ class Fan(_Graph[FanSteps]):
         seed: shapes_pb2.Seed,
         execution_id: str | None = None,
         deadline: float | None = None,
+        resume: bool = False,
     ) -> shapes_pb2.C: ...
 
     @overload
@@ -643,6 +664,7 @@ class Fan(_Graph[FanSteps]):
         hint: shapes_pb2.Hint | None = None,
         execution_id: str | None = None,
         deadline: float | None = None,
+        resume: bool = False,
     ) -> shapes_pb2.Fanned: ...
 
     async def run(
@@ -652,18 +674,21 @@ class Fan(_Graph[FanSteps]):
         *,
         execution_id: str | None = None,
         deadline: float | None = None,
+        resume: bool = False,
         **inputs: _Message | None,
     ) -> _M:
         """Run the steps ``target`` needs, concurrently where they are independent.
 
         ``execution_id`` names the execution (random by default); ``deadline``
-        bounds it, in seconds.
+        bounds it, in seconds. An ``execution_id`` used before with other
+        inputs is refused unless ``resume=True``.
         """
         return await self.run_target(
             target,
             inputs,
             execution_id=execution_id,
             deadline=deadline,
+            resume=resume,
         )
 
     @overload
@@ -925,6 +950,7 @@ class Chain(_Graph[ChainSteps]):
         seed: shapes_pb2.Seed,
         execution_id: str | None = None,
         deadline: float | None = None,
+        resume: bool = False,
     ) -> shapes_pb2.A: ...
 
     @overload
@@ -936,6 +962,7 @@ class Chain(_Graph[ChainSteps]):
         seed: shapes_pb2.Seed,
         execution_id: str | None = None,
         deadline: float | None = None,
+        resume: bool = False,
     ) -> shapes_pb2.Total: ...
 
     @overload
@@ -946,6 +973,7 @@ class Chain(_Graph[ChainSteps]):
         *,
         execution_id: str | None = None,
         deadline: float | None = None,
+        resume: bool = False,
     ) -> shapes_pb2.Hint: ...
 
     async def run(
@@ -955,18 +983,21 @@ class Chain(_Graph[ChainSteps]):
         *,
         execution_id: str | None = None,
         deadline: float | None = None,
+        resume: bool = False,
         **inputs: _Message | None,
     ) -> _M:
         """Run the steps ``target`` needs, concurrently where they are independent.
 
         ``execution_id`` names the execution (random by default); ``deadline``
-        bounds it, in seconds.
+        bounds it, in seconds. An ``execution_id`` used before with other
+        inputs is refused unless ``resume=True``.
         """
         return await self.run_target(
             target,
             inputs,
             execution_id=execution_id,
             deadline=deadline,
+            resume=resume,
         )
 
     @overload
@@ -980,6 +1011,7 @@ class Chain(_Graph[ChainSteps]):
         on_error: Literal["raise"] = "raise",
         execution_id: str | None = None,
         deadline: float | None = None,
+        resume: bool = False,
     ) -> list[shapes_pb2.A]: ...
 
     @overload
@@ -993,6 +1025,7 @@ class Chain(_Graph[ChainSteps]):
         on_error: Literal["collect"],
         execution_id: str | None = None,
         deadline: float | None = None,
+        resume: bool = False,
     ) -> list[shapes_pb2.A | _ItemError]: ...
 
     @overload
@@ -1006,6 +1039,7 @@ class Chain(_Graph[ChainSteps]):
         on_error: Literal["raise"] = "raise",
         execution_id: str | None = None,
         deadline: float | None = None,
+        resume: bool = False,
     ) -> list[shapes_pb2.Total]: ...
 
     @overload
@@ -1019,6 +1053,7 @@ class Chain(_Graph[ChainSteps]):
         on_error: Literal["collect"],
         execution_id: str | None = None,
         deadline: float | None = None,
+        resume: bool = False,
     ) -> list[shapes_pb2.Total | _ItemError]: ...
 
     async def run_batch(
@@ -1031,6 +1066,7 @@ class Chain(_Graph[ChainSteps]):
         on_error: Literal["raise", "collect"] = "raise",
         execution_id: str | None = None,
         deadline: float | None = None,
+        resume: bool = False,
         **inputs: _Message | None,
     ) -> list[_M] | list[_M | _ItemError]:
         """Run ``target`` for every item, results in the order of ``items``.
@@ -1039,7 +1075,8 @@ class Chain(_Graph[ChainSteps]):
         (default 100); aggregates run once over every item. ``on_error="raise"``
         stops at the first failed item (``ItemFailed``); ``"collect"`` puts an
         ``ItemError`` in its place. ``execution_id`` names the batch;
-        ``deadline`` bounds it, in seconds.
+        ``deadline`` bounds it, in seconds. An ``execution_id`` used before
+        with other inputs or items is refused unless ``resume=True``.
         """
         return await self.run_batch_target(
             target,
@@ -1049,6 +1086,7 @@ class Chain(_Graph[ChainSteps]):
             on_error=on_error,
             execution_id=execution_id,
             deadline=deadline,
+            resume=resume,
         )
 
     @overload
@@ -1247,17 +1285,20 @@ class Single(_Graph[SingleSteps]):
         seed: shapes_pb2.Seed,
         execution_id: str | None = None,
         deadline: float | None = None,
+        resume: bool = False,
     ) -> shapes_pb2.Total:
         """Run the steps ``target`` needs, concurrently where they are independent.
 
         ``execution_id`` names the execution (random by default); ``deadline``
-        bounds it, in seconds.
+        bounds it, in seconds. An ``execution_id`` used before with other
+        inputs is refused unless ``resume=True``.
         """
         return await self.run_target(
             target,
             {"seed": seed},
             execution_id=execution_id,
             deadline=deadline,
+            resume=resume,
         )
 
     @overload
@@ -1271,6 +1312,7 @@ class Single(_Graph[SingleSteps]):
         on_error: Literal["raise"] = "raise",
         execution_id: str | None = None,
         deadline: float | None = None,
+        resume: bool = False,
     ) -> list[shapes_pb2.Total]: ...
 
     @overload
@@ -1284,6 +1326,7 @@ class Single(_Graph[SingleSteps]):
         on_error: Literal["collect"],
         execution_id: str | None = None,
         deadline: float | None = None,
+        resume: bool = False,
     ) -> list[shapes_pb2.Total | _ItemError]: ...
 
     async def run_batch(
@@ -1296,6 +1339,7 @@ class Single(_Graph[SingleSteps]):
         on_error: Literal["raise", "collect"] = "raise",
         execution_id: str | None = None,
         deadline: float | None = None,
+        resume: bool = False,
         **inputs: _Message | None,
     ) -> list[_M] | list[_M | _ItemError]:
         """Run ``target`` for every item, results in the order of ``items``.
@@ -1304,7 +1348,8 @@ class Single(_Graph[SingleSteps]):
         (default 100); aggregates run once over every item. ``on_error="raise"``
         stops at the first failed item (``ItemFailed``); ``"collect"`` puts an
         ``ItemError`` in its place. ``execution_id`` names the batch;
-        ``deadline`` bounds it, in seconds.
+        ``deadline`` bounds it, in seconds. An ``execution_id`` used before
+        with other inputs or items is refused unless ``resume=True``.
         """
         return await self.run_batch_target(
             target,
@@ -1314,6 +1359,7 @@ class Single(_Graph[SingleSteps]):
             on_error=on_error,
             execution_id=execution_id,
             deadline=deadline,
+            resume=resume,
         )
 
     async def enqueue(
