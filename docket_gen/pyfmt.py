@@ -55,30 +55,59 @@ def string(text: str) -> Raw:
 
 def flat(node: Node) -> str:
     """``node`` on one line."""
-    if isinstance(node, Raw):
-        return node.text
-    if isinstance(node, Call):
-        parts = [flat(a) for a in node.args] + [f"{k}={flat(v)}" for k, v in node.kwargs]
-        return f"{node.func}({', '.join(parts)})"
-    if isinstance(node, Tuple):
-        if len(node.items) == 1:
-            return f"({flat(node.items[0])},)"
-        return f"({', '.join(flat(i) for i in node.items)})"
-    return "{" + ", ".join(f"{flat(k)}: {flat(v)}" for k, v in node.items) + "}"
+    return _lay_out(node).flat
 
 
 def render(node: Node, depth: int = 0, prefix: str = "", suffix: str = "") -> str:
     """``prefix + node + suffix`` indented ``depth`` levels, exploded where it does not fit."""
-    indent = INDENT * depth
-    one_line = f"{indent}{prefix}{flat(node)}{suffix}"
-    if len(one_line) <= WIDTH or isinstance(node, Raw) or not _items(node):
-        return one_line
-    opener, closer = _brackets(node)
-    lines = [f"{indent}{prefix}{opener}"]
-    for item_prefix, item in _items(node):
-        lines.append(render(item, depth + 1, item_prefix, ","))
-    lines.append(f"{indent}{closer}{suffix}")
+    lines: list[str] = []
+    _emit(_lay_out(node), depth, prefix, suffix, lines)
     return "\n".join(lines)
+
+
+@dataclass(frozen=True)
+class _Laid:
+    """A node with its one-line text, computed once for the whole tree.
+
+    Flattening each subtree again at every level where it is tried made a plan's
+    rendering quadratic in its depth (most of the generator's time on large plans).
+    """
+
+    flat: str
+    opener: str = ""
+    closer: str = ""
+    items: tuple[tuple[str, _Laid], ...] = ()
+
+
+def _lay_out(node: Node) -> _Laid:
+    if isinstance(node, Raw):
+        return _Laid(node.text)
+    if isinstance(node, Call):
+        items = [("", _lay_out(a)) for a in node.args]
+        items += [(f"{k}=", _lay_out(v)) for k, v in node.kwargs]
+        opener, closer = f"{node.func}(", ")"
+        inner = ", ".join(p + laid.flat for p, laid in items)
+    elif isinstance(node, Tuple):
+        items = [("", _lay_out(i)) for i in node.items]
+        opener, closer = "(", ")"
+        inner = items[0][1].flat + "," if len(items) == 1 else ", ".join(i.flat for _, i in items)
+    else:
+        items = [(f"{_lay_out(k).flat}: ", _lay_out(v)) for k, v in node.items]
+        opener, closer = "{", "}"
+        inner = ", ".join(p + laid.flat for p, laid in items)
+    return _Laid(opener + inner + closer, opener, closer, tuple(items))
+
+
+def _emit(laid: _Laid, depth: int, prefix: str, suffix: str, lines: list[str]) -> None:
+    indent = INDENT * depth
+    one_line = f"{indent}{prefix}{laid.flat}{suffix}"
+    if len(one_line) <= WIDTH or not laid.items:
+        lines.append(one_line)
+        return
+    lines.append(f"{indent}{prefix}{laid.opener}")
+    for item_prefix, item in laid.items:
+        _emit(item, depth + 1, item_prefix, ",", lines)
+    lines.append(f"{indent}{laid.closer}{suffix}")
 
 
 def signature(head: str, params: Sequence[str], tail: str, depth: int = 0) -> str:
@@ -89,21 +118,3 @@ def signature(head: str, params: Sequence[str], tail: str, depth: int = 0) -> st
         return one_line
     inner = INDENT * (depth + 1)
     return "\n".join([f"{indent}{head}(", *(f"{inner}{p}," for p in params), f"{indent}){tail}"])
-
-
-def _brackets(node: Node) -> tuple[str, str]:
-    if isinstance(node, Call):
-        return f"{node.func}(", ")"
-    if isinstance(node, Tuple):
-        return "(", ")"
-    return "{", "}"
-
-
-def _items(node: Node) -> list[tuple[str, Node]]:
-    if isinstance(node, Call):
-        return [("", a) for a in node.args] + [(f"{k}=", v) for k, v in node.kwargs]
-    if isinstance(node, Tuple):
-        return [("", i) for i in node.items]
-    if isinstance(node, Dict):
-        return [(f"{flat(k)}: ", v) for k, v in node.items]
-    return []
