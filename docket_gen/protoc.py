@@ -14,7 +14,9 @@ from importlib import resources
 from pathlib import Path
 
 from google.protobuf import descriptor_pb2
+from google.protobuf.compiler import plugin_pb2
 
+from .plugin import generate
 from .reader import OPTIONS_FILE
 from .resources import options_include_dir
 
@@ -22,6 +24,7 @@ _PLUGINS = {
     "docket": ("protoc-gen-docket", "docket_gen.plugin"),
     "mypy": ("protoc-gen-mypy", "mypy_protobuf.main"),
 }
+_DESCRIPTORS = "files.pb"
 _LOCATED = re.compile(r"^(?P<file>[^\s:]+\.proto):(?P<rest>\d+:\d+:.*)$")
 # A location quoted inside a message: "... both produce X (shop/a.proto:12:7) ...".
 _QUOTED = re.compile(r"\((?P<file>[^\s:()]+\.proto)(?P<rest>:\d+:\d+)\)")
@@ -35,8 +38,6 @@ _IMPORTS_OPTIONS = re.compile(
     r'^[ \t]*import[ \t]+(?:(?:public|weak|option)[ \t]+)?"docket_runtime/options\.proto"', re.M
 )
 _HEAD_STATEMENT = re.compile(r"^[ \t]*(?:syntax|edition|package)\b[^;\n]*;", re.M)
-_DOCKET_OUT = "--docket_out: "
-_PLUGIN_FAILED = re.compile(r"Plugin failed with status code|program not found")
 
 
 @dataclass(frozen=True)
@@ -45,7 +46,7 @@ class ProtocRun:
 
     ``errors``: readable error lines. ``check_errors``: how many of them come from
     Docket's checks (protoc-gen-docket's response); 0 when protoc itself, or a
-    plugin crash, failed the run. ``files``: the descriptors of the compiled files
+    plugin of it, failed the run. ``files``: the descriptors of the compiled files
     (after a successful run).
     """
 
@@ -90,15 +91,17 @@ def run_protoc(
     scratch: Path,
     docket_parameters: Sequence[str] = (),
 ) -> ProtocRun:
-    """Compile ``files`` (under ``roots``) into ``out`` with the three generators at once.
+    """Compile ``files`` (under ``roots``) into ``out``: protoc's and mypy-protobuf's
+    modules, then Docket's.
 
-    The descriptors of ``files`` are written to ``scratch`` as well, for docket-gen's
-    own look at them (which files have services).
-    ``docket_parameters`` are protoc-gen-docket's (``diagrams``, ``views``).
+    protoc writes the ``_pb2`` modules and the descriptors of every file (to
+    ``scratch``); protoc-gen-docket's generator runs on those descriptors in this
+    process, as protoc would have run it, without a process of its own and without
+    its output passing through protoc. ``docket_parameters`` are protoc-gen-docket's
+    (``diagrams``, ``views``).
     """
-    docket_out = f"{','.join(docket_parameters)}:{out}" if docket_parameters else str(out)
     wkt = Path(str(resources.files("grpc_tools") / "_proto"))
-    descriptors = scratch / "files.pb"
+    descriptors = scratch / _DESCRIPTORS
     include_dirs: list[Path] = []
     for folder in [*roots, *includes, options_include_dir(), wkt]:
         if folder.resolve() not in {d.resolve() for d in include_dirs}:
@@ -108,20 +111,42 @@ def run_protoc(
         "-m",
         "grpc_tools.protoc",
         *(f"-I{folder}" for folder in include_dirs),
-        f"--plugin=protoc-gen-docket={plugin_path('docket', scratch)}",
         f"--plugin=protoc-gen-mypy={plugin_path('mypy', scratch)}",
         f"--python_out={out}",
         f"--mypy_out=quiet:{out}",
-        f"--docket_out={docket_out}",
+        "--include_imports",
+        "--include_source_info",
         f"--descriptor_set_out={descriptors}",
         *(str(f) for f in files),
     ]
     done = subprocess.run(args, capture_output=True, text=True, check=False)
     errors = readable_errors(done.stderr, roots)
     if done.returncode != 0:
-        return ProtocRun(done.returncode, errors, _check_error_count(done.stderr))
+        return ProtocRun(done.returncode, errors)
     found = descriptor_pb2.FileDescriptorSet.FromString(descriptors.read_bytes())
-    return ProtocRun(done.returncode, errors, files=list(found.file))
+    request = plugin_pb2.CodeGeneratorRequest(
+        file_to_generate=[_proto_name(f, include_dirs) for f in files],
+        parameter=",".join(docket_parameters),
+        proto_file=found.file,
+    )
+    response = generate(request)
+    if response.error:
+        checks = readable_errors(response.error, roots)
+        return ProtocRun(1, [*errors, *checks], len(checks))
+    for generated in response.file:
+        path = out / generated.name
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(generated.content.encode())
+    wanted = set(request.file_to_generate)
+    return ProtocRun(0, errors, files=[f for f in found.file if f.name in wanted])
+
+
+def _proto_name(path: Path, include_dirs: Sequence[Path]) -> str:
+    """The name protoc gives ``path``: relative to the first import root holding it."""
+    for folder in include_dirs:
+        if path.resolve().is_relative_to(folder.resolve()):
+            return path.resolve().relative_to(folder.resolve()).as_posix()
+    raise ValueError(f"{path} is under none of the import roots")
 
 
 def readable_errors(stderr: str, roots: Sequence[Path]) -> list[str]:
@@ -132,7 +157,6 @@ def readable_errors(stderr: str, roots: Sequence[Path]) -> list[str]:
 
     lines = []
     for line in stderr.splitlines():
-        line = line.removeprefix(_DOCKET_OUT)
         match = _LOCATED.match(line)
         if match:
             rest = _QUOTED.sub(requote, match["rest"])
@@ -140,21 +164,6 @@ def readable_errors(stderr: str, roots: Sequence[Path]) -> list[str]:
         if line.strip():
             lines.append(line)
     return _merge_unknown_options(lines)
-
-
-def _check_error_count(stderr: str) -> int:
-    """How many errors protoc-gen-docket reported (its response's ``error``, one per line).
-
-    protoc prefixes the first line of a plugin's error with ``--docket_out: `` and
-    stops there; a crash of the plugin is reported on such a line too.
-    """
-    lines = stderr.splitlines()
-    for index, line in enumerate(lines):
-        if line.startswith(_DOCKET_OUT):
-            if _PLUGIN_FAILED.search(line):
-                return 0
-            return sum(1 for rest in lines[index:] if rest.strip())
-    return 0
 
 
 def _merge_unknown_options(lines: list[str]) -> list[str]:
