@@ -91,11 +91,8 @@ MOVIES_PLAN = _plan.GraphPlan(
             ),
             needs=("ComputeBatchStats",),
             retry=_plan.RetryPolicy(
-                max_attempts=3,
                 initial_interval=0.01,
-                backoff_coefficient=2.0,
                 maximum_interval=1.0,
-                non_retryable_errors=(),
                 jitter=0.0,
             ),
             max_concurrency=3,
@@ -153,37 +150,15 @@ class Movies(_Graph[MoviesSteps]):
     class MovieInputs(TypedDict):
         movie: movies_pb2.Movie
 
-    @overload
     async def run(
         self,
-        target: type[movies_pb2.BatchStats],
+        target: type[_MoviesTarget],
         /,
         *,
         movie: movies_pb2.Movie,
         execution_id: str | None = None,
         deadline: float | None = None,
-    ) -> movies_pb2.BatchStats: ...
-
-    @overload
-    async def run(
-        self,
-        target: type[movies_pb2.EnrichedMovie],
-        /,
-        *,
-        movie: movies_pb2.Movie,
-        execution_id: str | None = None,
-        deadline: float | None = None,
-    ) -> movies_pb2.EnrichedMovie: ...
-
-    async def run(
-        self,
-        target: type[_M],
-        /,
-        *,
-        execution_id: str | None = None,
-        deadline: float | None = None,
-        **inputs: _Message | None,
-    ) -> _M:
+    ) -> _MoviesTarget:
         """Run the steps ``target`` needs, concurrently where they are independent.
 
         ``execution_id`` names the execution (random by default); ``deadline``
@@ -191,7 +166,7 @@ class Movies(_Graph[MoviesSteps]):
         """
         return await self.run_target(
             target,
-            inputs,
+            {"movie": movie},
             execution_id=execution_id,
             deadline=deadline,
         )
@@ -199,7 +174,7 @@ class Movies(_Graph[MoviesSteps]):
     @overload
     async def run_batch(
         self,
-        target: type[movies_pb2.BatchStats],
+        target: type[_MoviesTarget],
         items: Sequence[movies_pb2.Movie],
         /,
         *,
@@ -207,12 +182,12 @@ class Movies(_Graph[MoviesSteps]):
         on_error: Literal["raise"] = "raise",
         execution_id: str | None = None,
         deadline: float | None = None,
-    ) -> list[movies_pb2.BatchStats]: ...
+    ) -> list[_MoviesTarget]: ...
 
     @overload
     async def run_batch(
         self,
-        target: type[movies_pb2.BatchStats],
+        target: type[_MoviesTarget],
         items: Sequence[movies_pb2.Movie],
         /,
         *,
@@ -220,33 +195,7 @@ class Movies(_Graph[MoviesSteps]):
         on_error: Literal["collect"],
         execution_id: str | None = None,
         deadline: float | None = None,
-    ) -> list[movies_pb2.BatchStats | _ItemError]: ...
-
-    @overload
-    async def run_batch(
-        self,
-        target: type[movies_pb2.EnrichedMovie],
-        items: Sequence[movies_pb2.Movie],
-        /,
-        *,
-        max_concurrency: int | None = None,
-        on_error: Literal["raise"] = "raise",
-        execution_id: str | None = None,
-        deadline: float | None = None,
-    ) -> list[movies_pb2.EnrichedMovie]: ...
-
-    @overload
-    async def run_batch(
-        self,
-        target: type[movies_pb2.EnrichedMovie],
-        items: Sequence[movies_pb2.Movie],
-        /,
-        *,
-        max_concurrency: int | None = None,
-        on_error: Literal["collect"],
-        execution_id: str | None = None,
-        deadline: float | None = None,
-    ) -> list[movies_pb2.EnrichedMovie | _ItemError]: ...
+    ) -> list[_MoviesTarget | _ItemError]: ...
 
     async def run_batch(
         self,
@@ -588,50 +537,14 @@ class Ranking(_Graph[RankingSteps]):
     @overload
     async def run(
         self,
-        target: type[movies_pb2.MovieScore],
+        target: type[_RankingMovieWeightInputsTarget],
         /,
         *,
         movie: movies_pb2.Movie,
         weight: movies_pb2.Weight,
         execution_id: str | None = None,
         deadline: float | None = None,
-    ) -> movies_pb2.MovieScore: ...
-
-    @overload
-    async def run(
-        self,
-        target: type[movies_pb2.ScoreNorm],
-        /,
-        *,
-        movie: movies_pb2.Movie,
-        weight: movies_pb2.Weight,
-        execution_id: str | None = None,
-        deadline: float | None = None,
-    ) -> movies_pb2.ScoreNorm: ...
-
-    @overload
-    async def run(
-        self,
-        target: type[movies_pb2.Ranked],
-        /,
-        *,
-        movie: movies_pb2.Movie,
-        weight: movies_pb2.Weight,
-        execution_id: str | None = None,
-        deadline: float | None = None,
-    ) -> movies_pb2.Ranked: ...
-
-    @overload
-    async def run(
-        self,
-        target: type[movies_pb2.RankSummary],
-        /,
-        *,
-        movie: movies_pb2.Movie,
-        weight: movies_pb2.Weight,
-        execution_id: str | None = None,
-        deadline: float | None = None,
-    ) -> movies_pb2.RankSummary: ...
+    ) -> _RankingMovieWeightInputsTarget: ...
 
     async def run(
         self,
@@ -657,7 +570,7 @@ class Ranking(_Graph[RankingSteps]):
     @overload
     async def run_batch(
         self,
-        target: type[movies_pb2.MovieScore],
+        target: type[_RankingMovieWeightInputsTarget],
         items: Sequence[movies_pb2.Movie],
         /,
         *,
@@ -666,12 +579,12 @@ class Ranking(_Graph[RankingSteps]):
         on_error: Literal["raise"] = "raise",
         execution_id: str | None = None,
         deadline: float | None = None,
-    ) -> list[movies_pb2.MovieScore]: ...
+    ) -> list[_RankingMovieWeightInputsTarget]: ...
 
     @overload
     async def run_batch(
         self,
-        target: type[movies_pb2.MovieScore],
+        target: type[_RankingMovieWeightInputsTarget],
         items: Sequence[movies_pb2.Movie],
         /,
         *,
@@ -680,91 +593,7 @@ class Ranking(_Graph[RankingSteps]):
         on_error: Literal["collect"],
         execution_id: str | None = None,
         deadline: float | None = None,
-    ) -> list[movies_pb2.MovieScore | _ItemError]: ...
-
-    @overload
-    async def run_batch(
-        self,
-        target: type[movies_pb2.ScoreNorm],
-        items: Sequence[movies_pb2.Movie],
-        /,
-        *,
-        weight: movies_pb2.Weight,
-        max_concurrency: int | None = None,
-        on_error: Literal["raise"] = "raise",
-        execution_id: str | None = None,
-        deadline: float | None = None,
-    ) -> list[movies_pb2.ScoreNorm]: ...
-
-    @overload
-    async def run_batch(
-        self,
-        target: type[movies_pb2.ScoreNorm],
-        items: Sequence[movies_pb2.Movie],
-        /,
-        *,
-        weight: movies_pb2.Weight,
-        max_concurrency: int | None = None,
-        on_error: Literal["collect"],
-        execution_id: str | None = None,
-        deadline: float | None = None,
-    ) -> list[movies_pb2.ScoreNorm | _ItemError]: ...
-
-    @overload
-    async def run_batch(
-        self,
-        target: type[movies_pb2.Ranked],
-        items: Sequence[movies_pb2.Movie],
-        /,
-        *,
-        weight: movies_pb2.Weight,
-        max_concurrency: int | None = None,
-        on_error: Literal["raise"] = "raise",
-        execution_id: str | None = None,
-        deadline: float | None = None,
-    ) -> list[movies_pb2.Ranked]: ...
-
-    @overload
-    async def run_batch(
-        self,
-        target: type[movies_pb2.Ranked],
-        items: Sequence[movies_pb2.Movie],
-        /,
-        *,
-        weight: movies_pb2.Weight,
-        max_concurrency: int | None = None,
-        on_error: Literal["collect"],
-        execution_id: str | None = None,
-        deadline: float | None = None,
-    ) -> list[movies_pb2.Ranked | _ItemError]: ...
-
-    @overload
-    async def run_batch(
-        self,
-        target: type[movies_pb2.RankSummary],
-        items: Sequence[movies_pb2.Movie],
-        /,
-        *,
-        weight: movies_pb2.Weight,
-        max_concurrency: int | None = None,
-        on_error: Literal["raise"] = "raise",
-        execution_id: str | None = None,
-        deadline: float | None = None,
-    ) -> list[movies_pb2.RankSummary]: ...
-
-    @overload
-    async def run_batch(
-        self,
-        target: type[movies_pb2.RankSummary],
-        items: Sequence[movies_pb2.Movie],
-        /,
-        *,
-        weight: movies_pb2.Weight,
-        max_concurrency: int | None = None,
-        on_error: Literal["collect"],
-        execution_id: str | None = None,
-        deadline: float | None = None,
-    ) -> list[movies_pb2.RankSummary | _ItemError]: ...
+    ) -> list[_RankingMovieWeightInputsTarget | _ItemError]: ...
 
     async def run_batch(
         self,

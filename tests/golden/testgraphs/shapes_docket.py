@@ -182,59 +182,15 @@ class Diamond(_Graph[DiamondSteps]):
     class SeedInputs(TypedDict):
         seed: shapes_pb2.Seed
 
-    @overload
     async def run(
         self,
-        target: type[shapes_pb2.Extra],
+        target: type[_DiamondTarget],
         /,
         *,
         seed: shapes_pb2.Seed,
         execution_id: str | None = None,
         deadline: float | None = None,
-    ) -> shapes_pb2.Extra: ...
-
-    @overload
-    async def run(
-        self,
-        target: type[shapes_pb2.Left],
-        /,
-        *,
-        seed: shapes_pb2.Seed,
-        execution_id: str | None = None,
-        deadline: float | None = None,
-    ) -> shapes_pb2.Left: ...
-
-    @overload
-    async def run(
-        self,
-        target: type[shapes_pb2.Right],
-        /,
-        *,
-        seed: shapes_pb2.Seed,
-        execution_id: str | None = None,
-        deadline: float | None = None,
-    ) -> shapes_pb2.Right: ...
-
-    @overload
-    async def run(
-        self,
-        target: type[shapes_pb2.Joined],
-        /,
-        *,
-        seed: shapes_pb2.Seed,
-        execution_id: str | None = None,
-        deadline: float | None = None,
-    ) -> shapes_pb2.Joined: ...
-
-    async def run(
-        self,
-        target: type[_M],
-        /,
-        *,
-        execution_id: str | None = None,
-        deadline: float | None = None,
-        **inputs: _Message | None,
-    ) -> _M:
+    ) -> _DiamondTarget:
         """Run the steps ``target`` needs, concurrently where they are independent.
 
         ``execution_id`` names the execution (random by default); ``deadline``
@@ -242,7 +198,7 @@ class Diamond(_Graph[DiamondSteps]):
         """
         return await self.run_target(
             target,
-            inputs,
+            {"seed": seed},
             execution_id=execution_id,
             deadline=deadline,
         )
@@ -250,7 +206,7 @@ class Diamond(_Graph[DiamondSteps]):
     @overload
     async def run_batch(
         self,
-        target: type[shapes_pb2.Extra],
+        target: type[_DiamondTarget],
         items: Sequence[shapes_pb2.Seed],
         /,
         *,
@@ -258,12 +214,12 @@ class Diamond(_Graph[DiamondSteps]):
         on_error: Literal["raise"] = "raise",
         execution_id: str | None = None,
         deadline: float | None = None,
-    ) -> list[shapes_pb2.Extra]: ...
+    ) -> list[_DiamondTarget]: ...
 
     @overload
     async def run_batch(
         self,
-        target: type[shapes_pb2.Extra],
+        target: type[_DiamondTarget],
         items: Sequence[shapes_pb2.Seed],
         /,
         *,
@@ -271,85 +227,7 @@ class Diamond(_Graph[DiamondSteps]):
         on_error: Literal["collect"],
         execution_id: str | None = None,
         deadline: float | None = None,
-    ) -> list[shapes_pb2.Extra | _ItemError]: ...
-
-    @overload
-    async def run_batch(
-        self,
-        target: type[shapes_pb2.Left],
-        items: Sequence[shapes_pb2.Seed],
-        /,
-        *,
-        max_concurrency: int | None = None,
-        on_error: Literal["raise"] = "raise",
-        execution_id: str | None = None,
-        deadline: float | None = None,
-    ) -> list[shapes_pb2.Left]: ...
-
-    @overload
-    async def run_batch(
-        self,
-        target: type[shapes_pb2.Left],
-        items: Sequence[shapes_pb2.Seed],
-        /,
-        *,
-        max_concurrency: int | None = None,
-        on_error: Literal["collect"],
-        execution_id: str | None = None,
-        deadline: float | None = None,
-    ) -> list[shapes_pb2.Left | _ItemError]: ...
-
-    @overload
-    async def run_batch(
-        self,
-        target: type[shapes_pb2.Right],
-        items: Sequence[shapes_pb2.Seed],
-        /,
-        *,
-        max_concurrency: int | None = None,
-        on_error: Literal["raise"] = "raise",
-        execution_id: str | None = None,
-        deadline: float | None = None,
-    ) -> list[shapes_pb2.Right]: ...
-
-    @overload
-    async def run_batch(
-        self,
-        target: type[shapes_pb2.Right],
-        items: Sequence[shapes_pb2.Seed],
-        /,
-        *,
-        max_concurrency: int | None = None,
-        on_error: Literal["collect"],
-        execution_id: str | None = None,
-        deadline: float | None = None,
-    ) -> list[shapes_pb2.Right | _ItemError]: ...
-
-    @overload
-    async def run_batch(
-        self,
-        target: type[shapes_pb2.Joined],
-        items: Sequence[shapes_pb2.Seed],
-        /,
-        *,
-        max_concurrency: int | None = None,
-        on_error: Literal["raise"] = "raise",
-        execution_id: str | None = None,
-        deadline: float | None = None,
-    ) -> list[shapes_pb2.Joined]: ...
-
-    @overload
-    async def run_batch(
-        self,
-        target: type[shapes_pb2.Joined],
-        items: Sequence[shapes_pb2.Seed],
-        /,
-        *,
-        max_concurrency: int | None = None,
-        on_error: Literal["collect"],
-        execution_id: str | None = None,
-        deadline: float | None = None,
-    ) -> list[shapes_pb2.Joined | _ItemError]: ...
+    ) -> list[_DiamondTarget | _ItemError]: ...
 
     async def run_batch(
         self,
@@ -603,35 +481,13 @@ class Fan(_Graph[FanSteps]):
     @overload
     async def run(
         self,
-        target: type[shapes_pb2.A],
+        target: type[_FanSeedInputsTarget],
         /,
         *,
         seed: shapes_pb2.Seed,
         execution_id: str | None = None,
         deadline: float | None = None,
-    ) -> shapes_pb2.A: ...
-
-    @overload
-    async def run(
-        self,
-        target: type[shapes_pb2.B],
-        /,
-        *,
-        seed: shapes_pb2.Seed,
-        execution_id: str | None = None,
-        deadline: float | None = None,
-    ) -> shapes_pb2.B: ...
-
-    @overload
-    async def run(
-        self,
-        target: type[shapes_pb2.C],
-        /,
-        *,
-        seed: shapes_pb2.Seed,
-        execution_id: str | None = None,
-        deadline: float | None = None,
-    ) -> shapes_pb2.C: ...
+    ) -> _FanSeedInputsTarget: ...
 
     @overload
     async def run(
@@ -838,7 +694,6 @@ CHAIN_PLAN = _plan.GraphPlan(
                 backoff_coefficient=3.0,
                 maximum_interval=60.0,
                 non_retryable_errors=("ValueError",),
-                jitter=0.2,
             ),
             cache=_plan.CachePolicy(
                 scope=_plan.CacheScope.WORKFLOW,
@@ -894,11 +749,6 @@ _ChainSeedInputsTarget = TypeVar(
     shapes_pb2.A,
     shapes_pb2.Total,
 )
-_ChainCheckpointTarget = TypeVar(
-    "_ChainCheckpointTarget",
-    shapes_pb2.A,
-    shapes_pb2.Total,
-)
 
 
 class Chain(_Graph[ChainSteps]):
@@ -919,24 +769,13 @@ class Chain(_Graph[ChainSteps]):
     @overload
     async def run(
         self,
-        target: type[shapes_pb2.A],
+        target: type[_ChainSeedInputsTarget],
         /,
         *,
         seed: shapes_pb2.Seed,
         execution_id: str | None = None,
         deadline: float | None = None,
-    ) -> shapes_pb2.A: ...
-
-    @overload
-    async def run(
-        self,
-        target: type[shapes_pb2.Total],
-        /,
-        *,
-        seed: shapes_pb2.Seed,
-        execution_id: str | None = None,
-        deadline: float | None = None,
-    ) -> shapes_pb2.Total: ...
+    ) -> _ChainSeedInputsTarget: ...
 
     @overload
     async def run(
@@ -972,7 +811,7 @@ class Chain(_Graph[ChainSteps]):
     @overload
     async def run_batch(
         self,
-        target: type[shapes_pb2.A],
+        target: type[_ChainSeedInputsTarget],
         items: Sequence[shapes_pb2.Seed],
         /,
         *,
@@ -980,12 +819,12 @@ class Chain(_Graph[ChainSteps]):
         on_error: Literal["raise"] = "raise",
         execution_id: str | None = None,
         deadline: float | None = None,
-    ) -> list[shapes_pb2.A]: ...
+    ) -> list[_ChainSeedInputsTarget]: ...
 
     @overload
     async def run_batch(
         self,
-        target: type[shapes_pb2.A],
+        target: type[_ChainSeedInputsTarget],
         items: Sequence[shapes_pb2.Seed],
         /,
         *,
@@ -993,33 +832,7 @@ class Chain(_Graph[ChainSteps]):
         on_error: Literal["collect"],
         execution_id: str | None = None,
         deadline: float | None = None,
-    ) -> list[shapes_pb2.A | _ItemError]: ...
-
-    @overload
-    async def run_batch(
-        self,
-        target: type[shapes_pb2.Total],
-        items: Sequence[shapes_pb2.Seed],
-        /,
-        *,
-        max_concurrency: int | None = None,
-        on_error: Literal["raise"] = "raise",
-        execution_id: str | None = None,
-        deadline: float | None = None,
-    ) -> list[shapes_pb2.Total]: ...
-
-    @overload
-    async def run_batch(
-        self,
-        target: type[shapes_pb2.Total],
-        items: Sequence[shapes_pb2.Seed],
-        /,
-        *,
-        max_concurrency: int | None = None,
-        on_error: Literal["collect"],
-        execution_id: str | None = None,
-        deadline: float | None = None,
-    ) -> list[shapes_pb2.Total | _ItemError]: ...
+    ) -> list[_ChainSeedInputsTarget | _ItemError]: ...
 
     async def run_batch(
         self,
@@ -1178,11 +991,11 @@ class Chain(_Graph[ChainSteps]):
 
     async def fetch(
         self,
-        target: type[_ChainCheckpointTarget],
+        target: type[_ChainSeedInputsTarget],
         /,
         *,
         execution_id: str,
-    ) -> _ChainCheckpointTarget | None:
+    ) -> _ChainSeedInputsTarget | None:
         """What the step producing ``target`` kept for ``execution_id``, or ``None``."""
         return await self.fetch_target(target, execution_id=execution_id)
 
