@@ -50,6 +50,8 @@ Node = Raw | Call | Tuple | Dict
 
 def string(text: str) -> Raw:
     """A double-quoted string literal."""
+    if text.isprintable() and '"' not in text and "\\" not in text:
+        return Raw(f'"{text}"')  # nothing to escape: most names, and far cheaper than json
     return Raw(json.dumps(text, ensure_ascii=False))
 
 
