@@ -20,7 +20,8 @@ def step_options(graph: int, step: int) -> str:
     if kind == 1:
         return ' { option (docket.step) = { timeout: "5s" }; }'
     if kind == 3:
-        return ' { option (docket.step) = { retry: { max_attempts: 4 initial_interval: "100ms" } }; }'
+        retry = 'retry: { max_attempts: 4 initial_interval: "100ms" }'
+        return f" {{ option (docket.step) = {{ {retry} }}; }}"
     if kind == 5:
         return " { option (docket.step) = { cache: { scope: WORKFLOW } }; }"
     return ";"
