@@ -83,6 +83,17 @@ def plugin_path(name: str, scratch: Path) -> Path:
     return shim
 
 
+def import_roots(roots: Sequence[Path], includes: Sequence[Path]) -> list[Path]:
+    """protoc's import roots, in order: the proto folders, ``-I`` folders, the folder of
+    Docket's options proto and grpcio-tools' well-known types; each once."""
+    wkt = Path(str(resources.files("grpc_tools") / "_proto"))
+    found: list[Path] = []
+    for folder in [*roots, *includes, options_include_dir(), wkt]:
+        if folder.resolve() not in {d.resolve() for d in found}:
+            found.append(folder)
+    return found
+
+
 def run_protoc(
     roots: Sequence[Path],
     includes: Sequence[Path],
@@ -100,12 +111,8 @@ def run_protoc(
     its output passing through protoc. ``docket_parameters`` are protoc-gen-docket's
     (``diagrams``, ``views``).
     """
-    wkt = Path(str(resources.files("grpc_tools") / "_proto"))
     descriptors = scratch / _DESCRIPTORS
-    include_dirs: list[Path] = []
-    for folder in [*roots, *includes, options_include_dir(), wkt]:
-        if folder.resolve() not in {d.resolve() for d in include_dirs}:
-            include_dirs.append(folder)
+    include_dirs = import_roots(roots, includes)
     args = [
         sys.executable,
         "-m",
