@@ -384,34 +384,20 @@ def _keywords(
     return keywords
 
 
-def _runs(
-    graph: GraphModel, sets: list[_InputSet], ref: Callable[[str], str]
-) -> list[dict[str, str]]:
-    """The ``run`` signatures: one per set of inputs (overloads when there are several),
-    generic in the targets that take those inputs."""
-    runs = []
+def _runs(graph: GraphModel, sets: list[_InputSet], ref: Callable[[str], str]) -> list[str]:
+    """The typed ``run`` signatures: one per set of inputs, generic in the targets that
+    take them. Several are overloads of the untyped implementation; one alone is for type
+    checkers only (nested one level deeper), so that at run time any keyword reaches the
+    runtime's input checks and their messages."""
+    depth = 1 if len(sets) > 1 else 2
+    signatures = []
     for group in sets:
         keywords = _keywords(graph, group.inputs, group.optional, ref)
-        names = [graph.inputs[t] for t in (*group.inputs, *group.optional)]
         params = ["self", f"target: type[{group.target}]", "/", "*", *keywords, *RUN_PARAMS]
-        body = pyfmt.render(
-            Call(
-                "self.run_target",
-                [Raw("target"), Dict([(string(n), Raw(n)) for n in names])],
-                [(option, Raw(option)) for option in RUN_OPTIONS],
-            ),
-            2,
-            "return await ",
+        signatures.append(
+            pyfmt.signature("async def run", params, f" -> {group.target}:", depth=depth)
         )
-        runs.append(
-            {
-                "signature": pyfmt.signature(
-                    "async def run", params, f" -> {group.target}:", depth=1
-                ),
-                "body": body,
-            }
-        )
-    return runs
+    return signatures
 
 
 def _durable_entries(

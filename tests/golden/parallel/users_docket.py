@@ -215,26 +215,40 @@ class UserGraph(_Graph[UserGraphSteps]):
     class UserIdInputs(TypedDict):
         user_id: users_pb2.UserId
 
-    async def run(
-        self,
-        target: type[_UserGraphTarget],
-        /,
-        *,
-        user_id: users_pb2.UserId,
-        execution_id: str | None = None,
-        deadline: float | None = None,
-    ) -> _UserGraphTarget:
-        """Run the steps ``target`` needs, concurrently where they are independent.
+    if TYPE_CHECKING:  # the typed form; at run time the keywords reach the input checks
 
-        ``execution_id`` names the execution (random by default); ``deadline``
-        bounds it, in seconds.
-        """
-        return await self.run_target(
-            target,
-            {"user_id": user_id},
-            execution_id=execution_id,
-            deadline=deadline,
-        )
+        async def run(
+            self,
+            target: type[_UserGraphTarget],
+            /,
+            *,
+            user_id: users_pb2.UserId,
+            execution_id: str | None = None,
+            deadline: float | None = None,
+        ) -> _UserGraphTarget: ...
+
+    else:
+
+        async def run(
+            self,
+            target: type[_M],
+            /,
+            *,
+            execution_id: str | None = None,
+            deadline: float | None = None,
+            **inputs: _Message | None,
+        ) -> _M:
+            """Run the steps ``target`` needs, concurrently where they are independent.
+
+            ``execution_id`` names the execution (random by default); ``deadline``
+            bounds it, in seconds.
+            """
+            return await self.run_target(
+                target,
+                inputs,
+                execution_id=execution_id,
+                deadline=deadline,
+            )
 
     @overload
     async def run_batch(

@@ -150,26 +150,40 @@ class Movies(_Graph[MoviesSteps]):
     class MovieInputs(TypedDict):
         movie: movies_pb2.Movie
 
-    async def run(
-        self,
-        target: type[_MoviesTarget],
-        /,
-        *,
-        movie: movies_pb2.Movie,
-        execution_id: str | None = None,
-        deadline: float | None = None,
-    ) -> _MoviesTarget:
-        """Run the steps ``target`` needs, concurrently where they are independent.
+    if TYPE_CHECKING:  # the typed form; at run time the keywords reach the input checks
 
-        ``execution_id`` names the execution (random by default); ``deadline``
-        bounds it, in seconds.
-        """
-        return await self.run_target(
-            target,
-            {"movie": movie},
-            execution_id=execution_id,
-            deadline=deadline,
-        )
+        async def run(
+            self,
+            target: type[_MoviesTarget],
+            /,
+            *,
+            movie: movies_pb2.Movie,
+            execution_id: str | None = None,
+            deadline: float | None = None,
+        ) -> _MoviesTarget: ...
+
+    else:
+
+        async def run(
+            self,
+            target: type[_M],
+            /,
+            *,
+            execution_id: str | None = None,
+            deadline: float | None = None,
+            **inputs: _Message | None,
+        ) -> _M:
+            """Run the steps ``target`` needs, concurrently where they are independent.
+
+            ``execution_id`` names the execution (random by default); ``deadline``
+            bounds it, in seconds.
+            """
+            return await self.run_target(
+                target,
+                inputs,
+                execution_id=execution_id,
+                deadline=deadline,
+            )
 
     @overload
     async def run_batch(

@@ -182,26 +182,40 @@ class Diamond(_Graph[DiamondSteps]):
     class SeedInputs(TypedDict):
         seed: shapes_pb2.Seed
 
-    async def run(
-        self,
-        target: type[_DiamondTarget],
-        /,
-        *,
-        seed: shapes_pb2.Seed,
-        execution_id: str | None = None,
-        deadline: float | None = None,
-    ) -> _DiamondTarget:
-        """Run the steps ``target`` needs, concurrently where they are independent.
+    if TYPE_CHECKING:  # the typed form; at run time the keywords reach the input checks
 
-        ``execution_id`` names the execution (random by default); ``deadline``
-        bounds it, in seconds.
-        """
-        return await self.run_target(
-            target,
-            {"seed": seed},
-            execution_id=execution_id,
-            deadline=deadline,
-        )
+        async def run(
+            self,
+            target: type[_DiamondTarget],
+            /,
+            *,
+            seed: shapes_pb2.Seed,
+            execution_id: str | None = None,
+            deadline: float | None = None,
+        ) -> _DiamondTarget: ...
+
+    else:
+
+        async def run(
+            self,
+            target: type[_M],
+            /,
+            *,
+            execution_id: str | None = None,
+            deadline: float | None = None,
+            **inputs: _Message | None,
+        ) -> _M:
+            """Run the steps ``target`` needs, concurrently where they are independent.
+
+            ``execution_id`` names the execution (random by default); ``deadline``
+            bounds it, in seconds.
+            """
+            return await self.run_target(
+                target,
+                inputs,
+                execution_id=execution_id,
+                deadline=deadline,
+            )
 
     @overload
     async def run_batch(
@@ -1052,26 +1066,40 @@ class Single(_Graph[SingleSteps]):
     class SeedInputs(TypedDict):
         seed: shapes_pb2.Seed
 
-    async def run(
-        self,
-        target: type[shapes_pb2.Total],
-        /,
-        *,
-        seed: shapes_pb2.Seed,
-        execution_id: str | None = None,
-        deadline: float | None = None,
-    ) -> shapes_pb2.Total:
-        """Run the steps ``target`` needs, concurrently where they are independent.
+    if TYPE_CHECKING:  # the typed form; at run time the keywords reach the input checks
 
-        ``execution_id`` names the execution (random by default); ``deadline``
-        bounds it, in seconds.
-        """
-        return await self.run_target(
-            target,
-            {"seed": seed},
-            execution_id=execution_id,
-            deadline=deadline,
-        )
+        async def run(
+            self,
+            target: type[shapes_pb2.Total],
+            /,
+            *,
+            seed: shapes_pb2.Seed,
+            execution_id: str | None = None,
+            deadline: float | None = None,
+        ) -> shapes_pb2.Total: ...
+
+    else:
+
+        async def run(
+            self,
+            target: type[_M],
+            /,
+            *,
+            execution_id: str | None = None,
+            deadline: float | None = None,
+            **inputs: _Message | None,
+        ) -> _M:
+            """Run the steps ``target`` needs, concurrently where they are independent.
+
+            ``execution_id`` names the execution (random by default); ``deadline``
+            bounds it, in seconds.
+            """
+            return await self.run_target(
+                target,
+                inputs,
+                execution_id=execution_id,
+                deadline=deadline,
+            )
 
     @overload
     async def run_batch(
