@@ -15,14 +15,14 @@ WIDTH = 88
 INDENT = "    "
 
 
-@dataclass(frozen=True)
+@dataclass(slots=True)
 class Raw:
     """Source text used verbatim (a name, a number)."""
 
     text: str
 
 
-@dataclass(frozen=True)
+@dataclass(slots=True)
 class Call:
     """``func(arg, ..., key=value, ...)``."""
 
@@ -31,14 +31,14 @@ class Call:
     kwargs: Sequence[tuple[str, Node]] = ()
 
 
-@dataclass(frozen=True)
+@dataclass(slots=True)
 class Tuple:
     """``(a, b)``; one item prints as ``(a,)``."""
 
     items: Sequence[Node]
 
 
-@dataclass(frozen=True)
+@dataclass(slots=True)
 class Dict:
     """``{key: value, ...}``."""
 
@@ -57,7 +57,7 @@ def string(text: str) -> Raw:
 
 def flat(node: Node) -> str:
     """``node`` on one line."""
-    return _lay_out(node).flat
+    return _lay_out(node)[0]
 
 
 def render(node: Node, depth: int = 0, prefix: str = "", suffix: str = "") -> str:
@@ -67,49 +67,43 @@ def render(node: Node, depth: int = 0, prefix: str = "", suffix: str = "") -> st
     return "\n".join(lines)
 
 
-@dataclass(frozen=True)
-class _Laid:
-    """A node with its one-line text, computed once for the whole tree.
-
-    Flattening each subtree again at every level where it is tried made a plan's
-    rendering quadratic in its depth (most of the generator's time on large plans).
-    """
-
-    flat: str
-    opener: str = ""
-    closer: str = ""
-    items: tuple[tuple[str, _Laid], ...] = ()
+# A node laid out: its one-line text, then for exploding it its opener, closer and items
+# (prefix, laid out item). Computed once for the whole tree: flattening each subtree again
+# at every level where it was tried made a plan's rendering quadratic in its depth.
+_Laid = tuple[str, str, str, tuple[tuple[str, "_Laid"], ...]]
 
 
 def _lay_out(node: Node) -> _Laid:
-    if isinstance(node, Raw):
-        return _Laid(node.text)
+    if type(node) is Raw:
+        return (node.text, "", "", ())
     if isinstance(node, Call):
         items = [("", _lay_out(a)) for a in node.args]
         items += [(f"{k}=", _lay_out(v)) for k, v in node.kwargs]
         opener, closer = f"{node.func}(", ")"
-        inner = ", ".join(p + laid.flat for p, laid in items)
+        inner = ", ".join(p + laid[0] for p, laid in items)
     elif isinstance(node, Tuple):
         items = [("", _lay_out(i)) for i in node.items]
         opener, closer = "(", ")"
-        inner = items[0][1].flat + "," if len(items) == 1 else ", ".join(i.flat for _, i in items)
+        inner = items[0][1][0] + "," if len(items) == 1 else ", ".join(i[0] for _, i in items)
     else:
-        items = [(f"{_lay_out(k).flat}: ", _lay_out(v)) for k, v in node.items]
+        assert isinstance(node, Dict)
+        items = [(f"{_lay_out(k)[0]}: ", _lay_out(v)) for k, v in node.items]
         opener, closer = "{", "}"
-        inner = ", ".join(p + laid.flat for p, laid in items)
-    return _Laid(opener + inner + closer, opener, closer, tuple(items))
+        inner = ", ".join(p + laid[0] for p, laid in items)
+    return (opener + inner + closer, opener, closer, tuple(items))
 
 
 def _emit(laid: _Laid, depth: int, prefix: str, suffix: str, lines: list[str]) -> None:
+    flat, opener, closer, items = laid
     indent = INDENT * depth
-    one_line = f"{indent}{prefix}{laid.flat}{suffix}"
-    if len(one_line) <= WIDTH or not laid.items:
+    one_line = f"{indent}{prefix}{flat}{suffix}"
+    if len(one_line) <= WIDTH or not items:
         lines.append(one_line)
         return
-    lines.append(f"{indent}{prefix}{laid.opener}")
-    for item_prefix, item in laid.items:
+    lines.append(f"{indent}{prefix}{opener}")
+    for item_prefix, item in items:
         _emit(item, depth + 1, item_prefix, ",", lines)
-    lines.append(f"{indent}{laid.closer}{suffix}")
+    lines.append(f"{indent}{closer}{suffix}")
 
 
 def signature(head: str, params: Sequence[str], tail: str, depth: int = 0) -> str:
