@@ -21,7 +21,6 @@ from .reader import OPTIONS_FILE
 from .resources import options_include_dir
 
 _PLUGINS = {
-    "docket": ("protoc-gen-docket", "docket_gen.plugin"),
     "mypy": ("protoc-gen-mypy", "mypy_protobuf.main"),
 }
 _DESCRIPTORS = "files.pb"
