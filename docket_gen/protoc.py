@@ -8,6 +8,7 @@ import shutil
 import subprocess
 import sys
 import sysconfig
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from importlib import resources
@@ -16,14 +17,14 @@ from pathlib import Path
 from google.protobuf import descriptor_pb2
 from google.protobuf.compiler import plugin_pb2
 
-from .plugin import generate
+from .plugin import empty_response, generate
 from .reader import OPTIONS_FILE
 from .resources import options_include_dir
 
 _PLUGINS = {
     "mypy": ("protoc-gen-mypy", "mypy_protobuf.main"),
 }
-_DESCRIPTORS = "files.pb"
+_REQUEST = "request.pb"
 _LOCATED = re.compile(r"^(?P<file>[^\s:]+\.proto):(?P<rest>\d+:\d+:.*)$")
 # A location quoted inside a message: "... both produce X (shop/a.proto:12:7) ...".
 _QUOTED = re.compile(r"\((?P<file>[^\s:()]+\.proto)(?P<rest>:\d+:\d+)\)")
@@ -104,57 +105,45 @@ def run_protoc(
     """Compile ``files`` (under ``roots``) into ``out``: protoc's and mypy-protobuf's
     modules, and Docket's.
 
-    Two protoc runs at once: one writes the ``_pb2`` modules, the other only the
-    descriptors of every file (to ``scratch``), which takes it a fraction of the
-    time. protoc-gen-docket's generator runs on those in this process, as protoc
-    would have run it, while the first run goes on: no process of its own, its
-    output not passing through protoc. ``docket_parameters`` are
-    protoc-gen-docket's (``diagrams``, ``views``).
+    One protoc run. Its first output is a stand-in plugin that only saves the
+    CodeGeneratorRequest protoc sends it (to ``scratch``); protoc-gen-docket's
+    generator runs on it in this process, as protoc would have run the plugin,
+    while protoc goes on writing the ``_pb2`` modules: no Python process for
+    Docket's plugin, its output not passing through protoc.
+    ``docket_parameters`` are protoc-gen-docket's (``diagrams``, ``views``).
     """
-    descriptors = scratch / _DESCRIPTORS
-    include_dirs = import_roots(roots, includes)
-    protoc = [sys.executable, "-m", "grpc_tools.protoc", *(f"-I{d}" for d in include_dirs)]
-    sources = [str(f) for f in files]
-    modules = subprocess.Popen(
-        [
-            *protoc,
-            f"--plugin=protoc-gen-mypy={plugin_path('mypy', scratch)}",
-            f"--python_out={out}",
-            f"--mypy_out=quiet:{out}",
-            *sources,
-        ],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-    try:
-        described = subprocess.run(
+    request_file, stderr_file = scratch / _REQUEST, scratch / "protoc.stderr"
+    with stderr_file.open("w") as stderr:
+        modules = subprocess.Popen(
             [
-                *protoc,
-                "--include_imports",
-                "--include_source_info",
-                f"--descriptor_set_out={descriptors}",
-                *sources,
+                sys.executable,
+                "-m",
+                "grpc_tools.protoc",
+                *(f"-I{d}" for d in import_roots(roots, includes)),
+                f"--plugin=protoc-gen-dockethandoff={_handoff_plugin(request_file, scratch)}",
+                f"--dockethandoff_out={scratch}",
+                f"--plugin=protoc-gen-mypy={plugin_path('mypy', scratch)}",
+                f"--python_out={out}",
+                f"--mypy_out=quiet:{out}",
+                *(str(f) for f in files),
             ],
-            capture_output=True,
-            text=True,
-            check=False,
+            stdout=subprocess.DEVNULL,
+            stderr=stderr,
         )
-        if described.returncode == 0:
-            found = descriptor_pb2.FileDescriptorSet.FromString(descriptors.read_bytes())
-            request = plugin_pb2.CodeGeneratorRequest(
-                file_to_generate=[_proto_name(f, include_dirs) for f in files],
-                parameter=",".join(docket_parameters),
-                proto_file=found.file,
-            )
-            response = generate(request)
-    finally:
-        _, stderr = modules.communicate()
-    errors = readable_errors(stderr, roots)
-    if modules.returncode != 0:
-        return ProtocRun(modules.returncode, errors)
-    if described.returncode != 0:
-        return ProtocRun(described.returncode, readable_errors(described.stderr, roots))
+        try:
+            # protoc runs its outputs in order: the request comes once every file is parsed.
+            while not request_file.exists() and modules.poll() is None:
+                time.sleep(0.002)
+            response = None
+            if request_file.exists():
+                request = plugin_pb2.CodeGeneratorRequest.FromString(request_file.read_bytes())
+                request.parameter = ",".join(docket_parameters)
+                response = generate(request)
+        finally:
+            modules.wait()
+    errors = readable_errors(stderr_file.read_text(), roots)
+    if modules.returncode != 0 or response is None:
+        return ProtocRun(modules.returncode or 1, errors)
     if response.error:
         checks = readable_errors(response.error, roots)
         return ProtocRun(1, [*errors, *checks], len(checks))
@@ -163,15 +152,24 @@ def run_protoc(
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_bytes(generated.content.encode())
     wanted = set(request.file_to_generate)
-    return ProtocRun(0, errors, files=[f for f in found.file if f.name in wanted])
+    return ProtocRun(0, errors, files=[f for f in request.proto_file if f.name in wanted])
 
 
-def _proto_name(path: Path, include_dirs: Sequence[Path]) -> str:
-    """The name protoc gives ``path``: relative to the first import root holding it."""
-    for folder in include_dirs:
-        if path.resolve().is_relative_to(folder.resolve()):
-            return path.resolve().relative_to(folder.resolve()).as_posix()
-    raise ValueError(f"{path} is under none of the import roots")
+def _handoff_plugin(request_file: Path, scratch: Path) -> Path:
+    """A protoc plugin that saves its request to ``request_file`` (whole, by a rename) and
+    answers with no files, declaring what protoc-gen-docket supports."""
+    partial = request_file.with_suffix(".partial")
+    script = scratch / "protoc-gen-dockethandoff"
+    script.write_text(
+        f"#!{sys.executable} -IS\n"
+        "import os, sys\n"
+        f"with open({str(partial)!r}, 'wb') as saved:\n"
+        "    saved.write(sys.stdin.buffer.read())\n"
+        f"os.replace({str(partial)!r}, {str(request_file)!r})\n"
+        f"sys.stdout.buffer.write({empty_response().SerializeToString()!r})\n"
+    )
+    script.chmod(0o755)
+    return script
 
 
 def readable_errors(stderr: str, roots: Sequence[Path]) -> list[str]:
