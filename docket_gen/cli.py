@@ -10,9 +10,10 @@ import click
 from google.protobuf import descriptor_pb2
 
 from . import gencode
-from .output import MANIFEST, ManifestError, OutputPlan, plan_output
+from .fingerprint import inputs_digest
+from .output import MANIFEST, ManifestError, OutputPlan, plan_output, unchanged_since
 from .prefix import add_prefix, check_prefix, module_name
-from .protoc import collect_protos, run_protoc, user_path
+from .protoc import collect_protos, import_roots, run_protoc, user_path
 from .reader import OPTIONS_FILE
 from .resources import options_include_dir
 
@@ -112,11 +113,21 @@ def main(
     files = [f for root in proto_dirs for f in collect_protos(root)]
     if not files:
         raise click.UsageError(f"no .proto files under {', '.join(map(str, proto_dirs))}")
+    extras = [name for name, wanted in (("diagrams", diagrams), ("views", views)) if wanted]
+    inputs = inputs_digest(
+        import_roots(proto_dirs, includes),
+        [f"import-prefix={import_prefix or ''}", f"extras={','.join(extras)}"],
+    )
+    package_root = import_prefix is not None
+    if check:
+        count = unchanged_since(out, inputs, package_root=package_root)
+        if count is not None:  # nothing the output comes from has changed: no need to compile
+            click.echo(f"docket-gen: {out} is up to date ({count} files)")
+            return
     with tempfile.TemporaryDirectory(prefix="docket-gen-") as tmp:
         staging, scratch = Path(tmp) / "out", Path(tmp) / "bin"
         staging.mkdir()
         scratch.mkdir()
-        extras = [name for name, wanted in (("diagrams", diagrams), ("views", views)) if wanted]
         run = run_protoc(proto_dirs, includes, files, staging, scratch, extras)
         if run.returncode != 0:
             for line in run.errors:
@@ -129,7 +140,7 @@ def main(
             click.echo(warning, err=True)
         generated = _read_generated(staging, import_prefix)
     try:
-        plan = plan_output(out, generated, package_root=import_prefix is not None)
+        plan = plan_output(out, generated, package_root=package_root, inputs=inputs)
     except ManifestError as exc:
         click.echo(f"docket-gen: {exc}", err=True)
         sys.exit(1)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -29,12 +30,19 @@ class Locator:
 
     def __init__(self, file: descriptor_pb2.FileDescriptorProto) -> None:
         self.file = file.name
-        self._spans = {
-            tuple(loc.path): (loc.span[0], loc.span[1]) for loc in file.source_code_info.location
-        }
-        self._comments = {
+        self._info = file.source_code_info
+
+    # Indexed on first use: most files of a request are imports nobody asks about, and
+    # reading every location of one (descriptor.proto has thousands) is slow.
+    @functools.cached_property
+    def _spans(self) -> dict[tuple[int, ...], tuple[int, int]]:
+        return {tuple(loc.path): (loc.span[0], loc.span[1]) for loc in self._info.location}
+
+    @functools.cached_property
+    def _comments(self) -> dict[tuple[int, ...], str]:
+        return {
             tuple(loc.path): loc.leading_comments
-            for loc in file.source_code_info.location
+            for loc in self._info.location
             if loc.leading_comments
         }
 

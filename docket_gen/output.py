@@ -27,7 +27,7 @@ from __future__ import annotations
 
 import hashlib
 import shutil
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 
@@ -36,6 +36,7 @@ _MANIFEST_HEAD = (
     "# Written by docket-gen: the files it generated in this folder. It deletes the ones\n"
     "# it no longer generates (unless edited since) on its next run. Do not edit.\n"
 )
+_INPUTS = "# inputs: "
 _INIT = "__init__.py"
 # What the generators write at the top of their files (protoc's _pb2.py, mypy-protobuf's
 # .pyi, Docket's _docket.py), to recognise output of a docket-gen that kept no manifest.
@@ -81,10 +82,45 @@ def read_manifest(out: Path) -> dict[PurePosixPath, str]:
     return entries
 
 
-def render_manifest(entries: Mapping[PurePosixPath, str]) -> str:
-    """The manifest text for ``entries``, sorted by path."""
+def render_manifest(entries: Mapping[PurePosixPath, str], inputs: str | None = None) -> str:
+    """The manifest text for ``entries``, sorted by path; ``inputs``: the digest of what
+    they were generated from (:mod:`docket_gen.fingerprint`)."""
     lines = [f"{entries[p]}  {p.as_posix()}\n" for p in sorted(entries)]
-    return _MANIFEST_HEAD + "".join(lines)
+    head = _MANIFEST_HEAD + (f"{_INPUTS}{inputs}\n" if inputs else "")
+    return head + "".join(lines)
+
+
+def read_inputs(out: Path) -> str | None:
+    """The inputs digest ``out``'s manifest records, if any."""
+    path = out / MANIFEST
+    if not path.is_file():
+        return None
+    for line in path.read_text().splitlines():
+        if line.startswith(_INPUTS):
+            return line.removeprefix(_INPUTS).strip()
+    return None
+
+
+def unchanged_since(out: Path, inputs: str, *, package_root: bool) -> int | None:
+    """How many files ``out`` holds for a run, when that run would change nothing there:
+    the manifest records ``inputs`` and every file it lists is there as written (an
+    ``__init__.py`` needs only to exist). ``None`` when that is not known so."""
+    if read_inputs(out) != inputs:
+        return None
+    try:
+        old = read_manifest(out)
+    except ManifestError:
+        return None
+    modules = {p: sha for p, sha in old.items() if p.name != _INIT}
+    needed = _package_markers(modules, package_root=package_root)
+    if not modules or not {p for p in old if p.name == _INIT} <= needed:
+        return None  # an __init__.py the run would remove
+    for path, sha in modules.items():
+        if not (out / path).is_file() or not _unchanged(out / path, sha):
+            return None
+    if not all((out / marker).is_file() for marker in needed):
+        return None
+    return len(modules) + len(needed)
 
 
 @dataclass
@@ -102,6 +138,10 @@ class OutputPlan:
     conflicts: list[PurePosixPath] = field(default_factory=list)
     manifest: dict[PurePosixPath, str] = field(default_factory=dict)
     manifest_stale: bool = False
+    inputs: str | None = None
+    # Only the recorded inputs differ: rewritten by a run, not a reason for --check to fail
+    # (another environment may generate the same files from other tool versions).
+    inputs_stale: bool = False
 
     @property
     def up_to_date(self) -> bool:
@@ -124,9 +164,9 @@ class OutputPlan:
             (self.out / path).unlink()
         for folder in sorted({p.parent for p in self.removals}, key=_depth, reverse=True):
             self._remove_if_empty(folder)
-        if self.manifest_stale:
+        if self.manifest_stale or self.inputs_stale:
             self.out.mkdir(parents=True, exist_ok=True)
-            (self.out / MANIFEST).write_text(render_manifest(self.manifest))
+            (self.out / MANIFEST).write_text(render_manifest(self.manifest, self.inputs))
 
     def _remove_if_empty(self, folder: PurePosixPath) -> None:
         """Remove ``folder`` and its emptied parents, below ``out``, when only caches remain."""
@@ -139,14 +179,19 @@ class OutputPlan:
 
 
 def plan_output(
-    out: Path, generated: Mapping[PurePosixPath, bytes], *, package_root: bool
+    out: Path,
+    generated: Mapping[PurePosixPath, bytes],
+    *,
+    package_root: bool,
+    inputs: str | None = None,
 ) -> OutputPlan:
     """Compare ``generated`` (path relative to ``out`` -> content) with what ``out`` holds.
 
     ``package_root``: ``out`` itself is a package (it gets an ``__init__.py`` too).
+    ``inputs``: the digest of what ``generated`` comes from, for the manifest.
     """
     old = read_manifest(out)
-    plan = OutputPlan(out, generated)
+    plan = OutputPlan(out, generated, inputs=inputs)
     for path, content in sorted(generated.items()):
         target = out / path
         if target.is_file() and target.read_bytes() == content:
@@ -193,12 +238,14 @@ def plan_output(
     plan.removals = sorted(gone)
     plan.kept.sort()
     existing = (out / MANIFEST).read_text() if (out / MANIFEST).is_file() else None
-    plan.manifest_stale = existing != render_manifest(plan.manifest)
+    recorded = read_inputs(out)
+    plan.manifest_stale = existing != render_manifest(plan.manifest, recorded)
+    plan.inputs_stale = recorded != inputs
     return plan
 
 
 def _package_markers(
-    generated: Mapping[PurePosixPath, bytes], *, package_root: bool
+    generated: Iterable[PurePosixPath], *, package_root: bool
 ) -> set[PurePosixPath]:
     """The ``__init__.py`` of every folder holding generated modules, and of their parents."""
     folders: set[PurePosixPath] = set()

@@ -27,13 +27,19 @@ PARAMETERS = ("diagrams", "views")
 """The plugin's parameters (``--docket_out=diagrams,views:OUT``): extra files to write."""
 
 
-def generate(request: plugin_pb2.CodeGeneratorRequest) -> plugin_pb2.CodeGeneratorResponse:
-    """The response to ``request``: generated modules, or every error found at once."""
-    response = _Response(
+def empty_response() -> plugin_pb2.CodeGeneratorResponse:
+    """A response with no files that declares what the plugin supports (proto3 optional
+    fields, editions up to 2024): protoc refuses a plugin that does not."""
+    return _Response(
         supported_features=_Response.FEATURE_PROTO3_OPTIONAL | _Response.FEATURE_SUPPORTS_EDITIONS,
         minimum_edition=descriptor_pb2.EDITION_PROTO2,
         maximum_edition=descriptor_pb2.EDITION_2024,
     )
+
+
+def generate(request: plugin_pb2.CodeGeneratorRequest) -> plugin_pb2.CodeGeneratorResponse:
+    """The response to ``request``: generated modules, or every error found at once."""
+    response = empty_response()
     parameters = {p.strip() for p in request.parameter.split(",") if p.strip()}
     unknown = sorted(parameters - set(PARAMETERS))
     if unknown:

@@ -8,20 +8,23 @@ import shutil
 import subprocess
 import sys
 import sysconfig
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
 
 from google.protobuf import descriptor_pb2
+from google.protobuf.compiler import plugin_pb2
 
+from .plugin import empty_response, generate
 from .reader import OPTIONS_FILE
 from .resources import options_include_dir
 
 _PLUGINS = {
-    "docket": ("protoc-gen-docket", "docket_gen.plugin"),
     "mypy": ("protoc-gen-mypy", "mypy_protobuf.main"),
 }
+_REQUEST = "request.pb"
 _LOCATED = re.compile(r"^(?P<file>[^\s:]+\.proto):(?P<rest>\d+:\d+:.*)$")
 # A location quoted inside a message: "... both produce X (shop/a.proto:12:7) ...".
 _QUOTED = re.compile(r"\((?P<file>[^\s:()]+\.proto)(?P<rest>:\d+:\d+)\)")
@@ -35,8 +38,6 @@ _IMPORTS_OPTIONS = re.compile(
     r'^[ \t]*import[ \t]+(?:(?:public|weak|option)[ \t]+)?"docket_runtime/options\.proto"', re.M
 )
 _HEAD_STATEMENT = re.compile(r"^[ \t]*(?:syntax|edition|package)\b[^;\n]*;", re.M)
-_DOCKET_OUT = "--docket_out: "
-_PLUGIN_FAILED = re.compile(r"Plugin failed with status code|program not found")
 
 
 @dataclass(frozen=True)
@@ -45,7 +46,7 @@ class ProtocRun:
 
     ``errors``: readable error lines. ``check_errors``: how many of them come from
     Docket's checks (protoc-gen-docket's response); 0 when protoc itself, or a
-    plugin crash, failed the run. ``files``: the descriptors of the compiled files
+    plugin of it, failed the run. ``files``: the descriptors of the compiled files
     (after a successful run).
     """
 
@@ -82,6 +83,17 @@ def plugin_path(name: str, scratch: Path) -> Path:
     return shim
 
 
+def import_roots(roots: Sequence[Path], includes: Sequence[Path]) -> list[Path]:
+    """protoc's import roots, in order: the proto folders, ``-I`` folders, the folder of
+    Docket's options proto and grpcio-tools' well-known types; each once."""
+    wkt = Path(str(resources.files("grpc_tools") / "_proto"))
+    found: list[Path] = []
+    for folder in [*roots, *includes, options_include_dir(), wkt]:
+        if folder.resolve() not in {d.resolve() for d in found}:
+            found.append(folder)
+    return found
+
+
 def run_protoc(
     roots: Sequence[Path],
     includes: Sequence[Path],
@@ -90,38 +102,74 @@ def run_protoc(
     scratch: Path,
     docket_parameters: Sequence[str] = (),
 ) -> ProtocRun:
-    """Compile ``files`` (under ``roots``) into ``out`` with the three generators at once.
+    """Compile ``files`` (under ``roots``) into ``out``: protoc's and mypy-protobuf's
+    modules, and Docket's.
 
-    The descriptors of ``files`` are written to ``scratch`` as well, for docket-gen's
-    own look at them (which files have services).
+    One protoc run. Its first output is a stand-in plugin that only saves the
+    CodeGeneratorRequest protoc sends it (to ``scratch``); protoc-gen-docket's
+    generator runs on it in this process, as protoc would have run the plugin,
+    while protoc goes on writing the ``_pb2`` modules: no Python process for
+    Docket's plugin, its output not passing through protoc.
     ``docket_parameters`` are protoc-gen-docket's (``diagrams``, ``views``).
     """
-    docket_out = f"{','.join(docket_parameters)}:{out}" if docket_parameters else str(out)
-    wkt = Path(str(resources.files("grpc_tools") / "_proto"))
-    descriptors = scratch / "files.pb"
-    include_dirs: list[Path] = []
-    for folder in [*roots, *includes, options_include_dir(), wkt]:
-        if folder.resolve() not in {d.resolve() for d in include_dirs}:
-            include_dirs.append(folder)
-    args = [
-        sys.executable,
-        "-m",
-        "grpc_tools.protoc",
-        *(f"-I{folder}" for folder in include_dirs),
-        f"--plugin=protoc-gen-docket={plugin_path('docket', scratch)}",
-        f"--plugin=protoc-gen-mypy={plugin_path('mypy', scratch)}",
-        f"--python_out={out}",
-        f"--mypy_out=quiet:{out}",
-        f"--docket_out={docket_out}",
-        f"--descriptor_set_out={descriptors}",
-        *(str(f) for f in files),
-    ]
-    done = subprocess.run(args, capture_output=True, text=True, check=False)
-    errors = readable_errors(done.stderr, roots)
-    if done.returncode != 0:
-        return ProtocRun(done.returncode, errors, _check_error_count(done.stderr))
-    found = descriptor_pb2.FileDescriptorSet.FromString(descriptors.read_bytes())
-    return ProtocRun(done.returncode, errors, files=list(found.file))
+    request_file, stderr_file = scratch / _REQUEST, scratch / "protoc.stderr"
+    with stderr_file.open("w") as stderr:
+        modules = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "grpc_tools.protoc",
+                *(f"-I{d}" for d in import_roots(roots, includes)),
+                f"--plugin=protoc-gen-dockethandoff={_handoff_plugin(request_file, scratch)}",
+                f"--dockethandoff_out={scratch}",
+                f"--plugin=protoc-gen-mypy={plugin_path('mypy', scratch)}",
+                f"--python_out={out}",
+                f"--mypy_out=quiet:{out}",
+                *(str(f) for f in files),
+            ],
+            stdout=subprocess.DEVNULL,
+            stderr=stderr,
+        )
+        try:
+            # protoc runs its outputs in order: the request comes once every file is parsed.
+            while not request_file.exists() and modules.poll() is None:
+                time.sleep(0.002)
+            response = None
+            if request_file.exists():
+                request = plugin_pb2.CodeGeneratorRequest.FromString(request_file.read_bytes())
+                request.parameter = ",".join(docket_parameters)
+                response = generate(request)
+        finally:
+            modules.wait()
+    errors = readable_errors(stderr_file.read_text(), roots)
+    if modules.returncode != 0 or response is None:
+        return ProtocRun(modules.returncode or 1, errors)
+    if response.error:
+        checks = readable_errors(response.error, roots)
+        return ProtocRun(1, [*errors, *checks], len(checks))
+    for generated in response.file:
+        path = out / generated.name
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(generated.content.encode())
+    wanted = set(request.file_to_generate)
+    return ProtocRun(0, errors, files=[f for f in request.proto_file if f.name in wanted])
+
+
+def _handoff_plugin(request_file: Path, scratch: Path) -> Path:
+    """A protoc plugin that saves its request to ``request_file`` (whole, by a rename) and
+    answers with no files, declaring what protoc-gen-docket supports."""
+    partial = request_file.with_suffix(".partial")
+    script = scratch / "protoc-gen-dockethandoff"
+    script.write_text(
+        f"#!{sys.executable} -IS\n"
+        "import os, sys\n"
+        f"with open({str(partial)!r}, 'wb') as saved:\n"
+        "    saved.write(sys.stdin.buffer.read())\n"
+        f"os.replace({str(partial)!r}, {str(request_file)!r})\n"
+        f"sys.stdout.buffer.write({empty_response().SerializeToString()!r})\n"
+    )
+    script.chmod(0o755)
+    return script
 
 
 def readable_errors(stderr: str, roots: Sequence[Path]) -> list[str]:
@@ -132,7 +180,6 @@ def readable_errors(stderr: str, roots: Sequence[Path]) -> list[str]:
 
     lines = []
     for line in stderr.splitlines():
-        line = line.removeprefix(_DOCKET_OUT)
         match = _LOCATED.match(line)
         if match:
             rest = _QUOTED.sub(requote, match["rest"])
@@ -140,21 +187,6 @@ def readable_errors(stderr: str, roots: Sequence[Path]) -> list[str]:
         if line.strip():
             lines.append(line)
     return _merge_unknown_options(lines)
-
-
-def _check_error_count(stderr: str) -> int:
-    """How many errors protoc-gen-docket reported (its response's ``error``, one per line).
-
-    protoc prefixes the first line of a plugin's error with ``--docket_out: `` and
-    stops there; a crash of the plugin is reported on such a line too.
-    """
-    lines = stderr.splitlines()
-    for index, line in enumerate(lines):
-        if line.startswith(_DOCKET_OUT):
-            if _PLUGIN_FAILED.search(line):
-                return 0
-            return sum(1 for rest in lines[index:] if rest.strip())
-    return 0
 
 
 def _merge_unknown_options(lines: list[str]) -> list[str]:

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import dataclasses
+import functools
 import re
 import textwrap
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -34,6 +36,8 @@ from .pyfmt import Call, Dict, Node, Raw, Tuple, string
 from .resources import templates_dir
 
 _DEFAULT_STEP = Step(name="", method="", output="")
+# The fields of a plan step that every step states, in the order the plan writes them.
+_STEP_FACTS = ("name", "method", "output", "inputs", "needs")
 
 
 @dataclass
@@ -74,14 +78,6 @@ def render_file(file: FileModel, messages: dict[str, MessageInfo]) -> str:
         return messages[type_name].class_path.replace(".", "")
 
     graphs = [_graph_context(g, ref, short) for g in file.graphs]
-    environment = jinja2.Environment(
-        loader=jinja2.FileSystemLoader(templates_dir()),
-        keep_trailing_newline=True,
-        trim_blocks=True,
-        lstrip_blocks=True,
-        undefined=jinja2.StrictUndefined,
-        autoescape=False,
-    )
     batches = any(g["batch_runs"] for g in graphs)
     durable_overloads = any(g["durable_overloads"] for g in graphs)
     overloads = durable_overloads or any(g["overloads"] for g in graphs)
@@ -97,7 +93,7 @@ def render_file(file: FileModel, messages: dict[str, MessageInfo]) -> str:
         abc_names.add("Mapping")
     if batches or any(g["uses_sequence"] for g in graphs):
         abc_names.add("Sequence")
-    source = environment.get_template("module.py.j2").render(
+    source = _module_template().render(
         proto=file.name,
         imports=imports.lines(),
         graphs=graphs,
@@ -115,6 +111,21 @@ def render_file(file: FileModel, messages: dict[str, MessageInfo]) -> str:
     )
     # Templates may leave runs of blank lines; ruff format allows two at most.
     return re.sub(r"\n{4,}", "\n\n\n", source)
+
+
+@functools.cache
+def _module_template() -> jinja2.Template:
+    """The module template, compiled once per process: protoc-gen-docket renders every
+    file of a run with it (compiling it took a quarter of the plugin's time)."""
+    environment = jinja2.Environment(
+        loader=jinja2.FileSystemLoader(templates_dir()),
+        keep_trailing_newline=True,
+        trim_blocks=True,
+        lstrip_blocks=True,
+        undefined=jinja2.StrictUndefined,
+        autoescape=False,
+    )
+    return environment.get_template("module.py.j2")
 
 
 def _from_import(module: str, names: set[str]) -> str:
@@ -199,35 +210,15 @@ def _graph_context(
             + docstring(doc, 2)
             + "\n        ..."
         )
-    runs = []
-    for target in graph.targets:
-        params = ["self", f"target: type[{ref(target.type)}]", "/"]
-        keywords = [f"{graph.inputs[t]}: {ref(t)}" for t in target.inputs]
-        keywords += [f"{graph.inputs[t]}: {ref(t)} | None = None" for t in target.optional_inputs]
-        params += ["*", *keywords, *RUN_PARAMS]
-        names = [graph.inputs[t] for t in (*target.inputs, *target.optional_inputs)]
-        body = pyfmt.render(
-            Call(
-                "self.run_target",
-                [Raw("target"), Dict([(string(n), Raw(n)) for n in names])],
-                [(option, Raw(option)) for option in RUN_OPTIONS],
-            ),
-            2,
-            "return await ",
-        )
-        runs.append(
-            {
-                "signature": pyfmt.signature(
-                    "async def run", params, f" -> {ref(target.type)}:", depth=1
-                ),
-                "body": body,
-            }
-        )
     description = graph.description or graph.doc
-    batch_runs = _batch_runs(graph, ref)
-    declared: list[tuple[str, list[str]]] = []
-    durable = _durable_entries(graph, ref, short, declared)
-    fetches = _fetches(graph, ref, declared)
+    targets = _TargetVars(ref)
+    if len(graph.targets) > 1:  # declared first: the other signatures share it when they can
+        targets.annotation([t.type for t in graph.targets], f"_{graph.name}Target")
+    sets = _input_sets(graph, short, targets)
+    runs = _runs(graph, sets, ref)
+    batch_runs = _batch_runs(graph, ref, targets)
+    durable = _durable_entries(graph, ref, sets, targets)
+    fetches = _fetches(graph, ref, targets)
     return {
         "name": graph.name,
         "full_name": graph.full_name,
@@ -251,7 +242,7 @@ def _graph_context(
         "optional_inputs": any(t.optional_inputs for t in graph.targets),
         **durable,
         **fetches,
-        "target_vars": [_type_var(name, types, ref) for name, types in declared],
+        "target_vars": targets.declarations(),
     }
 
 
@@ -264,9 +255,7 @@ def _input_annotation(item: Input, ref: Callable[[str], str]) -> str:
     return ref(item.type)
 
 
-def _fetches(
-    graph: GraphModel, ref: Callable[[str], str], declared: list[tuple[str, list[str]]]
-) -> dict[str, Any]:
+def _fetches(graph: GraphModel, ref: Callable[[str], str], targets: _TargetVars) -> dict[str, Any]:
     """The typed ``fetch`` signatures, for the targets whose step keeps its result.
 
     One for the targets kept per execution (by ``execution_id``; a TypeVar of them when
@@ -286,12 +275,7 @@ def _fetches(
             by_inputs.append(step)
     found: list[dict[str, str]] = []
     if per_execution:
-        kept = ref(per_execution[0])
-        if len(per_execution) == len(graph.targets) > 1:
-            kept = f"_{graph.name}Target"  # every target: result's TypeVar
-        elif len(per_execution) > 1:
-            kept = f"_{graph.name}CheckpointTarget"
-            declared.append((kept, per_execution))
+        kept = targets.annotation(per_execution, f"_{graph.name}CheckpointTarget")
         found.append(
             {
                 "signature": pyfmt.signature(
@@ -355,15 +339,30 @@ class _InputSet:
     target: str = ""
 
 
-def _durable_entries(
-    graph: GraphModel,
-    ref: Callable[[str], str],
-    short: Callable[[str], str],
-    declared: list[tuple[str, list[str]]],
-) -> dict[str, object]:
-    """The typed durable entry points: ``enqueue`` and ``schedule`` per set of inputs (an
-    overload each when there are several sets), ``result`` over every target. The TypeVars
-    they need are added to ``declared`` (name, constraints)."""
+class _TargetVars:
+    """The annotations of target parameters: the one target's type, or a module-level
+    TypeVar constrained to the targets a signature accepts, declared once and shared by
+    every signature that accepts the same targets (one signature instead of one per
+    target)."""
+
+    def __init__(self, ref: Callable[[str], str]) -> None:
+        self._ref = ref
+        self._names: dict[tuple[str, ...], str] = {}
+
+    def annotation(self, types: Sequence[str], name: str) -> str:
+        """The annotation for ``types``; a new TypeVar is called ``name``."""
+        if len(types) == 1:
+            return self._ref(types[0])
+        return self._names.setdefault(tuple(types), name)
+
+    def declarations(self) -> list[str]:
+        return [_type_var(name, list(types), self._ref) for types, name in self._names.items()]
+
+
+def _input_sets(
+    graph: GraphModel, short: Callable[[str], str], targets: _TargetVars
+) -> list[_InputSet]:
+    """The targets grouped by the graph inputs they take, each group named and annotated."""
     sets: dict[tuple[tuple[str, ...], tuple[str, ...]], _InputSet] = {}
     for target in graph.targets:
         key = (target.inputs, target.optional_inputs)
@@ -373,20 +372,46 @@ def _durable_entries(
         stem = "".join(short(t) for t in (*group.inputs, *group.optional)) or "No"
         taken[stem] += 1
         group.name = f"{stem}Inputs" if taken[stem] == 1 else f"{stem}Inputs{taken[stem]}"
-    every = f"_{graph.name}Target"
-    if len(graph.targets) > 1:
-        declared.append((every, [t.type for t in graph.targets]))
-    for group in sets.values():
-        if len(group.targets) == 1:
-            group.target = ref(group.targets[0])
-        elif len(group.targets) == len(graph.targets):
-            group.target = every
-        else:
-            group.target = f"_{graph.name}{group.name}Target"
-            declared.append((group.target, group.targets))
-    result_type = every if len(graph.targets) > 1 else ref(graph.targets[0].type)
+        group.target = targets.annotation(group.targets, f"_{graph.name}{group.name}Target")
+    return list(sets.values())
+
+
+def _keywords(
+    graph: GraphModel, inputs: Sequence[str], optional: Sequence[str], ref: Callable[[str], str]
+) -> list[str]:
+    """The keyword parameters passing graph inputs: required ones, then optional ones."""
+    keywords = [f"{graph.inputs[t]}: {ref(t)}" for t in inputs]
+    keywords += [f"{graph.inputs[t]}: {ref(t)} | None = None" for t in optional]
+    return keywords
+
+
+def _runs(graph: GraphModel, sets: list[_InputSet], ref: Callable[[str], str]) -> list[str]:
+    """The typed ``run`` signatures: one per set of inputs, generic in the targets that
+    take them. Several are overloads of the untyped implementation; one alone is for type
+    checkers only (nested one level deeper), so that at run time any keyword reaches the
+    runtime's input checks and their messages."""
+    depth = 1 if len(sets) > 1 else 2
+    signatures = []
+    for group in sets:
+        keywords = _keywords(graph, group.inputs, group.optional, ref)
+        params = ["self", f"target: type[{group.target}]", "/", "*", *keywords, *RUN_PARAMS]
+        signatures.append(
+            pyfmt.signature("async def run", params, f" -> {group.target}:", depth=depth)
+        )
+    return signatures
+
+
+def _durable_entries(
+    graph: GraphModel,
+    ref: Callable[[str], str],
+    sets: list[_InputSet],
+    targets: _TargetVars,
+) -> dict[str, object]:
+    """The typed durable entry points: ``enqueue`` and ``schedule`` per set of inputs (an
+    overload each when there are several sets), ``result`` over every target."""
+    result_type = targets.annotation([t.type for t in graph.targets], f"_{graph.name}Target")
     return {
-        "typed_dicts": [_typed_dict(graph, group, ref) for group in sets.values()],
+        "typed_dicts": [_typed_dict(graph, group, ref) for group in sets],
         "enqueues": [
             pyfmt.signature(
                 "async def enqueue",
@@ -402,7 +427,7 @@ def _durable_entries(
                 " -> int | None:",
                 depth=1,
             )
-            for group in sets.values()
+            for group in sets
         ],
         "schedules": [
             pyfmt.signature(
@@ -422,7 +447,7 @@ def _durable_entries(
                 " -> str:",
                 depth=1,
             )
-            for group in sets.values()
+            for group in sets
         ],
         "durable_overloads": len(sets) > 1,
         "result": pyfmt.signature(
@@ -448,22 +473,24 @@ def _typed_dict(graph: GraphModel, group: _InputSet, ref: Callable[[str], str]) 
     return "\n".join(lines)
 
 
-def _batch_runs(graph: GraphModel, ref: Callable[[str], str]) -> list[str]:
-    """The ``run_batch`` overloads: per batch target, one that raises and one that collects."""
+def _batch_runs(graph: GraphModel, ref: Callable[[str], str], targets: _TargetVars) -> list[str]:
+    """The ``run_batch`` overloads: per set of shared inputs, one that raises and one that
+    collects, generic in the batch targets that take those inputs."""
     item = graph.item_type
     if item is None:
         return []
-    signatures = []
+    sets: dict[tuple[tuple[str, ...], tuple[str, ...]], list[str]] = {}
     for target in graph.targets:
-        if target.batch is None:
-            continue
-        keywords = [f"{graph.inputs[t]}: {ref(t)}" for t in target.inputs if t != item]
-        keywords += [
-            f"{graph.inputs[t]}: {ref(t)} | None = None"
-            for t in target.optional_inputs
-            if t != item
-        ]
-        result = ref(target.type)
+        if target.batch is not None:
+            shared = tuple(t for t in target.inputs if t != item)
+            optional = tuple(t for t in target.optional_inputs if t != item)
+            sets.setdefault((shared, optional), []).append(target.type)
+    signatures = []
+    for number, ((shared, optional), types) in enumerate(sets.items(), start=1):
+        keywords = _keywords(graph, shared, optional, ref)
+        result = targets.annotation(
+            types, f"_{graph.name}BatchTarget{number if number > 1 else ''}"
+        )
         for policy, returns in (
             ('Literal["raise"] = "raise"', f"list[{result}]"),
             ('Literal["collect"]', f"list[{result} | _ItemError]"),
@@ -523,20 +550,7 @@ def _step_node(spec: Step) -> Node:
         kwargs.append(("inputs", Tuple([_input_node(i.name, i.type, i.kind) for i in spec.inputs])))
     if spec.needs:
         kwargs.append(("needs", Tuple([string(n) for n in spec.needs])))
-    for option in (
-        "blocking",
-        "timeout",
-        "retry",
-        "cache",
-        "max_concurrency",
-        "delivery",
-        "subgraph",
-        "durable",
-        "sensitive",
-    ):
-        value = getattr(spec, option)
-        if value != getattr(_DEFAULT_STEP, option):
-            kwargs.append((option, _value_node(value)))
+    kwargs += _changed(spec, _DEFAULT_STEP, skip=_STEP_FACTS)
     return Call("_plan.Step", kwargs=kwargs)
 
 
@@ -577,34 +591,25 @@ def _batch_node(batch: Batch) -> Node:
     return Call("_plan.Batch", kwargs=kwargs)
 
 
+def _changed(value: object, default: object, skip: Collection[str] = ()) -> list[tuple[str, Node]]:
+    """The fields of dataclass ``value`` that differ from ``default``'s, as keywords: a plan
+    states the options a proto sets, never their defaults (new fields flow through)."""
+    return [
+        (f.name, _value_node(getattr(value, f.name)))
+        for f in dataclasses.fields(value)  # type: ignore[arg-type]
+        if f.name not in skip and getattr(value, f.name) != getattr(default, f.name)
+    ]
+
+
 def _value_node(value: object) -> Node:
-    if isinstance(value, bool | int):
-        return Raw(repr(value))
-    if isinstance(value, float):
+    if isinstance(value, bool | int | float):
         return Raw(repr(value))
     if isinstance(value, str):
         return string(value)
+    if isinstance(value, tuple):
+        return Tuple([_value_node(v) for v in value])
     if isinstance(value, CacheScope | Delivery):
         return Raw(f"_plan.{type(value).__name__}.{value.name}")
-    if isinstance(value, RetryPolicy):
-        return Call(
-            "_plan.RetryPolicy",
-            kwargs=[
-                ("max_attempts", Raw(repr(value.max_attempts))),
-                ("initial_interval", Raw(repr(value.initial_interval))),
-                ("backoff_coefficient", Raw(repr(value.backoff_coefficient))),
-                ("maximum_interval", Raw(repr(value.maximum_interval))),
-                ("non_retryable_errors", Tuple([string(e) for e in value.non_retryable_errors])),
-                ("jitter", Raw(repr(value.jitter))),
-            ],
-        )
-    if isinstance(value, CachePolicy):
-        kwargs: list[tuple[str, Node]] = [("scope", _value_node(value.scope))]
-        if value.ttl is not None:
-            kwargs.append(("ttl", Raw(repr(value.ttl))))
-        if value.version:
-            kwargs.append(("version", string(value.version)))
-        if value.namespace:
-            kwargs.append(("namespace", string(value.namespace)))
-        return Call("_plan.CachePolicy", kwargs=kwargs)
+    if isinstance(value, RetryPolicy | CachePolicy):
+        return Call(f"_plan.{type(value).__name__}", kwargs=_changed(value, type(value)()))
     raise TypeError(f"cannot render option value {value!r}")

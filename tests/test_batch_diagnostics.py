@@ -7,6 +7,7 @@ plugin computes in-process.
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 from conftest import compile_request, write_protos
@@ -389,7 +390,16 @@ def test_generated_module_has_run_batch_only_for_targets_that_depend_on_the_item
     assert 'items="shop.Movie"' in movies
     assert "items=" not in plain.replace("items: Sequence", "")
     assert "def run_batch" not in plain
-    assert movies.count("    @overload\n    async def run_batch(") == 8  # 4 targets x 2 policies
-    assert "target: type[bad_pb2.Hint],\n        items" not in movies
+    # Two sets of shared inputs (none; config) x two policies, each generic in its targets.
+    assert movies.count("    @overload\n    async def run_batch(") == 4
+    found = re.findall(r"target: type\[(\w+)\],\n        items", movies)
+    batch_targets = set(found) - {"_M"}  # _M: the implementation behind the overloads
+    assert batch_targets == {"_MoviesMovieInputsTarget", "_MoviesMovieConfigInputsTarget"}
+    constraints = {
+        name: movies.split(f"{name} = TypeVar(")[1].split(")")[0] for name in batch_targets
+    }
+    assert "bad_pb2.Score" in constraints["_MoviesMovieInputsTarget"]
+    assert "bad_pb2.Summary" in constraints["_MoviesMovieConfigInputsTarget"]
+    assert not any("Hint" in found for found in constraints.values())
     # The shared input is a keyword of run_batch; the item is not.
     assert "items: Sequence[bad_pb2.Movie],\n        /,\n        *,\n        config:" in movies

@@ -123,14 +123,14 @@ async def batches(
     await ranking.run_batch(movies_pb2.Ranked, movies)  # E: call-overload No overload variant of "run_batch" of "Ranking" matches argument types "type[Ranked]", "list[Movie]"
     await ranking.run_batch(movies_pb2.Ranked, movies, weight=None)  # E: call-overload No overload variant of "run_batch" of "Ranking"
     # Items of the wrong type, or one item instead of a sequence.
-    await graph.run_batch(movies_pb2.EnrichedMovie, [shapes_pb2.Seed()])  # E: arg-type,list-item List item 0 has incompatible type "Seed"; expected "Movie"
+    await graph.run_batch(movies_pb2.EnrichedMovie, [shapes_pb2.Seed()])  # E: list-item List item 0 has incompatible type "Seed"; expected "Movie"
     await graph.run_batch(movies_pb2.EnrichedMovie, movies[0])  # E: call-overload "type[EnrichedMovie]", "Movie"
     # The items are positional; the item type is not a keyword of run_batch.
     await graph.run_batch(movies_pb2.EnrichedMovie, items=movies)  # E: call-overload Unexpected keyword argument "items"
     await graph.run_batch(movies_pb2.EnrichedMovie, movies, movie=movies[0])  # E: call-overload Unexpected keyword argument "movie"
     # A target that does not depend on the items, or that the graph does not produce.
-    await ranking.run_batch(movies_pb2.Label, movies, weight=weight)  # E: arg-type Argument 1 to "run_batch" of "Ranking" has incompatible type "type[Label]"
-    await graph.run_batch(movies_pb2.Movie, movies)  # E: arg-type Argument 1 to "run_batch" of "Movies" has incompatible type "type[Movie]"
+    await ranking.run_batch(movies_pb2.Label, movies, weight=weight)  # E: type-var Value of type variable "_RankingMovieWeightInputsTarget" of "run_batch" of "Ranking" cannot be "Label"
+    await graph.run_batch(movies_pb2.Movie, movies)  # E: type-var Value of type variable "_MoviesTarget" of "run_batch" of "Movies" cannot be "Movie"
     # An unknown failure policy, or a bad limit.
     await graph.run_batch(movies_pb2.EnrichedMovie, movies, on_error="ignore")  # E: call-overload "type[EnrichedMovie]", "list[Movie]", "str"
     await graph.run_batch(movies_pb2.EnrichedMovie, movies, max_concurrency="4")  # E: call-overload "type[EnrichedMovie]", "list[Movie]", "str"

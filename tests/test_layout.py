@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import ast
 import os
+import re
 import subprocess
 import sys
 import textwrap
@@ -125,11 +126,16 @@ def test_manifest_format(tmp_path: Path) -> None:
     out = tmp_path / "gen"
     _ok(*_min(protos, "-o", out))
     files = ["shop/__init__.py", "shop/a_docket.py", "shop/a_pb2.py", "shop/a_pb2.pyi"]
-    assert (out / ".docket-manifest").read_text() == (
-        "# Written by docket-gen: the files it generated in this folder. It deletes the ones\n"
-        "# it no longer generates (unless edited since) on its next run. Do not edit.\n"
-        + "".join(f"{digest((out / f).read_bytes())}  {f}\n" for f in files)
+    head, second, *entries = (out / ".docket-manifest").read_text().split("\n", 2)
+    assert head == (
+        "# Written by docket-gen: the files it generated in this folder. It deletes the ones"
     )
+    assert second == (
+        "# it no longer generates (unless edited since) on its next run. Do not edit."
+    )
+    recorded, listed = entries[0].split("\n", 1)
+    assert re.fullmatch(r"# inputs: [0-9a-f]{64}", recorded)
+    assert listed == "".join(f"{digest((out / f).read_bytes())}  {f}\n" for f in files)
 
 
 def test_a_renamed_proto_leaves_no_orphans(tmp_path: Path) -> None:

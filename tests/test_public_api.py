@@ -13,7 +13,10 @@ from __future__ import annotations
 import ast
 import importlib
 import inspect
+import os
 import pkgutil
+import subprocess
+import sys
 from pathlib import Path
 
 import docket_runtime
@@ -140,3 +143,46 @@ def test_generated_code_imports_only_public_names() -> None:
                     assert alias.name in docket_runtime.__all__ or alias.name in PUBLIC_IMPORTS, (
                         f"{path.name} imports docket_runtime.{alias.name}"
                     )
+
+
+def _fresh_python(code: str, path: Path | None = None) -> str:
+    """What ``code`` prints in a new interpreter (``path`` first on ``sys.path``)."""
+    env = dict(os.environ)
+    if path is not None:
+        env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(path), env.get("PYTHONPATH")]))
+    done = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, env=env, check=False
+    )
+    assert done.returncode == 0, done.stderr
+    return done.stdout
+
+
+def test_importing_a_generated_pb2_loads_the_options_module_only(gen_dir: Path) -> None:
+    loaded = _fresh_python(
+        "import sys\n"
+        "import testgraphs.shapes_pb2\n"
+        "print(*sorted(m for m in sys.modules if m.startswith('docket_runtime')))\n",
+        gen_dir,
+    )
+    assert loaded.split() == ["docket_runtime", "docket_runtime.options_pb2"]
+
+
+def test_public_names_load_on_first_use_from_where_type_checkers_read_them() -> None:
+    source = ast.parse((ROOT / "__init__.py").read_text())
+    checked = {}  # name -> module, from the imports under `if TYPE_CHECKING:`
+    for node in ast.walk(source):
+        if isinstance(node, ast.If) and ast.unparse(node.test) == "TYPE_CHECKING":
+            for found in ast.walk(node):
+                if isinstance(found, ast.ImportFrom):
+                    checked.update({a.name: "." + (found.module or "") for a in found.names})
+    homes = docket_runtime._HOMES
+    assert checked == homes
+    assert sorted(homes) == docket_runtime.__all__
+    assert set(docket_runtime.__all__) <= set(dir(docket_runtime))
+    everything = _fresh_python(
+        "from docket_runtime import *\n"
+        "import docket_runtime.context\n"
+        "import docket_runtime\n"
+        "print(callable(context), docket_runtime.context is context, Graph.__name__)\n"
+    )
+    assert everything.split() == ["True", "True", "Graph"]

@@ -345,23 +345,23 @@ async def runs(
     await single.run(shapes_pb2.Total)  # E: call-arg Missing named argument "seed" for "run" of "Single"
     await single.run(shapes_pb2.Hint, seed=seed)  # E: arg-type Argument 1 to "run" of "Single" has incompatible type "type[Hint]"
     # A graph input the target needs is missing.
-    await diamond.run(shapes_pb2.Joined)  # E: call-overload No overload variant of "run" of "Diamond" matches argument type "type[Joined]"
+    await diamond.run(shapes_pb2.Joined)  # E: call-arg Missing named argument "seed" for "run" of "Diamond"
     await fan.run(shapes_pb2.Fanned, hint=shapes_pb2.Hint())  # E: call-overload No overload variant of "run" of "Fan"
     await chain.run(shapes_pb2.Total)  # E: arg-type Argument 1 to "run" of "Chain" has incompatible type "type[Total]"
     # A target the graph does not produce.
-    await diamond.run(shapes_pb2.Hint, seed=seed)  # E: arg-type Argument 1 to "run" of "Diamond" has incompatible type "type[Hint]"
-    await diamond.run(shapes_pb2.Seed, seed=seed)  # E: arg-type Argument 1 to "run" of "Diamond" has incompatible type "type[Seed]"
+    await diamond.run(shapes_pb2.Hint, seed=seed)  # E: type-var Value of type variable "_DiamondTarget" of "run" of "Diamond" cannot be "Hint"
+    await diamond.run(shapes_pb2.Seed, seed=seed)  # E: type-var Value of type variable "_DiamondTarget" of "run" of "Diamond" cannot be "Seed"
     # An input of the wrong type, or None for a required one.
-    await diamond.run(shapes_pb2.Joined, seed=shapes_pb2.Left())  # E: call-overload No overload variant of "run" of "Diamond" matches argument types "type[Joined]", "Left"
-    await diamond.run(shapes_pb2.Joined, seed=None)  # E: call-overload matches argument types "type[Joined]", "None"
+    await diamond.run(shapes_pb2.Joined, seed=shapes_pb2.Left())  # E: arg-type Argument "seed" to "run" of "Diamond" has incompatible type "Left"; expected "Seed"
+    await diamond.run(shapes_pb2.Joined, seed=None)  # E: arg-type Argument "seed" to "run" of "Diamond" has incompatible type "None"; expected "Seed"
     await fan.run(shapes_pb2.Fanned, seed=seed, hint=seed)  # E: call-overload matches argument types "type[Fanned]", "Seed", "Seed"
     # An input the target does not take, or an input passed positionally.
-    await diamond.run(shapes_pb2.Joined, seed=seed, hint=shapes_pb2.Hint())  # E: call-overload Unexpected keyword argument "hint" for overloaded function "run" of "Diamond"
+    await diamond.run(shapes_pb2.Joined, seed=seed, hint=shapes_pb2.Hint())  # E: call-arg Unexpected keyword argument "hint" for "run" of "Diamond"
     await fan.run(shapes_pb2.A, seed=seed, hint=shapes_pb2.Hint())  # E: arg-type Argument 1 to "run" of "Fan" has incompatible type "type[A]"; expected "type[Fanned]"
-    await chain.run(shapes_pb2.Hint, seed=seed)  # E: arg-type Argument 1 to "run" of "Chain" has incompatible type "type[Hint]"
-    await diamond.run(shapes_pb2.Joined, seed)  # E: call-overload matches argument types "type[Joined]", "Seed"
+    await chain.run(shapes_pb2.Hint, seed=seed)  # E: type-var Value of type variable "_ChainSeedInputsTarget" of "run" of "Chain" cannot be "Hint"
+    await diamond.run(shapes_pb2.Joined, seed)  # E: call-arg Too many positional arguments for "run" of "Diamond"
     # The result has the target's type.
-    left: shapes_pb2.Left = await diamond.run(shapes_pb2.Joined, seed=seed)  # E: assignment expression has type "Joined", variable has type "Left"
+    left: shapes_pb2.Left = await diamond.run(shapes_pb2.Joined, seed=seed)  # E: arg-type Argument 1 to "run" of "Diamond" has incompatible type "type[Joined]"; expected "type[Left]"
 """  # noqa: E501
 
 

@@ -106,14 +106,7 @@ USER_GRAPH_PLAN = _plan.GraphPlan(
             output="parallel.UserProfile",
             inputs=(_plan.Input("user_id", "parallel.UserId"),),
             timeout=5.0,
-            retry=_plan.RetryPolicy(
-                max_attempts=3,
-                initial_interval=0.1,
-                backoff_coefficient=2.0,
-                maximum_interval=10.0,
-                non_retryable_errors=(),
-                jitter=0.2,
-            ),
+            retry=_plan.RetryPolicy(initial_interval=0.1, maximum_interval=10.0),
         ),
         _plan.Step(
             name="FetchPreferences",
@@ -222,82 +215,49 @@ class UserGraph(_Graph[UserGraphSteps]):
     class UserIdInputs(TypedDict):
         user_id: users_pb2.UserId
 
-    @overload
-    async def run(
-        self,
-        target: type[users_pb2.UserProfile],
-        /,
-        *,
-        user_id: users_pb2.UserId,
-        execution_id: str | None = None,
-        deadline: float | None = None,
-        resume: bool = False,
-    ) -> users_pb2.UserProfile: ...
+    if TYPE_CHECKING:  # the typed form; at run time the keywords reach the input checks
 
-    @overload
-    async def run(
-        self,
-        target: type[users_pb2.UserPreferences],
-        /,
-        *,
-        user_id: users_pb2.UserId,
-        execution_id: str | None = None,
-        deadline: float | None = None,
-        resume: bool = False,
-    ) -> users_pb2.UserPreferences: ...
+        async def run(
+            self,
+            target: type[_UserGraphTarget],
+            /,
+            *,
+            user_id: users_pb2.UserId,
+            execution_id: str | None = None,
+            deadline: float | None = None,
+            resume: bool = False,
+        ) -> _UserGraphTarget: ...
 
-    @overload
-    async def run(
-        self,
-        target: type[users_pb2.UserActivity],
-        /,
-        *,
-        user_id: users_pb2.UserId,
-        execution_id: str | None = None,
-        deadline: float | None = None,
-        resume: bool = False,
-    ) -> users_pb2.UserActivity: ...
+    else:
 
-    @overload
-    async def run(
-        self,
-        target: type[users_pb2.EnrichedUser],
-        /,
-        *,
-        user_id: users_pb2.UserId,
-        execution_id: str | None = None,
-        deadline: float | None = None,
-        resume: bool = False,
-    ) -> users_pb2.EnrichedUser: ...
+        async def run(
+            self,
+            target: type[_M],
+            /,
+            *,
+            execution_id: str | None = None,
+            deadline: float | None = None,
+            resume: bool = False,
+            **inputs: _Message | None,
+        ) -> _M:
+            """Run the steps ``target`` needs, concurrently where they are independent.
 
-    async def run(
-        self,
-        target: type[_M],
-        /,
-        *,
-        execution_id: str | None = None,
-        deadline: float | None = None,
-        resume: bool = False,
-        **inputs: _Message | None,
-    ) -> _M:
-        """Run the steps ``target`` needs, concurrently where they are independent.
-
-        ``execution_id`` names the execution (random by default); ``deadline``
-        bounds it, in seconds. An ``execution_id`` used before with other
-        inputs is refused unless ``resume=True``.
-        """
-        return await self.run_target(
-            target,
-            inputs,
-            execution_id=execution_id,
-            deadline=deadline,
-            resume=resume,
-        )
+            ``execution_id`` names the execution (random by default); ``deadline``
+            bounds it, in seconds. An ``execution_id`` used before with other
+            inputs is refused unless ``resume=True``.
+            """
+            return await self.run_target(
+                target,
+                inputs,
+                execution_id=execution_id,
+                deadline=deadline,
+                resume=resume,
+            )
 
     @overload
     async def run_batch(
         self,
-        target: type[users_pb2.UserProfile],
+        target: type[_UserGraphTarget],
         items: Sequence[users_pb2.UserId],
         /,
         *,
@@ -306,12 +266,12 @@ class UserGraph(_Graph[UserGraphSteps]):
         execution_id: str | None = None,
         deadline: float | None = None,
         resume: bool = False,
-    ) -> list[users_pb2.UserProfile]: ...
+    ) -> list[_UserGraphTarget]: ...
 
     @overload
     async def run_batch(
         self,
-        target: type[users_pb2.UserProfile],
+        target: type[_UserGraphTarget],
         items: Sequence[users_pb2.UserId],
         /,
         *,
@@ -320,91 +280,7 @@ class UserGraph(_Graph[UserGraphSteps]):
         execution_id: str | None = None,
         deadline: float | None = None,
         resume: bool = False,
-    ) -> list[users_pb2.UserProfile | _ItemError]: ...
-
-    @overload
-    async def run_batch(
-        self,
-        target: type[users_pb2.UserPreferences],
-        items: Sequence[users_pb2.UserId],
-        /,
-        *,
-        max_concurrency: int | None = None,
-        on_error: Literal["raise"] = "raise",
-        execution_id: str | None = None,
-        deadline: float | None = None,
-        resume: bool = False,
-    ) -> list[users_pb2.UserPreferences]: ...
-
-    @overload
-    async def run_batch(
-        self,
-        target: type[users_pb2.UserPreferences],
-        items: Sequence[users_pb2.UserId],
-        /,
-        *,
-        max_concurrency: int | None = None,
-        on_error: Literal["collect"],
-        execution_id: str | None = None,
-        deadline: float | None = None,
-        resume: bool = False,
-    ) -> list[users_pb2.UserPreferences | _ItemError]: ...
-
-    @overload
-    async def run_batch(
-        self,
-        target: type[users_pb2.UserActivity],
-        items: Sequence[users_pb2.UserId],
-        /,
-        *,
-        max_concurrency: int | None = None,
-        on_error: Literal["raise"] = "raise",
-        execution_id: str | None = None,
-        deadline: float | None = None,
-        resume: bool = False,
-    ) -> list[users_pb2.UserActivity]: ...
-
-    @overload
-    async def run_batch(
-        self,
-        target: type[users_pb2.UserActivity],
-        items: Sequence[users_pb2.UserId],
-        /,
-        *,
-        max_concurrency: int | None = None,
-        on_error: Literal["collect"],
-        execution_id: str | None = None,
-        deadline: float | None = None,
-        resume: bool = False,
-    ) -> list[users_pb2.UserActivity | _ItemError]: ...
-
-    @overload
-    async def run_batch(
-        self,
-        target: type[users_pb2.EnrichedUser],
-        items: Sequence[users_pb2.UserId],
-        /,
-        *,
-        max_concurrency: int | None = None,
-        on_error: Literal["raise"] = "raise",
-        execution_id: str | None = None,
-        deadline: float | None = None,
-        resume: bool = False,
-    ) -> list[users_pb2.EnrichedUser]: ...
-
-    @overload
-    async def run_batch(
-        self,
-        target: type[users_pb2.EnrichedUser],
-        items: Sequence[users_pb2.UserId],
-        /,
-        *,
-        max_concurrency: int | None = None,
-        on_error: Literal["collect"],
-        execution_id: str | None = None,
-        deadline: float | None = None,
-        resume: bool = False,
-    ) -> list[users_pb2.EnrichedUser | _ItemError]: ...
+    ) -> list[_UserGraphTarget | _ItemError]: ...
 
     async def run_batch(
         self,

@@ -91,11 +91,8 @@ MOVIES_PLAN = _plan.GraphPlan(
             ),
             needs=("ComputeBatchStats",),
             retry=_plan.RetryPolicy(
-                max_attempts=3,
                 initial_interval=0.01,
-                backoff_coefficient=2.0,
                 maximum_interval=1.0,
-                non_retryable_errors=(),
                 jitter=0.0,
             ),
             max_concurrency=3,
@@ -153,58 +150,49 @@ class Movies(_Graph[MoviesSteps]):
     class MovieInputs(TypedDict):
         movie: movies_pb2.Movie
 
-    @overload
-    async def run(
-        self,
-        target: type[movies_pb2.BatchStats],
-        /,
-        *,
-        movie: movies_pb2.Movie,
-        execution_id: str | None = None,
-        deadline: float | None = None,
-        resume: bool = False,
-    ) -> movies_pb2.BatchStats: ...
+    if TYPE_CHECKING:  # the typed form; at run time the keywords reach the input checks
 
-    @overload
-    async def run(
-        self,
-        target: type[movies_pb2.EnrichedMovie],
-        /,
-        *,
-        movie: movies_pb2.Movie,
-        execution_id: str | None = None,
-        deadline: float | None = None,
-        resume: bool = False,
-    ) -> movies_pb2.EnrichedMovie: ...
+        async def run(
+            self,
+            target: type[_MoviesTarget],
+            /,
+            *,
+            movie: movies_pb2.Movie,
+            execution_id: str | None = None,
+            deadline: float | None = None,
+            resume: bool = False,
+        ) -> _MoviesTarget: ...
 
-    async def run(
-        self,
-        target: type[_M],
-        /,
-        *,
-        execution_id: str | None = None,
-        deadline: float | None = None,
-        resume: bool = False,
-        **inputs: _Message | None,
-    ) -> _M:
-        """Run the steps ``target`` needs, concurrently where they are independent.
+    else:
 
-        ``execution_id`` names the execution (random by default); ``deadline``
-        bounds it, in seconds. An ``execution_id`` used before with other
-        inputs is refused unless ``resume=True``.
-        """
-        return await self.run_target(
-            target,
-            inputs,
-            execution_id=execution_id,
-            deadline=deadline,
-            resume=resume,
-        )
+        async def run(
+            self,
+            target: type[_M],
+            /,
+            *,
+            execution_id: str | None = None,
+            deadline: float | None = None,
+            resume: bool = False,
+            **inputs: _Message | None,
+        ) -> _M:
+            """Run the steps ``target`` needs, concurrently where they are independent.
+
+            ``execution_id`` names the execution (random by default); ``deadline``
+            bounds it, in seconds. An ``execution_id`` used before with other
+            inputs is refused unless ``resume=True``.
+            """
+            return await self.run_target(
+                target,
+                inputs,
+                execution_id=execution_id,
+                deadline=deadline,
+                resume=resume,
+            )
 
     @overload
     async def run_batch(
         self,
-        target: type[movies_pb2.BatchStats],
+        target: type[_MoviesTarget],
         items: Sequence[movies_pb2.Movie],
         /,
         *,
@@ -213,12 +201,12 @@ class Movies(_Graph[MoviesSteps]):
         execution_id: str | None = None,
         deadline: float | None = None,
         resume: bool = False,
-    ) -> list[movies_pb2.BatchStats]: ...
+    ) -> list[_MoviesTarget]: ...
 
     @overload
     async def run_batch(
         self,
-        target: type[movies_pb2.BatchStats],
+        target: type[_MoviesTarget],
         items: Sequence[movies_pb2.Movie],
         /,
         *,
@@ -227,35 +215,7 @@ class Movies(_Graph[MoviesSteps]):
         execution_id: str | None = None,
         deadline: float | None = None,
         resume: bool = False,
-    ) -> list[movies_pb2.BatchStats | _ItemError]: ...
-
-    @overload
-    async def run_batch(
-        self,
-        target: type[movies_pb2.EnrichedMovie],
-        items: Sequence[movies_pb2.Movie],
-        /,
-        *,
-        max_concurrency: int | None = None,
-        on_error: Literal["raise"] = "raise",
-        execution_id: str | None = None,
-        deadline: float | None = None,
-        resume: bool = False,
-    ) -> list[movies_pb2.EnrichedMovie]: ...
-
-    @overload
-    async def run_batch(
-        self,
-        target: type[movies_pb2.EnrichedMovie],
-        items: Sequence[movies_pb2.Movie],
-        /,
-        *,
-        max_concurrency: int | None = None,
-        on_error: Literal["collect"],
-        execution_id: str | None = None,
-        deadline: float | None = None,
-        resume: bool = False,
-    ) -> list[movies_pb2.EnrichedMovie | _ItemError]: ...
+    ) -> list[_MoviesTarget | _ItemError]: ...
 
     async def run_batch(
         self,
@@ -601,7 +561,7 @@ class Ranking(_Graph[RankingSteps]):
     @overload
     async def run(
         self,
-        target: type[movies_pb2.MovieScore],
+        target: type[_RankingMovieWeightInputsTarget],
         /,
         *,
         movie: movies_pb2.Movie,
@@ -609,46 +569,7 @@ class Ranking(_Graph[RankingSteps]):
         execution_id: str | None = None,
         deadline: float | None = None,
         resume: bool = False,
-    ) -> movies_pb2.MovieScore: ...
-
-    @overload
-    async def run(
-        self,
-        target: type[movies_pb2.ScoreNorm],
-        /,
-        *,
-        movie: movies_pb2.Movie,
-        weight: movies_pb2.Weight,
-        execution_id: str | None = None,
-        deadline: float | None = None,
-        resume: bool = False,
-    ) -> movies_pb2.ScoreNorm: ...
-
-    @overload
-    async def run(
-        self,
-        target: type[movies_pb2.Ranked],
-        /,
-        *,
-        movie: movies_pb2.Movie,
-        weight: movies_pb2.Weight,
-        execution_id: str | None = None,
-        deadline: float | None = None,
-        resume: bool = False,
-    ) -> movies_pb2.Ranked: ...
-
-    @overload
-    async def run(
-        self,
-        target: type[movies_pb2.RankSummary],
-        /,
-        *,
-        movie: movies_pb2.Movie,
-        weight: movies_pb2.Weight,
-        execution_id: str | None = None,
-        deadline: float | None = None,
-        resume: bool = False,
-    ) -> movies_pb2.RankSummary: ...
+    ) -> _RankingMovieWeightInputsTarget: ...
 
     async def run(
         self,
@@ -677,7 +598,7 @@ class Ranking(_Graph[RankingSteps]):
     @overload
     async def run_batch(
         self,
-        target: type[movies_pb2.MovieScore],
+        target: type[_RankingMovieWeightInputsTarget],
         items: Sequence[movies_pb2.Movie],
         /,
         *,
@@ -687,12 +608,12 @@ class Ranking(_Graph[RankingSteps]):
         execution_id: str | None = None,
         deadline: float | None = None,
         resume: bool = False,
-    ) -> list[movies_pb2.MovieScore]: ...
+    ) -> list[_RankingMovieWeightInputsTarget]: ...
 
     @overload
     async def run_batch(
         self,
-        target: type[movies_pb2.MovieScore],
+        target: type[_RankingMovieWeightInputsTarget],
         items: Sequence[movies_pb2.Movie],
         /,
         *,
@@ -702,97 +623,7 @@ class Ranking(_Graph[RankingSteps]):
         execution_id: str | None = None,
         deadline: float | None = None,
         resume: bool = False,
-    ) -> list[movies_pb2.MovieScore | _ItemError]: ...
-
-    @overload
-    async def run_batch(
-        self,
-        target: type[movies_pb2.ScoreNorm],
-        items: Sequence[movies_pb2.Movie],
-        /,
-        *,
-        weight: movies_pb2.Weight,
-        max_concurrency: int | None = None,
-        on_error: Literal["raise"] = "raise",
-        execution_id: str | None = None,
-        deadline: float | None = None,
-        resume: bool = False,
-    ) -> list[movies_pb2.ScoreNorm]: ...
-
-    @overload
-    async def run_batch(
-        self,
-        target: type[movies_pb2.ScoreNorm],
-        items: Sequence[movies_pb2.Movie],
-        /,
-        *,
-        weight: movies_pb2.Weight,
-        max_concurrency: int | None = None,
-        on_error: Literal["collect"],
-        execution_id: str | None = None,
-        deadline: float | None = None,
-        resume: bool = False,
-    ) -> list[movies_pb2.ScoreNorm | _ItemError]: ...
-
-    @overload
-    async def run_batch(
-        self,
-        target: type[movies_pb2.Ranked],
-        items: Sequence[movies_pb2.Movie],
-        /,
-        *,
-        weight: movies_pb2.Weight,
-        max_concurrency: int | None = None,
-        on_error: Literal["raise"] = "raise",
-        execution_id: str | None = None,
-        deadline: float | None = None,
-        resume: bool = False,
-    ) -> list[movies_pb2.Ranked]: ...
-
-    @overload
-    async def run_batch(
-        self,
-        target: type[movies_pb2.Ranked],
-        items: Sequence[movies_pb2.Movie],
-        /,
-        *,
-        weight: movies_pb2.Weight,
-        max_concurrency: int | None = None,
-        on_error: Literal["collect"],
-        execution_id: str | None = None,
-        deadline: float | None = None,
-        resume: bool = False,
-    ) -> list[movies_pb2.Ranked | _ItemError]: ...
-
-    @overload
-    async def run_batch(
-        self,
-        target: type[movies_pb2.RankSummary],
-        items: Sequence[movies_pb2.Movie],
-        /,
-        *,
-        weight: movies_pb2.Weight,
-        max_concurrency: int | None = None,
-        on_error: Literal["raise"] = "raise",
-        execution_id: str | None = None,
-        deadline: float | None = None,
-        resume: bool = False,
-    ) -> list[movies_pb2.RankSummary]: ...
-
-    @overload
-    async def run_batch(
-        self,
-        target: type[movies_pb2.RankSummary],
-        items: Sequence[movies_pb2.Movie],
-        /,
-        *,
-        weight: movies_pb2.Weight,
-        max_concurrency: int | None = None,
-        on_error: Literal["collect"],
-        execution_id: str | None = None,
-        deadline: float | None = None,
-        resume: bool = False,
-    ) -> list[movies_pb2.RankSummary | _ItemError]: ...
+    ) -> list[_RankingMovieWeightInputsTarget | _ItemError]: ...
 
     async def run_batch(
         self,

@@ -182,82 +182,49 @@ class Diamond(_Graph[DiamondSteps]):
     class SeedInputs(TypedDict):
         seed: shapes_pb2.Seed
 
-    @overload
-    async def run(
-        self,
-        target: type[shapes_pb2.Extra],
-        /,
-        *,
-        seed: shapes_pb2.Seed,
-        execution_id: str | None = None,
-        deadline: float | None = None,
-        resume: bool = False,
-    ) -> shapes_pb2.Extra: ...
+    if TYPE_CHECKING:  # the typed form; at run time the keywords reach the input checks
 
-    @overload
-    async def run(
-        self,
-        target: type[shapes_pb2.Left],
-        /,
-        *,
-        seed: shapes_pb2.Seed,
-        execution_id: str | None = None,
-        deadline: float | None = None,
-        resume: bool = False,
-    ) -> shapes_pb2.Left: ...
+        async def run(
+            self,
+            target: type[_DiamondTarget],
+            /,
+            *,
+            seed: shapes_pb2.Seed,
+            execution_id: str | None = None,
+            deadline: float | None = None,
+            resume: bool = False,
+        ) -> _DiamondTarget: ...
 
-    @overload
-    async def run(
-        self,
-        target: type[shapes_pb2.Right],
-        /,
-        *,
-        seed: shapes_pb2.Seed,
-        execution_id: str | None = None,
-        deadline: float | None = None,
-        resume: bool = False,
-    ) -> shapes_pb2.Right: ...
+    else:
 
-    @overload
-    async def run(
-        self,
-        target: type[shapes_pb2.Joined],
-        /,
-        *,
-        seed: shapes_pb2.Seed,
-        execution_id: str | None = None,
-        deadline: float | None = None,
-        resume: bool = False,
-    ) -> shapes_pb2.Joined: ...
+        async def run(
+            self,
+            target: type[_M],
+            /,
+            *,
+            execution_id: str | None = None,
+            deadline: float | None = None,
+            resume: bool = False,
+            **inputs: _Message | None,
+        ) -> _M:
+            """Run the steps ``target`` needs, concurrently where they are independent.
 
-    async def run(
-        self,
-        target: type[_M],
-        /,
-        *,
-        execution_id: str | None = None,
-        deadline: float | None = None,
-        resume: bool = False,
-        **inputs: _Message | None,
-    ) -> _M:
-        """Run the steps ``target`` needs, concurrently where they are independent.
-
-        ``execution_id`` names the execution (random by default); ``deadline``
-        bounds it, in seconds. An ``execution_id`` used before with other
-        inputs is refused unless ``resume=True``.
-        """
-        return await self.run_target(
-            target,
-            inputs,
-            execution_id=execution_id,
-            deadline=deadline,
-            resume=resume,
-        )
+            ``execution_id`` names the execution (random by default); ``deadline``
+            bounds it, in seconds. An ``execution_id`` used before with other
+            inputs is refused unless ``resume=True``.
+            """
+            return await self.run_target(
+                target,
+                inputs,
+                execution_id=execution_id,
+                deadline=deadline,
+                resume=resume,
+            )
 
     @overload
     async def run_batch(
         self,
-        target: type[shapes_pb2.Extra],
+        target: type[_DiamondTarget],
         items: Sequence[shapes_pb2.Seed],
         /,
         *,
@@ -266,12 +233,12 @@ class Diamond(_Graph[DiamondSteps]):
         execution_id: str | None = None,
         deadline: float | None = None,
         resume: bool = False,
-    ) -> list[shapes_pb2.Extra]: ...
+    ) -> list[_DiamondTarget]: ...
 
     @overload
     async def run_batch(
         self,
-        target: type[shapes_pb2.Extra],
+        target: type[_DiamondTarget],
         items: Sequence[shapes_pb2.Seed],
         /,
         *,
@@ -280,91 +247,7 @@ class Diamond(_Graph[DiamondSteps]):
         execution_id: str | None = None,
         deadline: float | None = None,
         resume: bool = False,
-    ) -> list[shapes_pb2.Extra | _ItemError]: ...
-
-    @overload
-    async def run_batch(
-        self,
-        target: type[shapes_pb2.Left],
-        items: Sequence[shapes_pb2.Seed],
-        /,
-        *,
-        max_concurrency: int | None = None,
-        on_error: Literal["raise"] = "raise",
-        execution_id: str | None = None,
-        deadline: float | None = None,
-        resume: bool = False,
-    ) -> list[shapes_pb2.Left]: ...
-
-    @overload
-    async def run_batch(
-        self,
-        target: type[shapes_pb2.Left],
-        items: Sequence[shapes_pb2.Seed],
-        /,
-        *,
-        max_concurrency: int | None = None,
-        on_error: Literal["collect"],
-        execution_id: str | None = None,
-        deadline: float | None = None,
-        resume: bool = False,
-    ) -> list[shapes_pb2.Left | _ItemError]: ...
-
-    @overload
-    async def run_batch(
-        self,
-        target: type[shapes_pb2.Right],
-        items: Sequence[shapes_pb2.Seed],
-        /,
-        *,
-        max_concurrency: int | None = None,
-        on_error: Literal["raise"] = "raise",
-        execution_id: str | None = None,
-        deadline: float | None = None,
-        resume: bool = False,
-    ) -> list[shapes_pb2.Right]: ...
-
-    @overload
-    async def run_batch(
-        self,
-        target: type[shapes_pb2.Right],
-        items: Sequence[shapes_pb2.Seed],
-        /,
-        *,
-        max_concurrency: int | None = None,
-        on_error: Literal["collect"],
-        execution_id: str | None = None,
-        deadline: float | None = None,
-        resume: bool = False,
-    ) -> list[shapes_pb2.Right | _ItemError]: ...
-
-    @overload
-    async def run_batch(
-        self,
-        target: type[shapes_pb2.Joined],
-        items: Sequence[shapes_pb2.Seed],
-        /,
-        *,
-        max_concurrency: int | None = None,
-        on_error: Literal["raise"] = "raise",
-        execution_id: str | None = None,
-        deadline: float | None = None,
-        resume: bool = False,
-    ) -> list[shapes_pb2.Joined]: ...
-
-    @overload
-    async def run_batch(
-        self,
-        target: type[shapes_pb2.Joined],
-        items: Sequence[shapes_pb2.Seed],
-        /,
-        *,
-        max_concurrency: int | None = None,
-        on_error: Literal["collect"],
-        execution_id: str | None = None,
-        deadline: float | None = None,
-        resume: bool = False,
-    ) -> list[shapes_pb2.Joined | _ItemError]: ...
+    ) -> list[_DiamondTarget | _ItemError]: ...
 
     async def run_batch(
         self,
@@ -621,38 +504,14 @@ class Fan(_Graph[FanSteps]):
     @overload
     async def run(
         self,
-        target: type[shapes_pb2.A],
+        target: type[_FanSeedInputsTarget],
         /,
         *,
         seed: shapes_pb2.Seed,
         execution_id: str | None = None,
         deadline: float | None = None,
         resume: bool = False,
-    ) -> shapes_pb2.A: ...
-
-    @overload
-    async def run(
-        self,
-        target: type[shapes_pb2.B],
-        /,
-        *,
-        seed: shapes_pb2.Seed,
-        execution_id: str | None = None,
-        deadline: float | None = None,
-        resume: bool = False,
-    ) -> shapes_pb2.B: ...
-
-    @overload
-    async def run(
-        self,
-        target: type[shapes_pb2.C],
-        /,
-        *,
-        seed: shapes_pb2.Seed,
-        execution_id: str | None = None,
-        deadline: float | None = None,
-        resume: bool = False,
-    ) -> shapes_pb2.C: ...
+    ) -> _FanSeedInputsTarget: ...
 
     @overload
     async def run(
@@ -863,7 +722,6 @@ CHAIN_PLAN = _plan.GraphPlan(
                 backoff_coefficient=3.0,
                 maximum_interval=60.0,
                 non_retryable_errors=("ValueError",),
-                jitter=0.2,
             ),
             cache=_plan.CachePolicy(
                 scope=_plan.CacheScope.WORKFLOW,
@@ -919,11 +777,6 @@ _ChainSeedInputsTarget = TypeVar(
     shapes_pb2.A,
     shapes_pb2.Total,
 )
-_ChainCheckpointTarget = TypeVar(
-    "_ChainCheckpointTarget",
-    shapes_pb2.A,
-    shapes_pb2.Total,
-)
 
 
 class Chain(_Graph[ChainSteps]):
@@ -944,26 +797,14 @@ class Chain(_Graph[ChainSteps]):
     @overload
     async def run(
         self,
-        target: type[shapes_pb2.A],
+        target: type[_ChainSeedInputsTarget],
         /,
         *,
         seed: shapes_pb2.Seed,
         execution_id: str | None = None,
         deadline: float | None = None,
         resume: bool = False,
-    ) -> shapes_pb2.A: ...
-
-    @overload
-    async def run(
-        self,
-        target: type[shapes_pb2.Total],
-        /,
-        *,
-        seed: shapes_pb2.Seed,
-        execution_id: str | None = None,
-        deadline: float | None = None,
-        resume: bool = False,
-    ) -> shapes_pb2.Total: ...
+    ) -> _ChainSeedInputsTarget: ...
 
     @overload
     async def run(
@@ -1003,7 +844,7 @@ class Chain(_Graph[ChainSteps]):
     @overload
     async def run_batch(
         self,
-        target: type[shapes_pb2.A],
+        target: type[_ChainSeedInputsTarget],
         items: Sequence[shapes_pb2.Seed],
         /,
         *,
@@ -1012,12 +853,12 @@ class Chain(_Graph[ChainSteps]):
         execution_id: str | None = None,
         deadline: float | None = None,
         resume: bool = False,
-    ) -> list[shapes_pb2.A]: ...
+    ) -> list[_ChainSeedInputsTarget]: ...
 
     @overload
     async def run_batch(
         self,
-        target: type[shapes_pb2.A],
+        target: type[_ChainSeedInputsTarget],
         items: Sequence[shapes_pb2.Seed],
         /,
         *,
@@ -1026,35 +867,7 @@ class Chain(_Graph[ChainSteps]):
         execution_id: str | None = None,
         deadline: float | None = None,
         resume: bool = False,
-    ) -> list[shapes_pb2.A | _ItemError]: ...
-
-    @overload
-    async def run_batch(
-        self,
-        target: type[shapes_pb2.Total],
-        items: Sequence[shapes_pb2.Seed],
-        /,
-        *,
-        max_concurrency: int | None = None,
-        on_error: Literal["raise"] = "raise",
-        execution_id: str | None = None,
-        deadline: float | None = None,
-        resume: bool = False,
-    ) -> list[shapes_pb2.Total]: ...
-
-    @overload
-    async def run_batch(
-        self,
-        target: type[shapes_pb2.Total],
-        items: Sequence[shapes_pb2.Seed],
-        /,
-        *,
-        max_concurrency: int | None = None,
-        on_error: Literal["collect"],
-        execution_id: str | None = None,
-        deadline: float | None = None,
-        resume: bool = False,
-    ) -> list[shapes_pb2.Total | _ItemError]: ...
+    ) -> list[_ChainSeedInputsTarget | _ItemError]: ...
 
     async def run_batch(
         self,
@@ -1216,11 +1029,11 @@ class Chain(_Graph[ChainSteps]):
 
     async def fetch(
         self,
-        target: type[_ChainCheckpointTarget],
+        target: type[_ChainSeedInputsTarget],
         /,
         *,
         execution_id: str,
-    ) -> _ChainCheckpointTarget | None:
+    ) -> _ChainSeedInputsTarget | None:
         """What the step producing ``target`` kept for ``execution_id``, or ``None``."""
         return await self.fetch_target(target, execution_id=execution_id)
 
@@ -1277,29 +1090,44 @@ class Single(_Graph[SingleSteps]):
     class SeedInputs(TypedDict):
         seed: shapes_pb2.Seed
 
-    async def run(
-        self,
-        target: type[shapes_pb2.Total],
-        /,
-        *,
-        seed: shapes_pb2.Seed,
-        execution_id: str | None = None,
-        deadline: float | None = None,
-        resume: bool = False,
-    ) -> shapes_pb2.Total:
-        """Run the steps ``target`` needs, concurrently where they are independent.
+    if TYPE_CHECKING:  # the typed form; at run time the keywords reach the input checks
 
-        ``execution_id`` names the execution (random by default); ``deadline``
-        bounds it, in seconds. An ``execution_id`` used before with other
-        inputs is refused unless ``resume=True``.
-        """
-        return await self.run_target(
-            target,
-            {"seed": seed},
-            execution_id=execution_id,
-            deadline=deadline,
-            resume=resume,
-        )
+        async def run(
+            self,
+            target: type[shapes_pb2.Total],
+            /,
+            *,
+            seed: shapes_pb2.Seed,
+            execution_id: str | None = None,
+            deadline: float | None = None,
+            resume: bool = False,
+        ) -> shapes_pb2.Total: ...
+
+    else:
+
+        async def run(
+            self,
+            target: type[_M],
+            /,
+            *,
+            execution_id: str | None = None,
+            deadline: float | None = None,
+            resume: bool = False,
+            **inputs: _Message | None,
+        ) -> _M:
+            """Run the steps ``target`` needs, concurrently where they are independent.
+
+            ``execution_id`` names the execution (random by default); ``deadline``
+            bounds it, in seconds. An ``execution_id`` used before with other
+            inputs is refused unless ``resume=True``.
+            """
+            return await self.run_target(
+                target,
+                inputs,
+                execution_id=execution_id,
+                deadline=deadline,
+                resume=resume,
+            )
 
     @overload
     async def run_batch(
