@@ -240,11 +240,16 @@ def _plain_runner(
     and it leaves the context variable set (see :data:`~.context._current`).
     """
     name, out_slot, out_cls = table.step.name, table.out_slot, table.out_cls
+    # Most steps take one required input: read it directly (no argument tuple to unpack).
+    single = table.arg_slots[0] if table.all_required and len(table.arg_slots) == 1 else -1
 
     async def run(execution: Execution) -> None:
         _current.set((execution, name))
         try:
-            result = await call(*args_of(execution.values))
+            if single >= 0:
+                result = await call(execution.values[single])
+            else:
+                result = await call(*args_of(execution.values))
         except asyncio.CancelledError as exc:
             execution.step_context(name)._cancel()
             if _cancel_requested():

@@ -1562,8 +1562,12 @@ def test_a_blocking_step_sees_its_context_in_its_thread(pb: Any, dk: Any) -> Non
     assert (ctx.step, ctx.execution_id, ctx.attempt, ctx.detached) == ("Threaded", "t1", 1, False)
 
 
-def test_a_step_and_the_tasks_and_threads_it_starts_share_one_context(pb: Any, dk: Any) -> None:
-    # Main runs once (no retry): its context is made when first asked for, wherever that is.
+@pytest.mark.parametrize("step", ["Main", "Enrich"])
+def test_a_step_and_the_tasks_and_threads_it_starts_share_one_context(
+    pb: Any, dk: Any, step: str
+) -> None:
+    # Main runs once: its context is made when first asked for, wherever that is. Enrich
+    # has a retry policy: its context is made for each attempt before the attempt starts.
     seen: dict[str, StepContext] = {}
 
     async def ask() -> StepContext:
@@ -1574,12 +1578,12 @@ def test_a_step_and_the_tasks_and_threads_it_starts_share_one_context(pb: Any, d
         seen["thread"] = await asyncio.to_thread(context)
         seen["step"] = context()
 
-    impl = BranchesImpl(pb, Main=share)
+    impl = BranchesImpl(pb, **{step: share})
     run(dk.Branches(impl).run(pb.Report, ticket=pb.Ticket(id=1), execution_id="shared"))
 
-    assert seen["task"] is seen["thread"] is seen["step"] is impl.contexts["Main"]
+    assert seen["task"] is seen["thread"] is seen["step"] is impl.contexts[step]
     ctx = seen["step"]
-    assert (ctx.step, ctx.execution_id, ctx.attempt, ctx.detached) == ("Main", "shared", 1, False)
+    assert (ctx.step, ctx.execution_id, ctx.attempt, ctx.detached) == (step, "shared", 1, False)
     assert impl.contexts["Side"] is not ctx
     assert impl.contexts["Side"].step == "Side"
 
