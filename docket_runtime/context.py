@@ -41,7 +41,7 @@ class Execution:
         self._id = execution_id
         self.cut: dict[str, tuple[int, bool]] | None = None
         self.contexts: dict[str, StepContext] | None = None
-        """The contexts of steps that run once (see :data:`StepRun`), made on first use."""
+        """The contexts of steps with one attempt (see :data:`StepRun`), made on first use."""
 
     def step_context(self, step: str) -> StepContext:
         """The context of ``step``'s one attempt in this execution, made on its first use.
@@ -151,9 +151,9 @@ class StepContext:
 
 
 StepRun = tuple[Execution, str]
-"""The running step of a step run once (no retry): the context is made only if the step
-asks for it (:meth:`Execution.step_context`), and setting this costs no allocation
-beyond the tuple."""
+"""What the context variable holds while a step without retry, timeout, hooks or store
+runs (its one attempt): its execution and name. Its :class:`StepContext` is made only if
+the step, or a task or thread it started, asks for it (:meth:`Execution.step_context`)."""
 
 _current: ContextVar[StepContext | StepRun | None] = ContextVar("docket_step_context", default=None)
 """The running step. A step's runner sets it and does not reset it: the scheduler
