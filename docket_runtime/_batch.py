@@ -204,6 +204,7 @@ def _sub_table(
         chain=schedule.chain,
         inputs=(),
         keywords=frozenset(),
+        where=f"{tables.plan.name}: target {type_name}",
     )
 
 
@@ -232,6 +233,7 @@ class _ItemExecution(Execution):
         self._batch = batch
         self._index = index
         self.cut = None
+        self.contexts = None
 
     def was_cut(self, step: str, attempt: int, waiting: bool = False) -> None:
         self._batch.was_cut(step, attempt, waiting)  # the batch's deadline reports it

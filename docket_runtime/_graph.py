@@ -231,7 +231,7 @@ class Graph(Generic[S]):
                 "a store and record=True"
             )
         execution = Execution(self.plan.name, len(self._tables.slots), execution_id)
-        fill_inputs(table.inputs, table.keywords, inputs, execution.values, self._where(table))
+        fill_inputs(table.inputs, table.keywords, inputs, execution.values, table.where)
         deadline = self.deadline if deadline is None else deadline
         # Checkpoints can exist only for an id the caller chose (a rerun or a resume).
         lookup = execution_id is not None and target in self._resumable
@@ -449,14 +449,11 @@ class Graph(Generic[S]):
         """Raise TypeError unless ``inputs`` are valid graph inputs for running ``target``."""
         table = self._target_table(target)
         values = [None] * len(self._tables.slots)
-        fill_inputs(table.inputs, table.keywords, inputs, values, self._where(table))
+        fill_inputs(table.inputs, table.keywords, inputs, values, table.where)
 
     def producer(self, target: type[Message]) -> Step:
         """The plan step producing ``target`` (TypeError if the graph has none)."""
         return self._step_producing(target).step
-
-    def _where(self, table: TargetTable) -> str:
-        return f"{self.plan.name}: target {table.type_name}"
 
     def _target_table(self, target: type[Message], entry: str | None = None) -> TargetTable:
         try:

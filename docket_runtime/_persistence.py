@@ -158,4 +158,5 @@ def prune(target: TargetTable, known: set[int]) -> TargetTable:
         chain=schedule.chain,
         inputs=target.inputs,
         keywords=target.keywords,
+        where=target.where,
     )

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import operator
 import os
 import socket
 import time
@@ -238,22 +239,28 @@ def make_runner(
 def _plain_runner(
     table: StepTable,
     call: Callable[..., Awaitable[Any]],
-    args_of: Callable[[list[Message | None]], list[Any]],
+    args_of: Callable[[list[Message | None]], Sequence[Any]],
 ) -> Runner:
     """The runner of a step with no retry, timeout, hooks or store: one attempt, nothing else.
 
     Same outcomes as the general runner with those options unset; kept apart
     because most steps are like this and it halves the runtime's cost per step.
+    Its context is made only if the step asks for it (:data:`~.context.StepRun`),
+    and it leaves the context variable set (see :data:`~.context._current`).
     """
     name, out_slot, out_cls = table.step.name, table.out_slot, table.out_cls
+    # Most steps take one required input: read it directly (no argument tuple to unpack).
+    single = table.arg_slots[0] if table.all_required and len(table.arg_slots) == 1 else -1
 
     async def run(execution: Execution) -> None:
-        ctx = StepContext(execution, name, 1)
-        token = _current.set(ctx)
+        _current.set((execution, name))
         try:
-            result = await call(*args_of(execution.values))
+            if single >= 0:
+                result = await call(execution.values[single])
+            else:
+                result = await call(*args_of(execution.values))
         except asyncio.CancelledError as exc:
-            ctx._cancel()
+            execution.step_context(name)._cancel()
             if _cancel_requested():
                 execution.was_cut(name, 1)
                 raise
@@ -261,15 +268,13 @@ def _plain_runner(
         except Suspended:
             raise  # a subgraph step whose child execution continues in a new job
         except Exception as exc:
-            ctx._cancel()
+            execution.step_context(name)._cancel()
             if isinstance(exc, Abort | ExecutionAborted):
                 raise ExecutionAborted(name, exc, 1) from exc
             raise StepFailed(name, exc, 1) from exc
         except (SystemExit, KeyboardInterrupt) as exc:
-            ctx._cancel()
+            execution.step_context(name)._cancel()
             raise Exiting(exc) from exc
-        finally:
-            _current.reset(token)
         if type(result) is not out_cls:
             error = _wrong_type(name, result, out_cls)
             raise StepFailed(name, error, 1) from error
@@ -535,10 +540,14 @@ def _cancel_requested() -> bool:
     return task is None or task.cancelling() > 0
 
 
-def _args_reader(table: StepTable) -> Callable[[list[Message | None]], list[Any]]:
+def _args_reader(table: StepTable) -> Callable[[list[Message | None]], Sequence[Any]]:
     slots = table.arg_slots
     if table.all_required:
-        return lambda values: [values[s] for s in slots]
+        # operator.itemgetter reads in C: a one-item slice for one input (a list to unpack),
+        # the values themselves for more.
+        if len(slots) == 1:
+            return operator.itemgetter(slice(slots[0], slots[0] + 1))
+        return operator.itemgetter(*slots) if slots else lambda values: ()
     # Outside batch runs a repeated input gathers the one value its type has; in a batch
     # run (docket_runtime._batch) an aggregate finds the list of every item's value there.
     kinds = tuple(kind is InputKind.REPEATED for kind in table.arg_kinds)

@@ -17,84 +17,138 @@ results are kept), and the suspension is raised.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Coroutine
-from typing import Any
 
 from ._runner import Runner
 from ._tables import TargetTable
-from .context import Execution
+from .context import Execution, _current
 from .errors import RetryLater, StepFailed, Suspended
 
 _eager = getattr(asyncio, "eager_task_factory", None)
 
 
-def _start(coro: Coroutine[Any, Any, None]) -> asyncio.Task[None]:
-    loop = asyncio.get_running_loop()
-    if _eager is not None:
-        # Python 3.12+: a step that finishes without suspending never reaches the event loop queue.
-        task: asyncio.Task[None] = _eager(loop, coro)
-        return task
-    return loop.create_task(coro)
-
-
 async def execute(target: TargetTable, runners: tuple[Runner, ...], execution: Execution) -> None:
     """Run every step of ``target``; on a failure that matters cancel the rest and re-raise."""
+    # The runners set the step context variable without resetting it: restore it once here.
+    outer = _current.get()
     steps = target.steps
     tolerable = target.tolerable
-    if target.chain:
-        for pos, index in enumerate(steps):
-            try:
-                await runners[index](execution)
-            except StepFailed:
-                if not tolerable[pos]:
-                    raise
-        return
-    remaining = list(target.dep_counts)
-    dependents = target.dependents
-    ready = list(target.roots)
-    pending: dict[asyncio.Task[None], int] = {}
-    suspended: Suspended | None = None
-    while ready or pending:
-        if len(ready) == 1 and not pending:
-            pos = ready.pop()
-            try:
-                await runners[steps[pos]](execution)
-            except StepFailed:
-                if not tolerable[pos]:
-                    raise
-            _release(pos, dependents, remaining, ready)
-            continue
-        for pos in ready:
-            pending[_start(runners[steps[pos]](execution))] = pos
-        ready.clear()
-        done, _ = await _wait(pending)
-        for task in done:
-            pos = pending.pop(task)
-            if task.cancelled() or task.exception() is not None:
-                error = _error(task)
-                if isinstance(error, Suspended):
-                    suspended = _sooner(suspended, error)
-                    continue
-                tolerated = tolerable[pos] and isinstance(error, StepFailed)
-                if not tolerated:
-                    await _cancel_all(pending)
-                    task.result()  # re-raises the step's error (or CancelledError)
-            _release(pos, dependents, remaining, ready)
-        if suspended is not None:
-            ready.clear()  # start nothing new; let what is in flight finish
-    if suspended is not None:
-        raise suspended
-
-
-async def _wait(
-    pending: dict[asyncio.Task[None], int],
-) -> tuple[set[asyncio.Task[None]], set[asyncio.Task[None]]]:
     try:
-        return await asyncio.wait(pending, return_when=asyncio.FIRST_COMPLETED)
-    except BaseException:
-        # The caller was cancelled: no step may outlive its execution.
-        await _cancel_all(pending)
-        raise
+        if target.chain:
+            for pos, index in enumerate(steps):
+                try:
+                    await runners[index](execution)
+                except StepFailed:
+                    if not tolerable[pos]:
+                        raise
+            return
+        remaining = list(target.dep_counts)
+        dependents = target.dependents
+        ready = list(target.roots)
+        pending: dict[int, asyncio.Task[None]] = {}
+        flight: _InFlight | None = None
+        suspended: Suspended | None = None
+        while ready or pending:
+            if len(ready) == 1 and not pending:
+                pos = ready.pop()
+                try:
+                    await runners[steps[pos]](execution)
+                except StepFailed:
+                    if not tolerable[pos]:
+                        raise
+                _release(pos, dependents, remaining, ready)
+                continue
+            if flight is None:
+                flight = _InFlight(asyncio.get_running_loop())
+                pending = flight.tasks
+            for pos in ready:
+                flight.start(pos, runners[steps[pos]], execution)
+            ready.clear()
+            if not flight.done:
+                try:
+                    await flight.finished()
+                except BaseException:
+                    flight.wake = None  # cancelled with the caller: no step may report to it
+                    await _cancel_all(pending)  # no step may outlive its execution
+                    raise
+            done, flight.done = flight.done, []
+            for pos in done:
+                task = pending.pop(pos)
+                if task.cancelled() or task.exception() is not None:
+                    error = _error(task)
+                    if isinstance(error, Suspended):
+                        suspended = _sooner(suspended, error)
+                        continue
+                    tolerated = tolerable[pos] and isinstance(error, StepFailed)
+                    if not tolerated:
+                        await _cancel_all(pending)
+                        task.result()  # re-raises the step's error (or CancelledError)
+                _release(pos, dependents, remaining, ready)
+            if suspended is not None:
+                ready.clear()  # start nothing new; let what is in flight finish
+        if suspended is not None:
+            raise suspended
+    finally:
+        _current.set(outer)
+
+
+class _InFlight:
+    """An execution's step tasks by position (``tasks``), and the positions of those that
+    finished since the scheduler last looked (``done``), in the order they finished.
+
+    A task reports from its own coroutine as it ends, so that the scheduler wakes
+    in the next turn of the event loop; a done callback (as ``asyncio.wait`` and
+    ``asyncio.gather`` use) runs a turn later and wakes it a turn after that.
+    Measured with bench/diamond.py, alternating: the diamond took about 1.18x the
+    CPU time of the same steps under ``asyncio.gather`` with one done callback per
+    task, 1.05x this way. ``asyncio.wait(..., return_when=FIRST_COMPLETED)``, which
+    adds and removes a callback on every pending task at every wait and builds two
+    sets, cost about 2 µs more per execution than one done callback per task.
+    """
+
+    __slots__ = ("done", "loop", "tasks", "wake")
+
+    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+        self.loop = loop
+        self.tasks: dict[int, asyncio.Task[None]] = {}
+        self.done: list[int] = []
+        self.wake: asyncio.Future[None] | None = None
+
+    def start(self, pos: int, runner: Runner, execution: Execution) -> None:
+        if _eager is not None:
+            # Python 3.12+: a step that finishes without suspending never reaches the loop's
+            # queue; started at once, the task cannot be cancelled before its coroutine runs.
+            self.tasks[pos] = _eager(self.loop, self._run(pos, runner, execution))
+            return
+        task = self.tasks[pos] = self.loop.create_task(self._run(pos, runner, execution))
+        # Cancelled before it starts (by someone else: the scheduler awaits the tasks it
+        # cancels), a task never runs its coroutine, which would then never report.
+        task.add_done_callback(self._lost)
+
+    async def _run(self, pos: int, runner: Runner, execution: Execution) -> None:
+        try:
+            await runner(execution)
+        finally:
+            if _eager is None:
+                self.tasks[pos].remove_done_callback(self._lost)
+            self._report(pos)
+
+    def _lost(self, task: asyncio.Task[None]) -> None:
+        for pos, started in self.tasks.items():
+            if started is task:
+                self._report(pos)
+                return
+
+    def _report(self, pos: int) -> None:
+        self.done.append(pos)
+        wake = self.wake
+        if wake is not None:
+            self.wake = None
+            wake.set_result(None)
+
+    def finished(self) -> asyncio.Future[None]:
+        """Done once a task finishes."""
+        wake = self.wake = self.loop.create_future()
+        return wake
 
 
 def _sooner(current: Suspended | None, new: Suspended) -> Suspended:
@@ -121,8 +175,9 @@ def _release(
             ready.append(dep)
 
 
-async def _cancel_all(pending: dict[asyncio.Task[None], int]) -> None:
-    for task in pending:
+async def _cancel_all(pending: dict[int, asyncio.Task[None]]) -> None:
+    tasks = list(pending.values())
+    for task in tasks:
         task.cancel()
-    await asyncio.gather(*pending, return_exceptions=True)
+    await asyncio.gather(*tasks, return_exceptions=True)
     pending.clear()

@@ -56,6 +56,8 @@ class TargetTable:
     chain: bool
     inputs: tuple[GraphInput, ...]
     keywords: frozenset[str]
+    where: str
+    """How errors about a run of the target start (``"shop.Orders: target shop.Receipt"``)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -144,6 +146,7 @@ def _target_table(
         chain=schedule.chain,
         inputs=inputs,
         keywords=frozenset(i.keyword for i in inputs),
+        where=f"{plan.name}: target {type_name}",
     )
 
 

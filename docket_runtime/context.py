@@ -17,6 +17,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import logging
+import threading
 import uuid
 from collections.abc import Awaitable
 from contextvars import ContextVar
@@ -32,13 +33,30 @@ DETACHED = "detached"
 class Execution:
     """One execution of a target: its values and its id, made on first use when not given."""
 
-    __slots__ = ("_id", "cut", "graph", "values")
+    __slots__ = ("_id", "contexts", "cut", "graph", "values")
 
     def __init__(self, graph: str, slots: int, execution_id: str | None = None) -> None:
         self.graph = graph
         self.values: list[Any] = [None] * slots
         self._id = execution_id
         self.cut: dict[str, tuple[int, bool]] | None = None
+        self.contexts: dict[str, StepContext] | None = None
+        """The contexts of steps with one attempt (see :data:`StepRun`), made on first use."""
+
+    def step_context(self, step: str) -> StepContext:
+        """The context of ``step``'s one attempt in this execution, made on its first use.
+
+        Called by :func:`context` from the step, or from a task or thread it
+        started, possibly at the same time: the lock makes them get one object.
+        """
+        contexts = self.contexts
+        found = None if contexts is None else contexts.get(step)
+        if found is None:
+            with _made:
+                if self.contexts is None:
+                    self.contexts = {}
+                found = self.contexts.setdefault(step, StepContext(self, step, 1))
+        return found
 
     def was_cut(self, step: str, attempt: int, waiting: bool = False) -> None:
         """Note that ``step`` was cancelled on ``attempt``: the attempt it was running, or,
@@ -132,7 +150,18 @@ class StepContext:
         self._cancelled = True
 
 
-_current: ContextVar[StepContext | None] = ContextVar("docket_step_context", default=None)
+StepRun = tuple[Execution, str]
+"""What the context variable holds while a step without retry, timeout, hooks or store
+runs (its one attempt): its execution and name. Its :class:`StepContext` is made only if
+the step, or a task or thread it started, asks for it (:meth:`Execution.step_context`)."""
+
+_current: ContextVar[StepContext | StepRun | None] = ContextVar("docket_step_context", default=None)
+"""The running step. A step's runner sets it and does not reset it: the scheduler
+(:func:`docket_runtime._scheduler.execute`) restores the value it found once the
+execution's steps are done, and a step running in a task of its own sets it in the
+task's own copy of the context."""
+
+_made = threading.Lock()
 
 DurableMode = Literal["steps", "all"]
 """How a run under a durable queue retries: ``"steps"``: the steps marked
@@ -146,7 +175,11 @@ _durable: ContextVar[DurableMode | None] = ContextVar("docket_durable_mode", def
 def context() -> StepContext:
     """The running step's context, or a detached one outside an execution."""
     current = _current.get()
-    return StepContext(None, "", 1) if current is None else current
+    if current is None:
+        return StepContext(None, "", 1)
+    if isinstance(current, tuple):
+        return current[0].step_context(current[1])
+    return current
 
 
 async def shielded(awaitable: Awaitable[T]) -> T:

@@ -13,6 +13,7 @@ randomly failing, retrying and aborting steps, against a sequential reference ev
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import importlib
 import logging
 import threading
@@ -1559,6 +1560,107 @@ def test_a_blocking_step_sees_its_context_in_its_thread(pb: Any, dk: Any) -> Non
     (ctx,) = impl.contexts["Threaded"]
     assert impl.threads["Threaded"] != loop_thread
     assert (ctx.step, ctx.execution_id, ctx.attempt, ctx.detached) == ("Threaded", "t1", 1, False)
+
+
+@pytest.mark.parametrize("step", ["Main", "Enrich"])
+def test_a_step_and_the_tasks_and_threads_it_starts_share_one_context(
+    pb: Any, dk: Any, step: str
+) -> None:
+    # Main runs once: its context is made when first asked for, wherever that is. Enrich
+    # has a retry policy: its context is made for each attempt before the attempt starts.
+    seen: dict[str, StepContext] = {}
+
+    async def ask() -> StepContext:
+        return context()
+
+    async def share() -> None:
+        seen["task"] = await asyncio.create_task(ask())
+        seen["thread"] = await asyncio.to_thread(context)
+        seen["step"] = context()
+
+    impl = BranchesImpl(pb, **{step: share})
+    run(dk.Branches(impl).run(pb.Report, ticket=pb.Ticket(id=1), execution_id="shared"))
+
+    assert seen["task"] is seen["thread"] is seen["step"] is impl.contexts[step]
+    ctx = seen["step"]
+    assert (ctx.step, ctx.execution_id, ctx.attempt, ctx.detached) == (step, "shared", 1, False)
+    assert impl.contexts["Side"] is not ctx
+    assert impl.contexts["Side"].step == "Side"
+
+
+def test_threads_asking_at_once_get_one_context(pb: Any, dk: Any) -> None:
+    threads = 4  # within the default executor's threads on any machine (at least 5)
+    barrier = threading.Barrier(threads, timeout=SAFETY_NET)
+
+    def ask() -> StepContext:
+        barrier.wait()
+        return context()
+
+    class Impl(BranchesImpl):
+        async def main(self, ticket: Any) -> Any:
+            found = await asyncio.gather(*(asyncio.to_thread(ask) for _ in range(threads)))
+            self.contexts["Main"] = context()
+            asked.extend(found)
+            return self.pb.Core(value=1)
+
+    asked: list[StepContext] = []
+    impl = Impl(pb)
+    run(dk.Branches(impl).run(pb.Report, ticket=pb.Ticket(id=1)))
+
+    assert len(asked) == threads
+    assert all(ctx is impl.contexts["Main"] for ctx in asked)
+
+
+def test_a_thread_asking_after_its_step_was_cancelled_sees_is_cancelled(pb: Any, dk: Any) -> None:
+    # The step never asked for its context: the cancellation must still reach the thread.
+    go_on = threading.Event()
+    seen: list[bool] = []
+
+    def worker() -> None:
+        go_on.wait(SAFETY_NET)
+        seen.append(context().is_cancelled())
+
+    class Impl(BranchesImpl):
+        async def main(self, ticket: Any) -> Any:
+            thread = asyncio.get_running_loop().run_in_executor(
+                None, contextvars.copy_context().run, worker
+            )
+            started.append(thread)
+            await forever()
+            raise AssertionError("not cancelled")
+
+    started: list[asyncio.Future[None]] = []
+
+    async def main() -> None:
+        task = asyncio.ensure_future(dk.Branches(Impl(pb)).run(pb.Report, ticket=pb.Ticket()))
+        while not started:
+            await asyncio.sleep(0)
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+        go_on.set()
+        await started[0]
+
+    run(main())
+    assert seen == [True]
+
+
+def test_a_step_that_runs_a_graph_itself_keeps_its_own_context(pb: Any, dk: Any) -> None:
+    inner = BranchesImpl(pb)
+    after: list[StepContext] = []
+
+    async def nested() -> None:
+        report = await dk.Branches(inner).run(pb.Report, ticket=pb.Ticket(id=2), execution_id="in")
+        assert report.core == 20
+        after.append(context())
+
+    outer = BranchesImpl(pb, Side=nested)
+    run(dk.Branches(outer).run(pb.Report, ticket=pb.Ticket(id=1), execution_id="out"))
+
+    assert inner.contexts["Main"].execution_id == "in"
+    (ctx,) = after
+    assert ctx is outer.contexts["Side"]
+    assert (ctx.step, ctx.execution_id) == ("Side", "out")
 
 
 # 10. Events ------------------------------------------------------------------------------------

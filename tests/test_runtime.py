@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import importlib
+import sys
 import threading
 from collections import Counter
 from collections.abc import Coroutine, Iterable, Sequence
@@ -401,6 +402,36 @@ def test_a_failure_cancels_the_siblings_in_flight_and_does_not_hang(pb: Any, dk:
     assert isinstance(error.__cause__, ValueError)
     assert impl.cancelled == {"StepB", "StepC"}
     assert impl.calls["Gather"] == 0
+    assert leftovers == set()
+
+
+@pytest.mark.skipif(
+    sys.version_info >= (3, 12), reason="eager step tasks start before a sibling can cancel them"
+)
+def test_a_step_task_cancelled_before_it_starts_ends_the_run_instead_of_hanging(
+    pb: Any, dk: Any
+) -> None:
+    # Someone else cancels the tasks of StepB and StepC before their first turn: the run
+    # ends cancelled, as when such a task is cancelled while it runs, and nothing is left.
+    class CancelsSiblings(FanImpl):
+        async def step_a(self, seed: Any) -> Any:
+            for task in tasks_since(before) - {asyncio.current_task()}:
+                task.cancel()
+            return await super().step_a(seed)
+
+    before: set[asyncio.Task[Any]] = set()
+
+    async def main() -> tuple[FanImpl, set[asyncio.Task[Any]]]:
+        impl = CancelsSiblings(pb)
+        before.update(asyncio.all_tasks())
+        with pytest.raises(asyncio.CancelledError):
+            async with asyncio.timeout(SAFETY_NET / 2):  # a hang ends in TimeoutError
+                await dk.Fan(impl).run(pb.Fanned, seed=pb.Seed(value=1))
+        return impl, tasks_since(before)
+
+    impl, leftovers = run(main())
+
+    assert impl.calls == Counter({"StepA": 1})
     assert leftovers == set()
 
 
