@@ -250,7 +250,7 @@ class Graph(Generic[S]):
                 # leaves the record of the run that used the id first alone.
                 read = (
                     await self._engine.checkpoints(
-                        table, execution, where=self._where(table), other_inputs=resume
+                        table, execution, where=table.where, other_inputs=resume
                     )
                     if lookup
                     else None

@@ -46,9 +46,9 @@ GIL some 30 times a second, for a few microseconds. That last part is what a
 busy machine notices: on the 2-vCPU development VM, under a load of 3 to 5,
 waking every 10 ms slowed bench/diamond.py's diamond by a third; at 30 ms the
 graph's executions are 1 to 3 µs slower, and a step pays nothing per call.
-Measured on a quiet run of the same machine, alternating, that still raised
-the diamond's ratio to hand-written asyncio from about 1.55x to 1.8x: hence
-off by default, for development and tests. Blocking code that is not a step
+Measured alternately on the same machine, that still raises the diamond's
+CPU time from about 1.02x to 1.06x the same steps under ``asyncio.gather``
+(docs/runtime.md): hence off by default, for development and tests. Blocking code that is not a step
 (the caller's own, a store) is not reported here.
 """
 
