@@ -9,6 +9,7 @@ from typing import Any
 from google.protobuf.message import Message
 
 from .. import Graph
+from ..stores import ExecutionRecord
 from ._inputs import encode_inputs, same_inputs
 
 
@@ -19,16 +20,16 @@ async def record_execution(
     *,
     execution_id: str,
     connection: Any = None,
-) -> bool:
-    """Record execution ``execution_id`` of ``target`` as queued; ``True`` if it needs a job.
+) -> ExecutionRecord:
+    """Record execution ``execution_id`` of ``target`` as queued; return its row.
 
     ``graph`` must be bound with a store and ``record=True``; ``inputs`` are
     checked and stored (:mod:`._inputs`). ``connection`` (an open psycopg
     connection, with a graph bound to a Postgres store in the same database)
-    writes the row in the caller's transaction. An id already queued,
-    running, waiting or succeeded needs no job (``False``); one that failed or
-    was cancelled is queued again. The same id with another graph, target or
-    inputs is a ``ValueError``.
+    writes the row in the caller's transaction. A new id is ``queued``; an
+    id already queued, running, waiting or succeeded is left as it is; one
+    that failed or was cancelled is queued again. The same id with another
+    graph, target or inputs is a ``ValueError``.
     """
     store = graph.store
     if store is None or not graph.record:
@@ -74,4 +75,4 @@ async def record_execution(
                 f"execution id {execution_id!r} already names another execution "
                 f"({row.graph} -> {row.target}, with other inputs); use a new id"
             )
-    return row.status == "queued"
+    return row

@@ -27,7 +27,10 @@ reports it:
   in the store: the adapter defers a job now, then lets the cancellation
   through;
 - :class:`StoreFailed`: the store failed mid-run, so what was recorded is
-  unknown: resume at ``at``.
+  unknown: resume at ``at``. The run recorded the execution ``waiting``
+  until ``at`` (when the store let it), never ``failed``: if the job of
+  ``at`` cannot be deferred either, the worker's sweep of executions
+  without a job resumes it.
 """
 
 from __future__ import annotations
@@ -42,6 +45,7 @@ from typing import Final
 
 from google.protobuf.message import DecodeError
 
+from .._lifecycle import STORE_RETRY_DELAY
 from ..context import _durable
 from ..errors import RetryLater, Suspended
 from ..stores import StoreError
@@ -49,9 +53,6 @@ from ._inputs import decode_inputs
 from ._registry import Registry
 
 _log = logging.getLogger("docket.durable")
-
-STORE_RETRY_DELAY: Final = 5.0
-"""Seconds before a resume is tried again after the store was unreachable."""
 
 ENDED: Final = frozenset({"succeeded", "failed", "cancelled"})
 """The statuses of an execution that a resume leaves alone."""
