@@ -45,7 +45,7 @@ from typing import Final
 
 from google.protobuf.message import DecodeError
 
-from .._lifecycle import STORE_RETRY_DELAY
+from .._lifecycle import STORE_RETRY_DELAY as STORE_RETRY_DELAY
 from ..context import _durable
 from ..errors import RetryLater, Suspended
 from ..stores import StoreError
