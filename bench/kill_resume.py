@@ -43,6 +43,31 @@ OLD = {"heartbeat_interval": 10.0, "stalled_timeout": 30.0, "sweep_interval": 30
 MARKERS = "CREATE TABLE kill_markers (execution_id text, attempt int, pid int, at timestamptz)"
 
 
+class Steps:
+    """The chain's steps: StepA writes a marker row, and hangs on its first attempt."""
+
+    def __init__(self, pb: Any, conn: Any) -> None:
+        self.pb, self.conn = pb, conn
+
+    async def step_a(self, seed: Any, /) -> Any:
+        from docket_runtime import context
+
+        ctx = context()
+        await self.conn.execute(
+            "INSERT INTO kill_markers VALUES (%s, %s, %s, clock_timestamp())",
+            (ctx.execution_id, ctx.attempt, os.getpid()),
+        )
+        if ctx.attempt == 1:
+            await asyncio.Event().wait()  # until this process is killed
+        return self.pb.DurA(value=seed.value + 1)
+
+    async def step_b(self, a: Any, /) -> Any:
+        return self.pb.DurB(value=a.value * 2)
+
+    async def step_c(self, b: Any, /) -> Any:
+        return self.pb.DurC(value=b.value - 3)
+
+
 async def worker(url: str, gen: str, settings: dict[str, float]) -> None:
     """A worker process: the chain, whose StepA hangs on its first attempt."""
     import procrastinate
@@ -50,7 +75,6 @@ async def worker(url: str, gen: str, settings: dict[str, float]) -> None:
     sys.path.insert(0, gen)
     import importlib
 
-    from docket_runtime import context
     from docket_runtime.durable import Registry, install, run_worker
     from docket_runtime.stores import open_store
 
@@ -58,26 +82,9 @@ async def worker(url: str, gen: str, settings: dict[str, float]) -> None:
     dk = importlib.import_module("benchgraphs.durable_docket")
     conn = await psycopg.AsyncConnection.connect(url, autocommit=True)
 
-    class Steps:
-        async def step_a(self, seed: Any, /) -> Any:
-            ctx = context()
-            await conn.execute(
-                "INSERT INTO kill_markers VALUES (%s, %s, %s, clock_timestamp())",
-                (ctx.execution_id, ctx.attempt, os.getpid()),
-            )
-            if ctx.attempt == 1:
-                await asyncio.Event().wait()  # until this process is killed
-            return pb.DurA(value=seed.value + 1)
-
-        async def step_b(self, a: Any, /) -> Any:
-            return pb.DurB(value=a.value * 2)
-
-        async def step_c(self, b: Any, /) -> Any:
-            return pb.DurC(value=b.value - 3)
-
     store = await open_store(url)
     registry = Registry(store)
-    registry.bind(dk.DurableChain, Steps())
+    registry.bind(dk.DurableChain, Steps(pb, conn))
     app = procrastinate.App(connector=procrastinate.PsycopgConnector(conninfo=url))
     install(app, registry)
     async with app.open_async():
@@ -123,7 +130,7 @@ async def measure(
     dk = importlib.import_module("benchgraphs.durable_docket")
     store = await open_store(url)
     registry = Registry(store)
-    graph = registry.bind(dk.DurableChain, object())
+    graph = registry.bind(dk.DurableChain, Steps(pb, None))
     app = procrastinate.App(connector=procrastinate.PsycopgConnector(conninfo=url))
     install(app, registry)
     fleet = Fleet(url, gen, settings)
