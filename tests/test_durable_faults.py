@@ -325,8 +325,9 @@ def test_many_workers_sweeping_at_once_defer_one_job_per_execution(url_durable: 
 # -- the store and the database ---------------------------------------------------------------
 
 
-# Ship's success cannot be written for 3 s: the server ends the statement as it does when
-# it shuts down (SQLSTATE 57P01, what the store reports as StoreUnavailable).
+# Ship's success cannot be written for 3 s: the server refuses the statement as it does when
+# it shuts down (SQLSTATE 57P01) or when its disk is full (53100); the store reports both
+# as StoreUnavailable.
 FAIL_SHIP_WRITES = """
 CREATE FUNCTION fail_ship_writes() RETURNS trigger LANGUAGE plpgsql AS $$
 BEGIN
@@ -340,13 +341,15 @@ CREATE TRIGGER fail_ship_writes BEFORE INSERT OR UPDATE ON docket_step_runs
 """
 
 
+@pytest.mark.parametrize("sqlstate", ["57P01", "53100"], ids=["server-shutdown", "disk-full"])
 def test_a_store_write_failing_mid_run_leaves_the_execution_to_a_resume(
-    url_durable: str, fleet: Workers
+    url_durable: str, fleet: Workers, sqlstate: str
 ) -> None:
     async def body() -> None:
         async with harness(url_durable) as h:
             until = datetime.now(UTC) + timedelta(seconds=3)
-            await h.sql(FAIL_SHIP_WRITES.replace("%s", f"'{until.isoformat()}'::timestamptz"))
+            trigger = FAIL_SHIP_WRITES.replace("%s", f"'{until.isoformat()}'::timestamptz")
+            await h.sql(trigger.replace("57P01", sqlstate))
             fleet.start()
             order = pb().Order(order_id="cut", amount_cents=10)
             await h.enqueue("Orders", "Confirmation", "cut", order=order)

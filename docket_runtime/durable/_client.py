@@ -158,7 +158,7 @@ class JobState:
 
 
 async def job_states(
-    app: procrastinate.App, execution_ids: Collection[str], *, stalled_timeout: float = 30.0
+    app: procrastinate.App, execution_ids: Collection[str], *, stalled_timeout: float = 5.0
 ) -> dict[str, list[JobState]]:
     """The pending and running resume jobs of each of ``execution_ids``, oldest first.
 
