@@ -14,12 +14,12 @@ looks at the loop: when the loop has not run a callback for the stalled
 timeout, it logs a warning once (a step blocks it).
 
 A worker that cannot beat must not keep running what others will take over.
-When no beat got through for ``stalled_timeout - 2 * interval`` seconds, or
-the worker's row is gone (pruned by another worker), the heartbeat calls
-``on_lost`` in the loop, which stops the worker's jobs before any other
-worker may see them stalled: a second run never starts a step while the
-first one still runs. A beat that hangs (a network gone silent) is bounded
-by the connection's statement, connect and TCP timeouts.
+When the worker's row is gone (pruned by another worker) the thread calls
+``on_lost`` in the loop at once; :meth:`Heartbeat.watch`, a task of the
+loop, calls it when no beat got through for ``stalled_timeout - 2 *
+interval`` seconds, however long a beat hangs (a network gone silent).
+``on_lost`` stops the worker's jobs before any other worker may see them
+stalled: a second run never starts a step while the first one still runs.
 """
 
 from __future__ import annotations
@@ -72,6 +72,8 @@ class Heartbeat:
         self.on_lost = on_lost
         self.beats = 0
         self.failures = 0
+        self._last_ok = time.monotonic()
+        self._lost = False
         self._stop = threading.Event()
         self._conn: psycopg.Connection[Any] | None = None
         self._ping_since: float | None = None
@@ -88,17 +90,25 @@ class Heartbeat:
         """Stop beating; the thread ends after the beat in progress, if any."""
         self._stop.set()
 
+    async def watch(self) -> None:
+        """Call ``on_lost`` once no beat got through for ``lost_after`` seconds; a loop task."""
+        while not self._lost:
+            await asyncio.sleep(self.interval / 2)
+            silent = time.monotonic() - self._last_ok
+            if silent > self.lost_after and not self._stop.is_set():
+                self._lose(f"no heartbeat written for {silent:.1f}s")
+
     def _run(self) -> None:
-        last_ok = time.monotonic()
         failing = False
         try:
-            while not self._stop.wait(self.interval):
+            while not self._stop.wait(self.interval) and not self._lost:
                 self._watch_loop()
                 try:
                     alive = self._beat()
                 except psycopg.Error as err:
                     self.failures += 1
-                    self._drop()
+                    if self._conn is not None and self._conn.broken:
+                        self._drop()
                     if not failing:
                         _log.warning(
                             "worker %s: heartbeat not written (%s); trying again every %gs",
@@ -107,10 +117,6 @@ class Heartbeat:
                             self.interval,
                         )
                     failing = True
-                    silent = time.monotonic() - last_ok
-                    if silent > self.lost_after:
-                        self._lose(f"no heartbeat written for {silent:.1f}s")
-                        return
                     continue
                 if not alive:
                     self._lose("its row in procrastinate_workers is gone (pruned as stalled)")
@@ -119,7 +125,7 @@ class Heartbeat:
                     _log.warning("worker %s: heartbeat written again", self.worker_id)
                 failing = False
                 self.beats += 1
-                last_ok = time.monotonic()
+                self._last_ok = time.monotonic()
         finally:
             self._drop()
 
@@ -149,6 +155,9 @@ class Heartbeat:
             self._conn = None
 
     def _lose(self, reason: str) -> None:
+        if self._lost:
+            return
+        self._lost = True
         # A closed loop (RuntimeError): the worker is gone already.
         with contextlib.suppress(RuntimeError):
             self.loop.call_soon_threadsafe(self.on_lost, reason)

@@ -203,6 +203,7 @@ async def _run_once(app: procrastinate.App, settings: WorkerOptions, beat: _Beat
 
     run = asyncio.create_task(worker.run(), name="docket worker")
     heart: Heartbeat | None = None
+    watch: asyncio.Task[None] | None = None
     try:
         while worker.worker_id is None and not run.done():
             await asyncio.sleep(0.005)
@@ -218,6 +219,7 @@ async def _run_once(app: procrastinate.App, settings: WorkerOptions, beat: _Beat
                 on_lost=fence,
             )
             heart.start()
+            watch = asyncio.create_task(heart.watch(), name="docket heartbeat watch")
         await asyncio.shield(run)
     except asyncio.CancelledError:
         run.cancel()
@@ -226,6 +228,8 @@ async def _run_once(app: procrastinate.App, settings: WorkerOptions, beat: _Beat
     finally:
         if heart is not None:
             heart.stop()
+        if watch is not None:
+            watch.cancel()
     return bool(lost)
 
 
