@@ -26,6 +26,7 @@ import inspect
 import itertools
 import random
 import signal
+import subprocess
 import time
 from collections.abc import Iterable, Iterator
 from datetime import UTC, datetime, timedelta
@@ -36,8 +37,8 @@ from urllib.parse import urlsplit
 import procrastinate
 import pytest
 from conftest import PG_URL, PgSession, Proxy, proxied
-from durable_support import generated, pb, wait_for
-from durable_worker import EFFECTS_TABLE, MemoryEffects, build
+from durable_support import generated, pb, queue_schema, wait_for
+from durable_worker import MemoryEffects, build
 from test_durable import Harness, Workers, harness, report, run
 
 from docket_runtime.cli import main as docket_cli
@@ -55,10 +56,7 @@ def gen_durable(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.fixture
 def url_durable(pg: PgSession, gen_durable: Path) -> str:
     """A fresh schema with Docket's and Procrastinate's tables, and ``durable_effects``."""
-    fresh = pg.fresh_url()
-    assert docket_cli(["db", "migrate", "--url", fresh, "--with-queue"]) == 0
-    pg.sql(fresh, EFFECTS_TABLE)
-    return fresh
+    return queue_schema(pg)
 
 
 @pytest.fixture
@@ -96,6 +94,17 @@ async def worker_ids(h: Harness, count: int) -> list[int]:
     return await wait_for(registered, timeout=20)
 
 
+async def napping(
+    h: Harness, fleet: Workers, execution_id: str, seconds: float, **timing: float
+) -> tuple[subprocess.Popen[bytes], int]:
+    """Start a worker and an execution whose Sleep step naps; return them once it naps."""
+    proc = fleet.start(**timing)
+    (worker_id,) = await worker_ids(h, 1)
+    await h.enqueue("Sleeper", "Woken", execution_id, nap=pb().Nap(seconds=seconds))
+    await wait_for(lambda: h.seen(execution_id, "Sleep:start"), timeout=20)
+    return proc, worker_id
+
+
 async def effects(h: Harness, execution_id: str) -> list[tuple[str, int, datetime]]:
     """(what, pid, at) of the execution's side effects, in order."""
     rows = await h.sql(
@@ -131,10 +140,7 @@ def test_a_failed_heartbeat_write_does_not_hand_a_live_workers_job_to_another(
 ) -> None:
     async def body() -> None:
         async with harness(url_durable) as h:
-            fleet.start(**BEAT)
-            (first,) = await worker_ids(h, 1)
-            await h.enqueue("Sleeper", "Woken", "nap-beat", nap=pb().Nap(seconds=4.0))
-            await wait_for(lambda: h.seen("nap-beat", "Sleep:start"), timeout=20)
+            _, first = await napping(h, fleet, "nap-beat", 4.0, **BEAT)
             await heartbeat_fails_for(h, [first])
             await asyncio.sleep(0.5)  # two failed beats, fewer than a stalled timeout
             await heartbeat_fails_for(h, [])
@@ -160,10 +166,7 @@ def test_a_worker_that_cannot_write_its_heartbeat_stops_its_job_before_another_s
 ) -> None:
     async def body() -> None:
         async with harness(url_durable) as h:
-            first_proc = fleet.start(**BEAT)
-            (first,) = await worker_ids(h, 1)
-            await h.enqueue("Sleeper", "Woken", "nap-fence", nap=pb().Nap(seconds=3.0))
-            await wait_for(lambda: h.seen("nap-fence", "Sleep:start"), timeout=20)
+            first_proc, first = await napping(h, fleet, "nap-fence", 3.0, **BEAT)
             fleet.start(**BEAT)
             await worker_ids(h, 2)
             broken = time.monotonic()
@@ -190,10 +193,7 @@ def test_a_step_holding_the_event_loop_does_not_make_its_worker_look_dead(
     async def body() -> None:
         async with harness(url_durable) as h:
             timing = {"heartbeat": 0.2, "stalled_timeout": 1.0}
-            fleet.start(**timing)
-            await worker_ids(h, 1)
-            await h.enqueue("Sleeper", "Woken", "busy-1", nap=pb().Nap(seconds=3.0))
-            await wait_for(lambda: h.seen("busy-1", "Sleep:start"), timeout=20)
+            await napping(h, fleet, "busy-1", 3.0, **timing)
             fleet.start(**timing)  # would take the job if the first one looked dead
             done = await wait_for(lambda: h.ended("busy-1"), timeout=30)
             assert done.status == "succeeded", fleet.output()

@@ -34,8 +34,9 @@ the stored inputs (``_inputs``), recording an execution (``_record``),
 resuming one and what the queue must do next (``_resume``), schedules
 (``_schedule``). Procrastinate's side: the jobs' names and locks (``_jobs``),
 the tasks (``_tasks``), enqueue, cancel, requeue and the jobs of an execution
-(``_client``), the worker and its
-stalled-jobs sweep (``_worker``), cron (``_cron``), the queue's tables
+(``_client``), the worker, its restarts and its stalled-jobs sweep
+(``_worker``), its heartbeat (``_heartbeat``), the sweep of executions left
+without a job (``_sweep``), cron (``_cron``), the queue's tables
 (``_schema``).
 """
 
