@@ -24,6 +24,7 @@ from __future__ import annotations
 import asyncio
 import inspect
 import itertools
+import logging
 import random
 import signal
 import subprocess
@@ -42,7 +43,7 @@ from durable_worker import MemoryEffects, build
 from test_durable import Harness, Workers, harness, report, run
 
 from docket_runtime.cli import main as docket_cli
-from docket_runtime.durable import install, run_worker
+from docket_runtime.durable import enqueue, install, run_worker
 from docket_runtime.durable._record import record_execution
 from docket_runtime.durable._sweep import jobless_executions, sweep_executions
 from docket_runtime.stores import ExecutionRecord, open_store
@@ -323,6 +324,44 @@ def test_many_workers_sweeping_at_once_defer_one_job_per_execution(url_durable: 
 
 
 # -- the store and the database ---------------------------------------------------------------
+
+
+def test_with_the_store_elsewhere_the_worker_runs_without_the_sweep_of_executions(
+    pg: PgSession, gen_durable: Path, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    queue = pg.fresh_url()
+    assert docket_cli(["db", "migrate", "--url", queue, "--with-queue"]) == 0
+    pg.sql(queue, "DROP TABLE docket_executions CASCADE")  # Docket's rows live in SQLite
+
+    async def body() -> None:
+        store = await open_store(f"sqlite:///{tmp_path / 'docket.db'}", migrate=True)
+        registry = build(store, MemoryEffects())
+        app = procrastinate.App(connector=procrastinate.PsycopgConnector(conninfo=queue))
+        install(app, registry)
+        try:
+            async with app.open_async():
+                graph = registry.get("durabletest.Orders")
+                order = pb().Order(order_id="split", amount_cents=3)
+                await enqueue(app, graph, pb().Confirmation, {"order": order}, execution_id="s")
+                worker = asyncio.create_task(
+                    run_worker(app, registry, install_signal_handlers=False, sweep_interval=0.1)
+                )
+
+                async def done() -> ExecutionRecord | None:
+                    row = await store.get_execution("s")
+                    return row if row is not None and row.status == "succeeded" else None
+
+                await wait_for(done, timeout=20)
+                await asyncio.sleep(0.5)  # a few sweeps
+                worker.cancel()
+                await asyncio.gather(worker, return_exceptions=True)
+        finally:
+            await store.close()
+
+    with caplog.at_level(logging.WARNING, logger="docket.durable"):
+        run(body)
+    warned = [r for r in caplog.records if "no docket_executions table" in r.getMessage()]
+    assert len(warned) == 1
 
 
 # Ship's success cannot be written for 3 s: the server refuses the statement as it does when

@@ -297,7 +297,14 @@ async def _sweep_forever(
             await sweep_stalled(app, stalled_timeout=stalled_timeout)
             if executions:
                 # Acted on once seen twice: a job being deferred right now is not a lost one.
-                jobless = await jobless_executions(app)
+                try:
+                    jobless = await jobless_executions(app)
+                except psycopg.errors.UndefinedTable:
+                    _log.warning(
+                        "no docket_executions table in the queue's database: executions "
+                        "left without a job are not swept (docketctl executions list --stuck)"
+                    )
+                    executions, jobless = False, []
                 await sweep_executions(app, [i for i in jobless if i in seen])
                 seen = set(jobless)
         except Exception as err:
@@ -313,7 +320,7 @@ async def _sweep_forever(
         await asyncio.sleep(every)
 
 
-async def sweep_stalled(app: procrastinate.App, *, stalled_timeout: float = 30.0) -> list[int]:
+async def sweep_stalled(app: procrastinate.App, *, stalled_timeout: float = 5.0) -> list[int]:
     """Put Docket's jobs stuck in ``doing`` by dead workers back to ``todo``; return their ids.
 
     A job is stalled when the worker that took it sent no heartbeat for
