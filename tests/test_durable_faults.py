@@ -167,11 +167,10 @@ def test_a_worker_that_cannot_write_its_heartbeat_stops_its_job_before_another_s
 ) -> None:
     async def body() -> None:
         async with harness(url_durable) as h:
-            first_proc, first = await napping(h, fleet, "nap-fence", 3.0, **BEAT)
-            fleet.start(**BEAT)
-            await worker_ids(h, 2)
+            first_proc, first = await napping(h, fleet, "nap-fence", 4.0, **BEAT)
             broken = time.monotonic()
             await heartbeat_fails_for(h, [first])  # for good: the worker is cut off
+            fleet.start(**BEAT)
             done = await wait_for(lambda: h.ended("nap-fence"), timeout=30)
             assert done.status == "succeeded", fleet.output()
             seen = await effects(h, "nap-fence")

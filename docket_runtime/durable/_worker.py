@@ -170,7 +170,9 @@ async def _run_once(app: procrastinate.App, settings: WorkerOptions, beat: _Beat
 
     async def track(call_next: Any, context: Any, worker: Any) -> Any:
         task = asyncio.current_task()
-        assert task is not None
+        # Only Docket's jobs are stopped when the heartbeat is lost: only they are swept.
+        if task is None or context.job.task_name not in (RESUME_TASK, SCHEDULE_TASK):
+            return await call_next()
         running.add(task)
         try:
             return await call_next()
