@@ -12,6 +12,7 @@ test can kill the worker there), ``concurrency``,
 ``polling``, ``heartbeat``, ``stalled_timeout`` and ``sweep_interval``
 (seconds; ``defaults: true`` leaves all four to ``run_worker``),
 ``pool_timeout`` (seconds the queue's pool waits for a connection),
+``pools`` (the largest size of each of its connection pools),
 ``app_name`` (the ``application_name`` of the worker's connections,
 ``<app_name>-store`` for its store's, so that a test can terminate them),
 and ``trace_file`` (the graphs are then traced, and every span is appended
@@ -244,11 +245,14 @@ async def main(config: dict[str, Any]) -> None:
     if "app_name" in config:
         url = _named(url, config["app_name"])
         store_url = _named(url, f"{config['app_name']}-store")
+    pools = config.get("pools")  # the largest size of each connection pool, if given
+    if pools is not None:
+        store_url = f"{store_url}&pool_max_size={pools}&pool_min_size=1"
     store = await open_store(store_url)
     pool: AsyncConnectionPool[Any] = AsyncConnectionPool(
         url,
         min_size=1,
-        max_size=4,
+        max_size=min(4, pools or 4),
         kwargs={"autocommit": True},
         open=False,
         check=AsyncConnectionPool.check_connection,
@@ -263,7 +267,10 @@ async def main(config: dict[str, Any]) -> None:
     )
     app = procrastinate.App(
         connector=procrastinate.PsycopgConnector(
-            conninfo=url, min_size=1, max_size=8, timeout=config.get("pool_timeout", 30.0)
+            conninfo=url,
+            min_size=1,
+            max_size=pools or 8,
+            timeout=config.get("pool_timeout", 30.0),
         )
     )
     install(app, registry)

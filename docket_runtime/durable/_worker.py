@@ -16,6 +16,7 @@ import logging
 import time
 from collections.abc import Iterable
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import Any, Final, TypedDict, cast
 
 import procrastinate
@@ -24,6 +25,7 @@ from procrastinate import exceptions as queue_errors
 from procrastinate.app import WorkerOptions
 from procrastinate.jobs import Status
 from procrastinate.worker import Worker
+from psycopg.rows import tuple_row
 from psycopg_pool import PoolTimeout
 from typing_extensions import Unpack
 
@@ -120,7 +122,7 @@ async def run_worker(
     }
     if threaded:
         await check_queue_schema(app)
-    beat = _Beat(heartbeat_interval, stalled_timeout) if threaded else None
+    beat = _Beat(heartbeat_interval, stalled_timeout, sweep_interval) if threaded else None
     sweeper = asyncio.create_task(
         _sweep_forever(app, stalled_timeout, sweep_interval, executions=threaded),
         name="docket sweeps",
@@ -141,10 +143,11 @@ _NEVER: Final = 10.0**9
 
 @dataclass(frozen=True, slots=True)
 class _Beat:
-    """A worker's heartbeat settings (seconds)."""
+    """A worker's heartbeat and sweep settings (seconds)."""
 
     interval: float
     stalled_timeout: float
+    sweep_interval: float
 
 
 async def _run_until_stopped(
@@ -167,12 +170,16 @@ async def _run_until_stopped(
 async def _run_once(app: procrastinate.App, settings: WorkerOptions, beat: _Beat | None) -> bool:
     """One run of Procrastinate's worker; ``True`` if it stopped because its heartbeat was lost."""
     running: set[asyncio.Task[Any]] = set()
+    inflight: set[int] = set()  # ids of the jobs taken, until their end is written (or not)
 
     async def track(call_next: Any, context: Any, worker: Any) -> Any:
         task = asyncio.current_task()
         # Only Docket's jobs are stopped when the heartbeat is lost: only they are swept.
         if task is None or context.job.task_name not in (RESUME_TASK, SCHEDULE_TASK):
             return await call_next()
+        job_id = context.job.id
+        inflight.add(job_id)
+        task.add_done_callback(lambda _: inflight.discard(job_id))
         running.add(task)
         try:
             return await call_next()
@@ -206,6 +213,7 @@ async def _run_once(app: procrastinate.App, settings: WorkerOptions, beat: _Beat
     run = asyncio.create_task(worker.run(), name="docket worker")
     heart: Heartbeat | None = None
     watch: asyncio.Task[None] | None = None
+    own: asyncio.Task[None] | None = None
     try:
         while worker.worker_id is None and not run.done():
             await asyncio.sleep(0.005)
@@ -222,6 +230,9 @@ async def _run_once(app: procrastinate.App, settings: WorkerOptions, beat: _Beat
             )
             heart.start()
             watch = asyncio.create_task(heart.watch(), name="docket heartbeat watch")
+            own = asyncio.create_task(
+                _sweep_own(app, worker, inflight, beat.sweep_interval), name="docket own jobs"
+            )
         await asyncio.shield(run)
     except asyncio.CancelledError:
         run.cancel()
@@ -230,8 +241,9 @@ async def _run_once(app: procrastinate.App, settings: WorkerOptions, beat: _Beat
     finally:
         if heart is not None:
             heart.stop()
-        if watch is not None:
-            watch.cancel()
+        for task in (watch, own):
+            if task is not None:
+                task.cancel()
     return bool(lost)
 
 
@@ -336,15 +348,56 @@ async def sweep_stalled(app: procrastinate.App, *, stalled_timeout: float = 5.0)
     for job in await manager.get_stalled_jobs(seconds_since_heartbeat=stalled_timeout):
         if job.task_name not in (RESUME_TASK, SCHEDULE_TASK) or job.id is None:
             continue
-        try:
-            await manager.retry_job(job)
-        except queue_errors.UniqueViolation:
-            _log.info("stalled job %s superseded by a queued resume; marked failed", job.id)
-            await manager.finish_job_by_id_async(job.id, Status.FAILED, delete_job=False)
-        except queue_errors.ConnectorException as err:
-            # Another worker's sweep got there first, or the job moved on.
-            _log.debug("stalled job %s not retried: %s", job.id, err)
-        else:
-            _log.warning("job %s of a dead worker goes back to the queue", job.id)
+        if await _requeue_job(app, job.id, "of a dead worker"):
             retried.append(job.id)
     return retried
+
+
+async def _requeue_job(app: procrastinate.App, job_id: int, whose: str) -> bool:
+    """Put ``doing`` job ``job_id`` back to ``todo`` (``True``), or mark it ``failed`` when
+    a resume of the same execution is queued already (``False``)."""
+    manager = app.job_manager
+    try:
+        await manager.retry_job_by_id_async(job_id, retry_at=datetime.now(UTC))
+    except queue_errors.UniqueViolation:
+        _log.info("job %s %s superseded by a queued resume; marked failed", job_id, whose)
+        await manager.finish_job_by_id_async(job_id, Status.FAILED, delete_job=False)
+        return False
+    except queue_errors.ConnectorException as err:
+        # Another worker's sweep got there first, or the job moved on.
+        _log.debug("job %s %s not retried: %s", job_id, whose, err)
+        return False
+    _log.warning("job %s %s goes back to the queue", job_id, whose)
+    return True
+
+
+_MINE: Final = (
+    "SELECT id FROM procrastinate_jobs WHERE worker_id = %(worker)s AND status = 'doing' "
+    "AND task_name = ANY(%(tasks)s)"
+)
+
+
+async def _sweep_own(app: procrastinate.App, worker: Any, inflight: set[int], every: float) -> None:
+    """Put back to the queue this worker's jobs left ``doing`` though it does not run them.
+
+    A job whose end could not be written (its connection dropped) stays
+    ``doing`` under a live worker, whose heartbeat keeps the stalled-jobs
+    sweep away: the execution's next job would wait for its lock for good.
+    A job is taken for such once seen in two passes in a row, so that one
+    fetched just now is not.
+    """
+    seen: set[int] = set()
+    while True:
+        await asyncio.sleep(every)
+        try:
+            async with app.connector.pool.connection() as conn:  # type: ignore[attr-defined]
+                cur = conn.cursor(row_factory=tuple_row)
+                tasks = [RESUME_TASK, SCHEDULE_TASK]
+                await cur.execute(_MINE, {"worker": worker.worker_id, "tasks": tasks})
+                mine = {row[0] for row in await cur.fetchall()} - inflight
+            for job_id in mine & seen:
+                await _requeue_job(app, job_id, "whose end was not recorded")
+            seen = mine
+        except Exception as err:
+            if not connection_lost(err):
+                _log.exception("the sweep of this worker's own jobs failed")
