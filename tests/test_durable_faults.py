@@ -615,7 +615,7 @@ def test_executions_survive_terminated_backends_and_killed_workers(
         if lost_writes:
             pytest.xfail(
                 f"AT_MOST_ONCE results lost to a dropped connection, claim kept: {lost_writes} "
-                "(the store does not retry that write yet)"
+                "(a store that does not retry that write)"
             )
 
     run(body, limit=150)
