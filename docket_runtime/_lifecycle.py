@@ -21,9 +21,10 @@ import asyncio
 import logging
 import time
 from collections.abc import Awaitable, Callable
-from typing import TYPE_CHECKING, Literal, TypeVar
+from datetime import UTC, datetime, timedelta
+from typing import TYPE_CHECKING, Final, Literal, TypeVar
 
-from .context import Execution, shielded
+from .context import Execution, _durable, shielded
 from .errors import DeadlineExceeded, RetryLater, Suspended
 from .events import Dispatch, ExecutionFinished, outcome_of
 from .stores.base import Store, StoreError, StoreUnavailable
@@ -31,7 +32,10 @@ from .stores.base import Store, StoreError, StoreUnavailable
 if TYPE_CHECKING:
     from ._tracing import ExecutionKind, ExecutionSpan, Tracer
 
-__all__ = ["Exiting", "Lifecycle", "error_text"]
+__all__ = ["STORE_RETRY_DELAY", "Exiting", "Lifecycle", "error_text"]
+
+STORE_RETRY_DELAY: Final = 5.0
+"""Seconds before a durable execution is resumed after the store was unreachable mid-run."""
 
 T = TypeVar("T")
 
@@ -190,6 +194,23 @@ class Lifecycle:
             return
         if isinstance(error, Suspended):
             await store.suspend_execution(self.execution_id, status="queued")
+            return
+        if isinstance(error, StoreUnavailable) and _durable.get() is not None:
+            # A durable run cut by the database: nothing says the execution failed, and a
+            # resume will finish it. 'waiting' with its wake time lets the worker's sweep
+            # resume it even if the job that should cannot be deferred.
+            wake_at = datetime.now(UTC) + timedelta(seconds=STORE_RETRY_DELAY)
+            try:
+                await store.suspend_execution(
+                    self.execution_id, status="waiting", wake_at=wake_at, error=error_text(error)
+                )
+            except StoreError:
+                _log.warning(
+                    "could not record execution %s as waiting for the store; the worker's "
+                    "sweep resumes it",
+                    self.execution_id,
+                    exc_info=True,
+                )
             return
         try:
             await store.finish_execution(

@@ -44,6 +44,19 @@ def generated(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return _generated[0]
 
 
+def queue_schema(pg: Any) -> str:
+    """A fresh schema (``pg``: conftest's ``PgSession``) with Docket's and Procrastinate's
+    tables, and ``durable_effects``; its URL."""
+    from durable_worker import EFFECTS_TABLE
+
+    from docket_runtime.cli import main as docket_cli
+
+    fresh: str = pg.fresh_url()
+    assert docket_cli(["db", "migrate", "--url", fresh, "--with-queue"]) == 0
+    pg.sql(fresh, EFFECTS_TABLE)
+    return fresh
+
+
 def pb() -> Any:
     """The generated ``durabletest.orders_pb2``."""
     return importlib.import_module("durabletest.orders_pb2")

@@ -8,10 +8,18 @@ in-process tests import :func:`build` from it. The config holds ``url`` (the
 Postgres database, whose search_path selects the test's schema), ``gen_dir``
 (where the session generated ``tests/protos_durable``), and optionally
 ``block`` (a step that records its start, then never returns, so that the
-test can kill the worker there), ``concurrency``, ``polling``,
-``heartbeat``, ``stalled_timeout`` and ``sweep_interval`` (seconds), and
-``trace_file`` (the graphs are then traced, and every span is appended to
-that file as it ends, one JSON object a line: see :func:`span_record`).
+test can kill the worker there), ``concurrency``,
+``polling``, ``heartbeat``, ``stalled_timeout`` and ``sweep_interval``
+(seconds; ``defaults: true`` leaves all four to ``run_worker``),
+``pool_timeout`` (seconds the queue's pool waits for a connection),
+``pools`` (the largest size of each of its connection pools),
+``app_name`` (the ``application_name`` of the worker's connections,
+``<app_name>-store`` for its store's, so that a test can terminate them),
+and ``trace_file`` (the graphs are then traced, and every span is appended
+to that file as it ends, one JSON object a line: see :func:`span_record`).
+
+A Sleep step of an execution whose id starts with ``busy`` holds the event
+loop (``time.sleep``) instead of awaiting.
 
 Every side effect a test counts is a row of ``durable_effects`` (Postgres)
 or an entry of :class:`MemoryEffects` (in process): ``(execution id, what)``.
@@ -25,9 +33,11 @@ import json
 import logging
 import os
 import sys
+import time
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any, Protocol
+from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 from docket_runtime import Events, context
 from docket_runtime.stores import Store
@@ -59,17 +69,35 @@ class MemoryEffects:
 
 
 class PgEffects:
-    """Side effects as rows of ``durable_effects``, committed before the step goes on."""
+    """Side effects as rows of ``durable_effects``, committed before the step goes on.
+
+    A write whose connection was terminated is tried again (the tests drop
+    connections on purpose); a unique-key conflict on a second try means the
+    first one got through, one on the first try is a real duplicate and raises.
+    """
 
     def __init__(self, pool: Any) -> None:
         self.pool = pool
 
     async def add(self, execution_id: str, what: str) -> None:
-        async with self.pool.connection() as conn:
-            await conn.execute(
-                "INSERT INTO durable_effects (execution_id, what, pid) VALUES (%s, %s, %s)",
-                (execution_id, what, os.getpid()),
-            )
+        import psycopg
+
+        for attempt in range(1, 6):
+            try:
+                async with self.pool.connection() as conn:
+                    await conn.execute(
+                        "INSERT INTO durable_effects (execution_id, what, pid) VALUES (%s, %s, %s)",
+                        (execution_id, what, os.getpid()),
+                    )
+                return
+            except psycopg.errors.UniqueViolation:
+                if attempt == 1:
+                    raise
+                return
+            except psycopg.OperationalError:
+                if attempt == 5:
+                    raise
+                await asyncio.sleep(0.1 * attempt)
 
 
 def build(
@@ -174,8 +202,10 @@ def build(
         async def sleep(self, nap: Any, /) -> Any:
             execution_id = context().execution_id
             await effects.add(execution_id, "Sleep:start")
+            if execution_id.startswith("busy"):
+                time.sleep(nap.seconds)  # holds the event loop, on purpose
             try:
-                await asyncio.sleep(nap.seconds)
+                await asyncio.sleep(0 if execution_id.startswith("busy") else nap.seconds)
             except asyncio.CancelledError:
                 await effects.add(execution_id, "Sleep:cancelled")
                 raise
@@ -211,30 +241,64 @@ async def main(config: dict[str, Any]) -> None:
     from docket_runtime.stores import open_store
 
     url = config["url"]
-    store = await open_store(url)
+    store_url = url
+    if "app_name" in config:
+        url = _named(url, config["app_name"])
+        store_url = _named(url, f"{config['app_name']}-store")
+    pools = config.get("pools")  # the largest size of each connection pool, if given
+    if pools is not None:
+        store_url = f"{store_url}&pool_max_size={pools}&pool_min_size=1"
+    store = await open_store(store_url)
     pool: AsyncConnectionPool[Any] = AsyncConnectionPool(
-        url, min_size=1, max_size=4, kwargs={"autocommit": True}, open=False
+        url,
+        min_size=1,
+        max_size=min(4, pools or 4),
+        kwargs={"autocommit": True},
+        open=False,
+        check=AsyncConnectionPool.check_connection,
     )
     await pool.open()
     events = _tracing(config["trace_file"]) if "trace_file" in config else ()
-    registry = build(store, PgEffects(pool), block=config.get("block", ()), events=events)
+    registry = build(
+        store,
+        PgEffects(pool),
+        block=config.get("block", ()),
+        events=events,
+    )
     app = procrastinate.App(
-        connector=procrastinate.PsycopgConnector(conninfo=url, min_size=1, max_size=8)
+        connector=procrastinate.PsycopgConnector(
+            conninfo=url,
+            min_size=1,
+            max_size=pools or 8,
+            timeout=config.get("pool_timeout", 30.0),
+        )
     )
     install(app, registry)
+    timing: dict[str, float] = {}
+    if not config.get("defaults"):
+        timing = {
+            "heartbeat_interval": config.get("heartbeat", 0.2),
+            "stalled_timeout": config.get("stalled_timeout", 1.0),
+            "sweep_interval": config.get("sweep_interval", 0.5),
+        }
     async with app.open_async():
         await run_worker(
             app,
             registry,
             concurrency=config.get("concurrency", 1),
             polling_interval=config.get("polling", 0.1),
-            heartbeat_interval=config.get("heartbeat", 0.2),
-            stalled_timeout=config.get("stalled_timeout", 1.0),
-            sweep_interval=config.get("sweep_interval", 0.5),
             name=config.get("name", "worker"),
+            **timing,  # type: ignore[arg-type]
         )
     await pool.close()
     await store.close()
+
+
+def _named(url: str, name: str) -> str:
+    """``url`` whose connections report ``application_name`` ``name``."""
+    parts = urlsplit(url)
+    query = [(k, v) for k, v in parse_qsl(parts.query) if k != "application_name"]
+    return urlunsplit(parts._replace(query=urlencode([*query, ("application_name", name)])))
 
 
 def _tracing(path: str) -> Sequence[Events]:

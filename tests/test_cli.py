@@ -389,7 +389,8 @@ def test_executions_in_every_state(
                 order = durable_pb().Order(order_id=execution_id, amount_cents=500)
                 inputs = {"order": order}
                 target = durable_pb().Confirmation
-                assert await record_execution(durable, target, inputs, execution_id=execution_id)
+                row = await record_execution(durable, target, inputs, execution_id=execution_id)
+                assert row.status == "queued"
                 outcome = await resume(registry, execution_id, stopping=lambda: False)
                 assert isinstance(outcome, Continue)
 

@@ -41,8 +41,8 @@ import procrastinate
 import psycopg
 import pytest
 from conftest import PgSession
-from durable_support import ROOT, WORKER, generated, pb, wait_for
-from durable_worker import EFFECTS_TABLE, MemoryEffects, build
+from durable_support import ROOT, WORKER, generated, pb, queue_schema, wait_for
+from durable_worker import MemoryEffects, build
 
 from docket_runtime.cli import main as docket_cli
 from docket_runtime.durable import (
@@ -72,10 +72,7 @@ def gen(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.fixture
 def url(pg: PgSession, gen: Path) -> str:
     """A fresh schema with Docket's and Procrastinate's tables, and ``durable_effects``."""
-    fresh = pg.fresh_url()
-    assert docket_cli(["db", "migrate", "--url", fresh, "--with-queue"]) == 0
-    pg.sql(fresh, EFFECTS_TABLE)
-    return fresh
+    return queue_schema(pg)
 
 
 class Workers:

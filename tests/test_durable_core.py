@@ -54,10 +54,10 @@ class Core:
     async def record(self, graph: str, target: str, execution_id: str, **inputs: Any) -> None:
         found = self.registry.get(f"durabletest.{graph}")
         assert found is not None
-        needs_job = await record_execution(
+        row = await record_execution(
             found, getattr(pb(), target), inputs, execution_id=execution_id
         )
-        assert needs_job
+        assert row.status == "queued"
 
     async def resume(self, execution_id: str) -> Any:
         return await resume(self.registry, execution_id, stopping=never_stopping)
@@ -247,6 +247,13 @@ def test_a_store_failure_mid_run_resumes_later() -> None:
         assert isinstance(outcome, StoreFailed) and isinstance(outcome.error, StoreUnavailable)
         assert before + timedelta(seconds=STORE_RETRY_DELAY) <= outcome.at
         assert outcome.at <= datetime.now(UTC) + timedelta(seconds=STORE_RETRY_DELAY)
+        # Not failed: waiting for the resume, so that the sweep finds it if no job comes.
+        row = await core.row("nap")
+        assert (row.status, row.error) == ("waiting", "StoreUnavailable: connection lost")
+        assert row.wake_at is not None
+        assert abs((row.wake_at - outcome.at).total_seconds()) < 1
+        assert isinstance(await core.resume("nap"), Done)
+        assert (await core.row("nap")).status == "succeeded"
 
     run(body)
 

@@ -62,7 +62,7 @@ def health_options(command: Any) -> Any:
     command = click.option(
         "--stalled-timeout",
         type=float,
-        default=30.0,
+        default=5.0,
         show_default=True,
         metavar="SECONDS",
         help="A durable worker with no heartbeat for this long is dead (as run_worker's).",

@@ -34,8 +34,9 @@ the stored inputs (``_inputs``), recording an execution (``_record``),
 resuming one and what the queue must do next (``_resume``), schedules
 (``_schedule``). Procrastinate's side: the jobs' names and locks (``_jobs``),
 the tasks (``_tasks``), enqueue, cancel, requeue and the jobs of an execution
-(``_client``), the worker and its
-stalled-jobs sweep (``_worker``), cron (``_cron``), the queue's tables
+(``_client``), the worker, its restarts and its stalled-jobs sweep
+(``_worker``), its heartbeat (``_heartbeat``), the sweep of executions left
+without a job (``_sweep``), cron (``_cron``), the queue's tables
 (``_schema``).
 """
 
@@ -50,11 +51,11 @@ except ImportError as err:  # pragma: no cover - exercised in a subprocess by th
         "pip install 'docket-proto[procrastinate]'"
     ) from err
 
+from .._lifecycle import STORE_RETRY_DELAY as STORE_RETRY_DELAY  # importable; not in __all__
 from ._client import App, Connection, JobState, cancel, enqueue, job_states, requeue
 from ._cron import schedule
 from ._jobs import DEFAULT_QUEUE, RESUME_TASK, SCHEDULE_TASK, lock_key
 from ._registry import Registry
-from ._resume import STORE_RETRY_DELAY as STORE_RETRY_DELAY  # importable; not in __all__
 from ._schema import apply_queue_schema
 from ._tasks import blueprint, install, make_blueprint
 from ._worker import run_worker, sweep_stalled

@@ -16,6 +16,7 @@ from .. import Graph
 from ..stores import Store
 from ._jobs import defer_resume, lock_key
 from ._record import record_execution
+from ._sweep import ensure_job
 
 App: TypeAlias = procrastinate.App
 """``procrastinate.App``, as the generated ``enqueue`` and ``schedule`` name it."""
@@ -41,10 +42,12 @@ async def enqueue(
     graph (the one a worker's registry has under the same name); ``inputs``
     are the graph inputs by keyword, as for ``run_target``, and are checked
     here. The execution id is an idempotency key: enqueueing an id again does
-    nothing while it is queued, running or waiting, or once it succeeded; one
-    that failed or was cancelled is queued again (its checkpoints kept; the
-    steps that ran out of attempts get one more). The same id with another
-    graph, target or inputs is a ``ValueError``.
+    nothing once it succeeded, nor while it is queued, running or waiting
+    with a job to carry it on; one left without a job by a fault (a job that
+    could not be deferred) gets one; one that failed or was cancelled is
+    queued again (its checkpoints kept; the steps that ran out of attempts
+    get one more). The same id with another graph, target or inputs is a
+    ``ValueError``.
 
     ``connection`` (an open psycopg connection to the database of the store
     and the queue) joins the caller's transaction: the execution row and its
@@ -52,11 +55,11 @@ async def enqueue(
 
     Returns the id of the job deferred, or ``None`` when none was needed.
     """
-    needs_job = await record_execution(
+    row = await record_execution(
         graph, target, inputs, execution_id=execution_id, connection=connection
     )
-    if not needs_job:
-        return None
+    if row.status != "queued":
+        return await ensure_job(app, row, connection=connection)
     return await defer_resume(
         app, execution_id, queue=queue, priority=priority, connection=connection
     )
@@ -155,7 +158,7 @@ class JobState:
 
 
 async def job_states(
-    app: procrastinate.App, execution_ids: Collection[str], *, stalled_timeout: float = 30.0
+    app: procrastinate.App, execution_ids: Collection[str], *, stalled_timeout: float = 5.0
 ) -> dict[str, list[JobState]]:
     """The pending and running resume jobs of each of ``execution_ids``, oldest first.
 

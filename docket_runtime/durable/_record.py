@@ -22,16 +22,16 @@ async def record_execution(
     *,
     execution_id: str,
     connection: Any = None,
-) -> bool:
-    """Record execution ``execution_id`` of ``target`` as queued; ``True`` if it needs a job.
+) -> ExecutionRecord:
+    """Record execution ``execution_id`` of ``target`` as queued; return its row.
 
     ``graph`` must be bound with a store and ``record=True``; ``inputs`` are
     checked and stored (:mod:`._inputs`). ``connection`` (an open psycopg
     connection, with a graph bound to a Postgres store in the same database)
-    writes the row in the caller's transaction. An id already queued,
-    running, waiting or succeeded needs no job (``False``); one that failed or
-    was cancelled is queued again. The same id with another graph, target or
-    inputs is a ``ValueError``.
+    writes the row in the caller's transaction. A new id is ``queued``; an
+    id already queued, running, waiting or succeeded is left as it is; one
+    that failed or was cancelled is queued again. The same id with another
+    graph, target or inputs is a ``ValueError``.
     """
     check_execution_id(execution_id, f"{graph.plan.name}.enqueue()")
     store = graph.store
@@ -87,4 +87,4 @@ async def record_execution(
                 f"{graph.plan.name} -> {target_name} with {describe_inputs(graph, text)}",
                 f"{graph.plan.name}.enqueue()",
             )
-    return row.status == "queued"
+    return row

@@ -27,7 +27,10 @@ reports it:
   in the store: the adapter defers a job now, then lets the cancellation
   through;
 - :class:`StoreFailed`: the store failed mid-run, so what was recorded is
-  unknown: resume at ``at``.
+  unknown: resume at ``at``. The run recorded the execution ``waiting``
+  until ``at`` (when the store let it), never ``failed``: if the job of
+  ``at`` cannot be deferred either, the worker's sweep of executions
+  without a job resumes it.
 """
 
 from __future__ import annotations
@@ -43,6 +46,7 @@ from typing import Final
 from google.protobuf.message import DecodeError
 
 from ..codec import MissingKey
+from .._lifecycle import STORE_RETRY_DELAY as STORE_RETRY_DELAY
 from ..context import _durable
 from ..errors import RetryLater, Suspended
 from ..stores import StoreError, StoreRejected
@@ -50,9 +54,6 @@ from ._inputs import decode_inputs
 from ._registry import Registry
 
 _log = logging.getLogger("docket.durable")
-
-STORE_RETRY_DELAY: Final = 5.0
-"""Seconds before a resume is tried again after the store was unreachable."""
 
 MISSING_KEY_DELAY: Final = 60.0
 """Seconds before a resume whose inputs need a key this worker lacks is tried again."""
