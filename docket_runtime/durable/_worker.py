@@ -22,6 +22,7 @@ from typing_extensions import Unpack
 from ._jobs import DEFAULT_QUEUE, RESUME_TASK, SCHEDULE_TASK
 from ._registry import Registry
 from ._tasks import CONTEXT_KEY, install
+from ._wake import run_woken
 
 _log = logging.getLogger("docket.durable")
 
@@ -94,7 +95,7 @@ async def run_worker(
         _sweep_forever(app, stalled_timeout, sweep_interval), name="docket stalled-jobs sweep"
     )
     try:
-        await app.run_worker_async(**settings)
+        await run_woken(app, settings)
     finally:
         sweeper.cancel()
         await asyncio.gather(sweeper, return_exceptions=True)
