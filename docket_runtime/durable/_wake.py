@@ -24,9 +24,10 @@ by another database client with notifications off).
 
 This reaches into Procrastinate's worker (``App._worker``, and on the
 ``Worker``: ``_new_job_event``, ``_fetch_and_process_jobs``,
-``_process_job``, ``_stop_event``, ``queues``), checked against 3.8 to 3.10.
+``_process_job``, ``_stop_event``, ``queues``), as of Procrastinate 3.10.
 :func:`attach` checks that those are there and leaves the worker as it is
-(polling only, with a warning) when they are not; the tests fail then.
+(polling only, with a warning) when they are not; tests/test_durable_wake.py
+fails then, and when they are there but no longer do what this relies on.
 """
 
 from __future__ import annotations
@@ -117,24 +118,30 @@ class Wake:
         worker._process_job = process_then_wake  # type: ignore[method-assign]
 
     async def arm(self) -> None:
-        """Set the timer to the earliest job that is scheduled and not due yet, if any."""
-        if self.timer is not None:
-            self.timer.cancel()
-            self.timer = None
+        """Set the timer to the earliest job that is scheduled and not due yet, if any.
+
+        A pending timer that fires earlier is kept: its job may have become
+        due since the fetch, and so be missing from this query's answer.
+        """
         try:
             row = await self.worker.app.connector.execute_query_one_async(
-                NEXT_DUE,
-                queues=self.queues,
+                NEXT_DUE, queues=self.queues
             )
         except Exception as err:
             # The poll finds the job; a store outage is reported by the worker's own queries.
             _log.debug("cannot read the next due job (%s); polling only", err)
             return
         delay = row["delay"]
-        if delay is not None:
-            self.timer = asyncio.get_running_loop().call_later(
-                float(delay) + LATE_BY, self.flag.set
-            )
+        if delay is None:
+            return
+        loop = asyncio.get_running_loop()
+        when = loop.time() + float(delay) + LATE_BY
+        timer = self.timer
+        if timer is not None:
+            if not timer.cancelled() and loop.time() < timer.when() <= when:
+                return
+            timer.cancel()
+        self.timer = loop.call_at(when, self.flag.set)
 
     def close(self) -> None:
         if self.timer is not None:

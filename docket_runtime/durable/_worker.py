@@ -46,7 +46,7 @@ async def run_worker(
     *,
     queues: Iterable[str] | None = (DEFAULT_QUEUE,),
     concurrency: int = 1,
-    polling_interval: float = 0.5,
+    polling_interval: float = 2.0,
     heartbeat_interval: float = 10.0,
     stalled_timeout: float = 30.0,
     sweep_interval: float = 30.0,
@@ -55,11 +55,12 @@ async def run_worker(
 ) -> None:
     """Run a Procrastinate worker that resumes Docket executions (``app`` must be open).
 
-    - ``polling_interval`` (seconds) bounds how late a scheduled job starts:
-      a durable retry fires at the first poll after its ``wake_at``, so it is
-      the shortest backoff worth promising (Procrastinate's default, 5 s,
-      would delay a 1 s retry to 5 s). New jobs still wake the worker at once
-      through LISTEN/NOTIFY; each idle worker costs one cheap query per poll.
+    - ``polling_interval`` (seconds): the fallback poll. New jobs wake the
+      worker at once through LISTEN/NOTIFY, and a job scheduled for later (a
+      durable retry's ``wake_at``) through a timer set to the earliest one
+      (:mod:`._wake`); the poll finds what those miss, such as a job the
+      stalled-jobs sweep puts back (an update, which notifies nobody). Each
+      idle worker costs one cheap query per poll.
     - every ``sweep_interval`` seconds (and at start), jobs left ``doing`` by
       a worker whose heartbeat is older than ``stalled_timeout`` (a killed
       process) go back to the queue (:func:`sweep_stalled`). The heartbeat is
