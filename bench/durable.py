@@ -1,6 +1,11 @@
-"""Durable executions per second: Docket on Procrastinate against DBOS, on the same Postgres.
+"""Durable executions: Docket on Procrastinate against DBOS, and against Procrastinate alone.
 
     python bench/durable.py [--executions 500] [--concurrency 8] [--postgres URL]
+                            [--quick] [--only dbos|queue]
+
+``--quick`` runs smaller sizes (under a minute); ``--only`` runs one part.
+The queue rows (Docket's queue against Procrastinate no-op jobs: throughput,
+latency, retry lateness) are described in bench/durable_queue.py.
 
 The work: a workflow of three trivial steps in a chain (A = seed + 1, B = A * 2,
 C = B - 3), every step's result persisted, the execution's status recorded.
@@ -44,6 +49,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import quote, urlsplit, urlunsplit
 
+import durable_queue
 import psycopg
 
 DEFAULT_URL = os.environ.get(
@@ -249,34 +255,71 @@ def run_part(args: list[str]) -> dict[str, float] | str:
     return result
 
 
+def queue_part(url: str, sizes: durable_queue.Sizes) -> None:
+    """The queue rows, in a schema of their own (dropped afterwards)."""
+    sys.path.insert(0, str(Path(__file__).resolve().parent))
+    from generated import generate
+
+    gen_dir = Path(tempfile.mkdtemp(prefix="docket-bench-"))
+    generate(gen_dir, "queue")
+    schema = f"docket_bench_q_{uuid.uuid4().hex[:8]}"
+    with psycopg.connect(url, autocommit=True) as admin:
+        admin.execute(f'CREATE SCHEMA "{schema}"'.encode())
+        try:
+            asyncio.run(
+                durable_queue.queue_rows(
+                    with_search_path(url, schema), gen_dir, Path(__file__).resolve(), sizes
+                )
+            )
+        finally:
+            admin.execute(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE'.encode())
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--executions", type=int, default=500)
+    parser.add_argument("--executions", type=int)
     parser.add_argument("--concurrency", type=int, default=8)
     parser.add_argument("--postgres", default=DEFAULT_URL)
-    parser.add_argument("--part", choices=["docket", "dbos"], help=argparse.SUPPRESS)
+    parser.add_argument("--quick", action="store_true", help="smaller sizes: under a minute")
+    parser.add_argument("--only", choices=["dbos", "queue"], help="run one part only")
+    parser.add_argument(
+        "--part", choices=["docket", "dbos", "queue-worker"], help=argparse.SUPPRESS
+    )
     parser.add_argument("--schema", help=argparse.SUPPRESS)
+    parser.add_argument("--config", help=argparse.SUPPRESS)
     args = parser.parse_args()
-    n, c = args.executions, args.concurrency
+    c = args.concurrency
+    n = args.executions or (200 if args.quick else 500)
 
+    if args.part == "queue-worker":
+        durable_queue.worker_main(json.loads(args.config))
+        return
     if args.part == "docket":
         print(json.dumps(asyncio.run(docket_part(args.postgres, n, c))))
         return
     if args.part == "dbos":
         print(json.dumps(asyncio.run(dbos_part(args.postgres, args.schema, n, c))))
         return
+    if args.only != "queue":
+        dbos_comparison(args.postgres, n, c)
+    if args.only != "dbos":
+        sizes = durable_queue.Sizes.of(args.quick, args.executions or 1000)
+        queue_part(args.postgres, sizes)
 
+
+def dbos_comparison(url: str, n: int, c: int) -> None:
+    """Docket against DBOS, each in a process of its own, direct and queued."""
     try:
         has_dbos = importlib.util.find_spec("dbos") is not None
     except (ImportError, ValueError):  # ValueError: hidden with sys.modules["dbos"] = None
         has_dbos = False
     tag = uuid.uuid4().hex[:8]
     docket_schema, dbos_schema = f"docket_bench_{tag}", f"dbos_bench_{tag}"
-    with psycopg.connect(args.postgres, autocommit=True) as admin:
+    with psycopg.connect(url, autocommit=True) as admin:
         admin.execute(f'CREATE SCHEMA "{docket_schema}"'.encode())
         try:
             common = ["--executions", str(n), "--concurrency", str(c)]
-            docket_url = with_search_path(args.postgres, docket_schema)
+            docket_url = with_search_path(url, docket_schema)
             docket = run_part(["--part", "docket", "--postgres", docket_url, *common])
             if has_dbos:
                 other = run_part(
@@ -284,7 +327,7 @@ def main() -> None:
                         "--part",
                         "dbos",
                         "--postgres",
-                        args.postgres,
+                        url,
                         "--schema",
                         dbos_schema,
                         *common,

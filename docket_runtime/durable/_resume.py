@@ -45,8 +45,8 @@ from typing import Final
 
 from google.protobuf.message import DecodeError
 
-from ..codec import MissingKey
 from .._lifecycle import STORE_RETRY_DELAY as STORE_RETRY_DELAY
+from ..codec import MissingKey
 from ..context import _durable
 from ..errors import RetryLater, Suspended
 from ..stores import StoreError, StoreRejected

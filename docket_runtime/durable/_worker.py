@@ -34,6 +34,7 @@ from ._jobs import DEFAULT_QUEUE, RESUME_TASK, SCHEDULE_TASK
 from ._registry import Registry
 from ._sweep import jobless_executions, sweep_executions
 from ._tasks import CONTEXT_KEY, install
+from ._wake import attach
 
 _log = logging.getLogger("docket.durable")
 
@@ -66,11 +67,12 @@ async def run_worker(
 ) -> None:
     """Run a Procrastinate worker that resumes Docket executions (``app`` must be open).
 
-    - ``polling_interval`` (seconds) bounds how late a scheduled job starts:
-      a durable retry fires at the first poll after its ``wake_at``, so it is
-      the shortest backoff worth promising (Procrastinate's default, 5 s,
-      would delay a 1 s retry to 5 s). New jobs still wake the worker at once
-      through LISTEN/NOTIFY; each idle worker costs one cheap query per poll.
+    - ``polling_interval`` (seconds): the fallback poll. New jobs wake the
+      worker at once through LISTEN/NOTIFY, and a job scheduled for later (a
+      durable retry's ``wake_at``) through a timer set to the earliest one
+      (:mod:`._wake`); the poll finds what those miss, such as a job the
+      stalled-jobs sweep puts back (an update, which notifies nobody). Each
+      idle worker costs one cheap query per poll.
     - crash detection: the worker writes its heartbeat every
       ``heartbeat_interval`` seconds, from a thread with a connection of its
       own (:mod:`._heartbeat`), so a busy event loop does not stop it and a
@@ -192,6 +194,23 @@ async def _run_once(app: procrastinate.App, settings: WorkerOptions, beat: _Beat
     )
     # Built here rather than by app.run_worker_async: the heartbeat needs its id.
     worker: Any = Worker(app=app, **cast(dict[str, Any], {**app.worker_defaults, **run_settings}))
+    wake = attach(worker)
+    try:
+        return await _drive(app, worker, beat, running, inflight)
+    finally:
+        if wake is not None:
+            wake.close()
+
+
+async def _drive(
+    app: procrastinate.App,
+    worker: Any,
+    beat: _Beat | None,
+    running: set[asyncio.Task[Any]],
+    inflight: set[int],
+) -> bool:
+    """Run ``worker`` (with the heartbeat of ``beat``, if any) until it stops; ``True`` if it
+    stopped because its heartbeat was lost."""
     if beat is None:
         await worker.run()
         return False

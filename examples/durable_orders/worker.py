@@ -29,7 +29,7 @@ async def main(
                 wiring.app,
                 wiring.registry,
                 concurrency=concurrency,
-                polling_interval=0.5,  # the shortest backoff of the graph is 500 ms
+                polling_interval=0.5,  # finds the jobs the stalled-jobs sweep puts back
                 heartbeat_interval=2.0,
                 stalled_timeout=stalled_timeout,
                 sweep_interval=stalled_timeout / 2,
