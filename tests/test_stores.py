@@ -65,13 +65,16 @@ def run(coro: Awaitable[T]) -> T:
     return asyncio.run(guarded())
 
 
-@pytest.fixture(params=["memory", "sqlite", "postgres"])
+@pytest.fixture(params=["memory", "sqlite", "sqlite-normal", "postgres"])
 def url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
-    """A URL of an empty store of each kind."""
+    """A URL of an empty store of each kind (SQLite with ``synchronous=normal`` writes on
+    the event loop, otherwise on its writer thread)."""
     if request.param == "memory":
         return "memory://"
     if request.param == "sqlite":
         return f"sqlite:///{tmp_path / 'docket.db'}"
+    if request.param == "sqlite-normal":
+        return f"sqlite:///{tmp_path / 'docket.db'}?synchronous=normal"
     pg: PgSession = request.getfixturevalue("pg")
     return pg.fresh_url()
 
@@ -1453,6 +1456,68 @@ def test_sqlite_reads_go_to_the_writer_thread_without_wal(tmp_path: Path) -> Non
             await store.put_result(stored("a" * 64))
             assert "a" * 64 in await store.get_results(["a" * 64])
             assert await store.schema_version() == SCHEMA_VERSION
+
+    run(body())
+
+
+def test_sqlite_normal_writes_on_the_loop_and_waits_for_a_lock_on_the_thread(
+    tmp_path: Path,
+) -> None:
+    path = tmp_path / "x.db"
+
+    async def body() -> None:
+        url = f"sqlite:///{path}?synchronous=normal&busy_timeout=5000"
+        async with await open_store(url, migrate=True) as store:
+            assert isinstance(store, SqliteStore)
+            loop = asyncio.get_running_loop()
+            # On the loop: the write is done before the coroutine first yields.
+            put = store.put_result(stored("a" * 64))
+            with pytest.raises(StopIteration):
+                put.send(None)
+            assert "a" * 64 in await store.get_results(["a" * 64])
+            # Another process holds the write lock: the write waits on the thread, then lands.
+            other = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+            other.execute("BEGIN IMMEDIATE")
+            waiting = asyncio.ensure_future(store.put_result(stored("b" * 64)))
+            await asyncio.sleep(0.2)
+            assert not waiting.done()
+            await loop.run_in_executor(None, other.execute, "COMMIT")
+            await waiting
+            other.close()
+            assert "b" * 64 in await store.get_results(["b" * 64])
+            # A transaction on the loop that fails half-way writes nothing.
+            with pytest.raises(ValueError):
+                await store.step_finished(
+                    "e",
+                    "s",
+                    status="succeeded",
+                    result=stored("c" * 64, execution_id="e"),
+                    attempt=AttemptRecord(
+                        "e", "other", 1, "succeeded", T0, T0, 1.0, None, None, None, "me"
+                    ),
+                )
+            assert await store.get_results(["c" * 64]) == {}
+
+    run(body())
+
+
+def test_sqlite_normal_checkpoints_the_wal_from_the_thread(tmp_path: Path) -> None:
+    path = tmp_path / "x.db"
+    from docket_runtime.stores import sqlite as sqlite_module
+
+    async def body() -> None:
+        url = f"sqlite:///{path}?synchronous=normal"
+        async with await open_store(url, migrate=True) as store:
+            assert isinstance(store, SqliteStore)
+            for i in range(sqlite_module._CHECKPOINT_EVERY):
+                await store.put_result(stored(f"{i:064d}"))
+            # The checkpoint was handed to the writer thread: a write there runs after it.
+            await store.purge_expired()
+            # What the database file holds, without the WAL: every row checkpointed.
+            main = sqlite3.connect(f"file:{path}?immutable=1", uri=True)
+            (count,) = main.execute("SELECT count(*) FROM docket_results").fetchone()
+            main.close()
+            assert count == sqlite_module._CHECKPOINT_EVERY
 
     run(body())
 
