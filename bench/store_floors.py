@@ -79,18 +79,26 @@ class Lookup:
         return self.pb.Found(value=key.value * 2)
 
 
-async def seconds(call: Timed, n: int) -> float:
-    started = time.perf_counter()
+Times = tuple[float, float]
+"""Seconds per call: wall clock, and this process's CPU."""
+
+
+async def seconds(call: Timed, n: int) -> Times:
+    started, cpu = time.perf_counter(), time.process_time()
     await call(n)
-    return (time.perf_counter() - started) / n
+    return (time.perf_counter() - started) / n, (time.process_time() - cpu) / n
 
 
-async def compare(ours: Timed, base: Timed, n: int, rounds: int) -> tuple[float, float]:
-    """Median seconds per call of (``ours``, ``base``): rounds alternate, after a warm-up."""
+def median(times: list[Times]) -> Times:
+    return statistics.median(t[0] for t in times), statistics.median(t[1] for t in times)
+
+
+async def compare(ours: Timed, base: Timed, n: int, rounds: int) -> tuple[Times, Times]:
+    """Median times per call of (``ours``, ``base``): rounds alternate, after a warm-up."""
     await ours(max(1, n // 5))
     await base(max(1, n // 5))
-    mine: list[float] = []
-    theirs: list[float] = []
+    mine: list[Times] = []
+    theirs: list[Times] = []
     for i in range(rounds):
         # Alternate which goes first, so that neither always follows the other's writes.
         if i % 2:
@@ -99,7 +107,7 @@ async def compare(ours: Timed, base: Timed, n: int, rounds: int) -> tuple[float,
         else:
             mine.append(await seconds(ours, n))
             theirs.append(await seconds(base, n))
-    return statistics.median(mine), statistics.median(theirs)
+    return median(mine), median(theirs)
 
 
 _RESULT_JSON = json.dumps({"value": 1})
@@ -162,14 +170,16 @@ def docket_hits(graph: Any, pb: Any) -> Timed:
 
 
 def header(title: str, ours: str, base: str) -> None:
-    print(f"\n{title:42} {ours:>9} {base:>9} {'ratio':>8}")
+    print(f"\n{title:42} {ours:>9} {base:>9} {'ratio':>8}   CPU µs per call: docket, base")
 
 
-def row(label: str, ours: float, base: float, *, speed: bool) -> None:
+def row(label: str, ours: Times, base: Times, *, speed: bool) -> None:
+    cpu = f"{ours[1] * 1e6:9.0f} {base[1] * 1e6:6.0f}"
     if speed:  # executions per second, Docket / baseline
-        print(f"  {label:40} {1 / ours:9.0f} {1 / base:9.0f} {base / ours:8.2f}x")
+        print(f"  {label:40} {1 / ours[0]:9.0f} {1 / base[0]:9.0f} {base[0] / ours[0]:8.2f}x {cpu}")
     else:  # µs per call, Docket / baseline
-        print(f"  {label:40} {ours * 1e6:9.1f} {base * 1e6:9.1f} {ours / base:8.2f}x")
+        ratio = ours[0] / base[0]
+        print(f"  {label:40} {ours[0] * 1e6:9.1f} {base[0] * 1e6:9.1f} {ratio:8.2f}x {cpu}")
 
 
 async def kept_rows(

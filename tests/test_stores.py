@@ -1356,6 +1356,46 @@ def test_postgres_server_gone_is_an_error_not_a_hang(pg: PgSession) -> None:
     run(body())
 
 
+def test_postgres_operations_one_at_a_time_share_a_connection_never_withheld(
+    pg: PgSession,
+) -> None:
+    url = with_query(pg.fresh_url(), pool_max_size="1", pool_timeout="2")
+
+    async def pid(conn: psycopg.AsyncConnection[Any]) -> int:
+        cur = await conn.execute("SELECT pg_backend_pid()")
+        row = await cur.fetchone()
+        assert row is not None
+        return int(row[0])
+
+    async def body() -> None:
+        async with await open_store(url, migrate=True) as store:
+            assert isinstance(store, PostgresStore)
+            first = await store._run(pid)
+            await store.put_result(stored("a" * 64))
+            assert await store._run(pid) == first  # kept out of the pool, used again
+            # Many at once on a pool of one: the kept connection goes back to the pool
+            # while others wait there, so none of them times out.
+            keys = [f"{i:064d}" for i in range(20)]
+            await asyncio.gather(
+                *(store.put_result(stored(k)) for k in keys),
+                *(store.get_results([k]) for k in keys),
+            )
+            assert set(await store.get_results(keys)) == set(keys)
+            # A kept connection the server dropped: a read retries, a write says so.
+            pg.sql(PG_URL, "SELECT pg_terminate_backend(%s)", (await store._run(pid),))
+            assert "a" * 64 in await store.get_results(["a" * 64])
+            pg.sql(PG_URL, "SELECT pg_terminate_backend(%s)", (await store._run(pid),))
+            with pytest.raises(StoreUnavailable):
+                await store.put_result(stored("b" * 64))
+            await store.put_result(stored("b" * 64))
+            last = await store._run(pid)
+        # Closing the store closes the kept connection too.
+        left = pg.sql(PG_URL, "SELECT count(*) FROM pg_stat_activity WHERE pid = %s", (last,))
+        assert left == [(0,)]
+
+    run(body())
+
+
 def test_postgres_pool_options_come_from_the_url(pg: PgSession) -> None:
     url = with_query(pg.fresh_url(), pool_max_size="1", pool_timeout="0.2")
 

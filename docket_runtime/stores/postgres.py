@@ -38,6 +38,7 @@ from typing import Any, Final, Literal, TypeVar
 
 import psycopg
 from psycopg.conninfo import conninfo_to_dict, make_conninfo
+from psycopg.pq import TransactionStatus
 from psycopg.rows import TupleRow, tuple_row
 from psycopg_pool import AsyncConnectionPool, PoolClosed, PoolTimeout
 
@@ -251,6 +252,10 @@ class PostgresStore(StoreBase):
         self._recheck_at = 0.0
         self._answered_at = float("-inf")
         self._probing = asyncio.Lock()
+        # One connection kept out of the pool between operations (see _checkout).
+        self._spare: Conn | None = None
+        self._spare_pool: AsyncConnectionPool[Conn] | None = None
+        self._running = 0
 
     @classmethod
     async def open(
@@ -307,7 +312,7 @@ class PostgresStore(StoreBase):
         while True:
             pool = self._pool
             try:
-                conn = await pool.getconn()
+                conn = await self._checkout(pool)
             except PoolClosed as err:
                 # Closed by a probe that found the server gone, while this one waited.
                 raise self._unavailable(err) from err
@@ -338,8 +343,47 @@ class PostgresStore(StoreBase):
             except psycopg.Error as err:
                 raise StoreError(f"Postgres at {self.url}: {err}") from err
             finally:
-                # Into a pool closed meanwhile, a connection is closed quietly.
-                await pool.putconn(conn)
+                await self._give_back(pool, conn)
+
+    async def _checkout(self, pool: AsyncConnectionPool[Conn]) -> Conn:
+        """A connection for one operation: the spare one when it is free, else the pool's.
+
+        Run one at a time, operations use the spare and cost no pool checkout and
+        return (together a third of the client's time per statement, measured). It
+        is kept only while no other operation runs (:meth:`_give_back`), so none ever
+        waits in the pool for a connection held here.
+        """
+        self._running += 1
+        spare, self._spare = self._spare, None
+        if spare is not None:
+            if self._spare_pool is pool:
+                return spare
+            await self._spare_pool_put(spare)  # the pool was replaced: the old one closes it
+        try:
+            return await pool.getconn()
+        except BaseException:
+            self._running -= 1
+            raise
+
+    async def _give_back(self, pool: AsyncConnectionPool[Conn], conn: Conn) -> None:
+        self._running -= 1
+        if (
+            self._running == 0
+            and self._spare is None
+            and pool is self._pool
+            and self._down is None
+            and not conn.closed
+            and conn.pgconn.transaction_status == TransactionStatus.IDLE
+        ):
+            self._spare, self._spare_pool = conn, pool
+            return
+        # Into a pool closed meanwhile, a connection is closed quietly.
+        await pool.putconn(conn)
+
+    async def _spare_pool_put(self, conn: Conn) -> None:
+        pool, self._spare_pool = self._spare_pool, None
+        if pool is not None:
+            await pool.putconn(conn)
 
     def _unavailable(self, err: BaseException) -> StoreUnavailable:
         return StoreUnavailable(self._down or f"Postgres at {self.url} is unavailable: {err}")
@@ -991,7 +1035,10 @@ class PostgresStore(StoreBase):
         return await self._run(get, read=True)
 
     async def close(self) -> None:
-        """Close the pool."""
+        """Close the pool (and the spare connection)."""
+        spare, self._spare = self._spare, None
+        if spare is not None:
+            await self._spare_pool_put(spare)
         await self._pool.close()
 
 
