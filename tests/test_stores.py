@@ -495,6 +495,16 @@ asyncio.run(main(sys.argv[1], sys.argv[2], float(sys.argv[3]), int(sys.argv[4]))
 
 
 def test_two_processes_racing_never_both_win_a_claim(db_url: str) -> None:
+    two_processes_race_for_claims(db_url)
+
+
+def test_two_processes_racing_on_the_loop_never_both_win_a_claim(tmp_path: Path) -> None:
+    # synchronous=normal: claims are written on each process's event loop, and the one
+    # that finds the database locked goes to its writer thread and waits there.
+    two_processes_race_for_claims(f"sqlite:///{tmp_path / 'docket.db'}?synchronous=normal")
+
+
+def two_processes_race_for_claims(db_url: str) -> None:
     steps = 50
     run(_migrate_only(db_url))
     start_at = time.time() + 2.0  # both processes have connected by then
