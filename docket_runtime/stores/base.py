@@ -734,11 +734,12 @@ def execution_from_row(row: Sequence[Any], when: Time) -> ExecutionRecord:
 
 
 def _digest(*parts: bytes) -> str:
-    # Length-prefix every part so that ("ab", "c") and ("a", "bc") differ. One buffer,
-    # hashed at once: a hash update per part cost more than the hashing.
-    return hashlib.sha256(
-        b"".join([b for part in parts for b in (len(part).to_bytes(8, "big"), part)])
-    ).hexdigest()
+    # Length-prefix every part so that ("ab", "c") and ("a", "bc") differ.
+    h = hashlib.sha256()
+    for part in parts:
+        h.update(len(part).to_bytes(8, "big"))
+        h.update(part)
+    return h.hexdigest()
 
 
 def workflow_key(execution_id: str, step: str, version: str = "") -> str:

@@ -144,13 +144,13 @@ _ATTEMPT_COLUMNS: Final = (
 
 def _ts(dt: datetime) -> str:
     # Fixed-width UTC text: sorts and compares correctly as text. (isoformat with
-    # the timespec keeps the microseconds even when 0, in a third of strftime's time.)
+    # the timespec keeps the microseconds even when 0, in half strftime's time.)
     return utc(dt).replace(tzinfo=None).isoformat(" ", "microseconds")
 
 
 def _dt(text: str) -> datetime:
-    # With the offset spelled out, fromisoformat is ten times faster than without it
-    # and a replace() (a cache hit reads one of these per row).
+    # With the offset spelled out, fromisoformat takes about a tenth of the time of
+    # parsing without it and a replace() (0.1 against 1 µs; a cache hit reads one).
     try:
         return datetime.fromisoformat(text + "+00:00")
     except ValueError:  # written with an offset of its own
@@ -255,7 +255,6 @@ class SqliteStore(StoreBase):
         # take the writer thread too.
         self._reads_on_loop = reads_on_loop
         self._closed = False
-        self._where = str(path)
         stat = path.stat()
         self._identity = (stat.st_dev, stat.st_ino)
 
@@ -339,7 +338,7 @@ class SqliteStore(StoreBase):
 
     def _check_file(self) -> None:
         try:
-            stat = os.stat(self._where)  # not Path.stat: its wrapping costs a third more
+            stat = self.path.stat()
         except OSError as err:
             raise StoreUnavailable(
                 f"SQLite database {self.path} was removed while open ({err.strerror}); "
