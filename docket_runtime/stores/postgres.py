@@ -8,7 +8,10 @@ in one statement with a data-modifying CTE. Only :meth:`PostgresStore.migrate`
 uses an explicit transaction. psycopg prepares a statement after a few
 executions, so a hot cache lookup is a bind-execute of a prepared statement.
 
-The pool does not ping connections when handing them out (that would be a
+Operations run one at a time (the common case: one execution's statements)
+share one connection kept out of the pool between them, which saves the
+pool's checkout and return; as soon as two run at once, the others use the
+pool. The pool does not ping connections when handing them out (that would be a
 second round trip per operation). A connection the server dropped (restart,
 ``pg_terminate_backend``) therefore fails once: reads then check the pool and
 retry once; writes raise :class:`~docket_runtime.stores.StoreUnavailable`,
@@ -360,17 +363,17 @@ class PostgresStore(StoreBase):
         """A connection for one operation: the spare one when it is free, else the pool's.
 
         Run one at a time, operations use the spare and cost no pool checkout and
-        return (together a third of the client's time per statement, measured). It
-        is kept only while no other operation runs (:meth:`_give_back`), so none ever
-        waits in the pool for a connection held here.
+        return: measured, those took 40% of the client's CPU for a ``SELECT 1``
+        (about 83 against 50 µs). It is kept only while no other operation runs
+        (:meth:`_give_back`), so none ever waits in the pool for a connection held here.
         """
         self._running += 1
         spare, self._spare = self._spare, None
-        if spare is not None:
-            if self._spare_pool is pool:
-                return spare
-            await self._spare_pool_put(spare)  # the pool was replaced: the old one closes it
+        if spare is not None and self._spare_pool is pool:
+            return spare
         try:
+            if spare is not None:
+                await self._spare_pool_put(spare)  # the pool was replaced: the old one closes it
             return await pool.getconn()
         except BaseException:
             self._running -= 1
