@@ -7,9 +7,8 @@ engine module reaches into the private attributes of another.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, TypeAlias
+from typing import TYPE_CHECKING
 
 from ._lifecycle import Lifecycle
 from ._persistence import decode, persisted_scope, prune
@@ -18,16 +17,12 @@ from ._tables import PlanTables, StepTable, TargetTable
 from .context import Execution
 from .events import CacheLookup, Dispatch
 from .plan import GraphPlan
-from .stores.base import Store, StoredResult, workflow_key
+from .stores.base import Store, workflow_key
 
 if TYPE_CHECKING:
     from ._tracing import ExecutionKind, Tracer
 
-__all__ = ["Checkpoints", "Engine"]
-
-Checkpoints: TypeAlias = dict[str, tuple[int, StepTable]]
-"""Checkpoint keys of one execution, each with its step's position in the target's table
-and the step."""
+__all__ = ["Engine"]
 
 
 @dataclass(frozen=True, slots=True, eq=False)
@@ -69,43 +64,22 @@ class Engine:
             kind=kind,
         )
 
-    def checkpoints(self, table: TargetTable, execution: Execution) -> Checkpoints:
-        """The keys of the execution's checkpoints that a resume of ``table`` looks for,
-        with the position and step of each."""
-        wanted: Checkpoints = {}
-        if self.store is None:
-            return wanted
+    async def resume(self, table: TargetTable, execution: Execution) -> TargetTable:
+        """Load the execution's checkpoints in one query; prune what they make unnecessary."""
+        store = self.store
+        if store is None:
+            return table
+        wanted: dict[str, tuple[int, StepTable]] = {}
         for pos, index in enumerate(table.steps):
             if self.kept[index]:
                 step = self.tables.steps[index]
                 if persisted_scope(step.step) == "workflow":
                     key = workflow_key(execution.id, step.step.name, step.step.cache.version)
                     wanted[key] = (pos, step)
-        return wanted
-
-    async def resume(
-        self,
-        table: TargetTable,
-        execution: Execution,
-        wanted: Checkpoints | None = None,
-        found: Mapping[str, StoredResult] | None = None,
-    ) -> TargetTable:
-        """Load the execution's checkpoints in one query; prune what they make unnecessary.
-
-        ``wanted`` is :meth:`checkpoints`, when made already; ``found`` the rows read
-        for it already (a recorded run reads them as it records its start).
-        """
-        store = self.store
-        if store is None:
-            return table
-        if wanted is None:
-            wanted = self.checkpoints(table, execution)
         if not wanted:
             return table
-        if found is None:
-            found = await store.get_results(wanted)
         known: set[int] = set()
-        for key, row in found.items():
+        for key, row in (await store.get_results(wanted)).items():
             pos, step = wanted[key]
             value = decode(row, step.out_cls)
             if value is not None:

@@ -226,15 +226,9 @@ class Graph(Generic[S]):
                     raise exc.exc from None
             else:
                 lifecycle = self._engine.lifecycle(execution, table.type_name, deadline)
-                wanted = self._engine.checkpoints(table, execution) if resume else None
-                if wanted:
-                    lifecycle.checkpoints = wanted  # read as the start is recorded, if it is
 
                 async def body() -> None:
-                    pending = table
-                    if resume:
-                        found = lifecycle.found if wanted else None
-                        pending = await self._engine.resume(table, execution, wanted, found)
+                    pending = await self._engine.resume(table, execution) if resume else table
                     await execute(pending, self._runners, execution)
                     if keep_result:
                         await self._keep_result(table, execution)

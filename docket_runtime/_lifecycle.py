@@ -20,13 +20,13 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Awaitable, Callable, Collection
+from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Literal, TypeVar
 
 from .context import Execution, shielded
 from .errors import DeadlineExceeded, RetryLater, Suspended
 from .events import Dispatch, ExecutionFinished, outcome_of
-from .stores.base import Store, StoredResult, StoreError, StoreUnavailable
+from .stores.base import Store, StoreError, StoreUnavailable
 
 if TYPE_CHECKING:
     from ._tracing import ExecutionKind, ExecutionSpan, Tracer
@@ -68,12 +68,10 @@ class Lifecycle:
     """
 
     __slots__ = (
-        "checkpoints",
         "deadline",
         "events",
         "execution",
         "execution_id",
-        "found",
         "graph",
         "kind",
         "span",
@@ -106,10 +104,6 @@ class Lifecycle:
         self.trace = trace
         self.kind = kind
         self.span: ExecutionSpan | None = None
-        # Keys of checkpoints to read while recording the start (one round trip for both),
-        # and what that read found (None: not read).
-        self.checkpoints: Collection[str] = ()
-        self.found: dict[str, StoredResult] | None = None
 
     async def run(self, body: Callable[[], Awaitable[T]]) -> T:
         """Start, run ``body`` under the deadline, and end with its outcome."""
@@ -136,11 +130,8 @@ class Lifecycle:
                 self.graph, self.target, self.execution_id, kind=self.kind
             )
         if self.store is not None:
-            self.found = await self.store.start_execution(
-                self.execution_id,
-                graph=self.graph,
-                target=self.target,
-                checkpoints=self.checkpoints,
+            await self.store.start_execution(
+                self.execution_id, graph=self.graph, target=self.target
             )
 
     async def end(self, error: BaseException | None) -> None:

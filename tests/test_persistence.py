@@ -41,7 +41,6 @@ from docket_runtime import CacheLookup, Events, StepClaimed, StepFailed
 from docket_runtime._persistence import input_key
 from docket_runtime.stores import (
     SCHEMA_VERSION,
-    MemoryStore,
     SchemaVersionError,
     Store,
     StoreUnavailable,
@@ -480,45 +479,6 @@ def test_record_writes_the_execution_and_every_step_run(db_url: str, pb: Any, dk
             assert (runs["Confirm"].status, runs["Confirm"].attempts) == ("succeeded", 2)
             assert (runs["Confirm"].owner, runs["Confirm"].error) == ("worker-2", None)
             assert (runs["Ship"].attempts, runs["Ship"].owner) == (2, "worker-1")
-
-    run(body())
-
-
-def test_a_recorded_resume_reads_its_checkpoints_with_its_start(pb: Any, dk: Any) -> None:
-    # One round trip less on Postgres: the checkpoints come back from start_execution.
-    calls: list[str] = []
-
-    class Counting(MemoryStore):
-        starting = False
-
-        async def get_results(self, keys: Any, *, now: datetime | None = None) -> Any:
-            if not self.starting:  # the memory store's start_execution reads with this
-                calls.append(f"get_results {len(keys)}")
-            return await super().get_results(keys, now=now)
-
-        async def start_execution(self, execution_id: str, **kwargs: Any) -> Any:
-            calls.append(f"start_execution {len(kwargs.get('checkpoints', ()))}")
-            self.starting = True
-            try:
-                return await super().start_execution(execution_id, **kwargs)
-            finally:
-                self.starting = False
-
-    async def body() -> None:
-        store = Counting()
-        steps = OrderSteps(pb)
-        graph = dk.Orders(steps, store=store, record=True)
-        await graph.run(pb.Charge, order=an_order(pb, "o-1"), execution_id="o-1")
-        assert calls == ["start_execution 1"]  # ChargeCard's checkpoint, none found
-        calls.clear()
-        # A rerun finds it: nothing runs, and nothing but the start was read.
-        await graph.run(pb.Charge, order=an_order(pb, "o-1"), execution_id="o-1")
-        assert calls == ["start_execution 1"] and steps.calls == {"Validate": 1, "ChargeCard": 1}
-        calls.clear()
-        # Not recorded: the checkpoints are read on their own, as before.
-        unrecorded = dk.Orders(steps, store=store)
-        await unrecorded.run(pb.Charge, order=an_order(pb, "o-1"), execution_id="o-1")
-        assert calls == ["get_results 1"] and steps.calls == {"Validate": 1, "ChargeCard": 1}
 
     run(body())
 

@@ -343,34 +343,6 @@ def test_unfinished_step_runs_across_executions(url: str) -> None:
     run(body())
 
 
-def test_starting_an_execution_reads_its_checkpoints_in_the_same_call(url: str) -> None:
-    async def body() -> None:
-        async with await opened(url) as store:
-            kept = stored("a" * 64, execution_id="e")
-            gone = stored("b" * 64, execution_id="e", expires_at=T0 + SECOND)
-            for row in (kept, gone, stored("c" * 64, execution_id="other")):
-                await store.put_result(row)
-            found = await store.start_execution(
-                "e",
-                graph="shop.Orders",
-                target="shop.Receipt",
-                now=T0 + SECOND,  # the instant "b" expires: left out, like get_results
-                checkpoints=["a" * 64, "b" * 64, "d" * 64],
-            )
-            assert list(found) == ["a" * 64]
-            same(found["a" * 64], kept)
-            record = await store.get_execution("e")
-            assert record is not None and (record.status, record.started_at) == (
-                "running",
-                T0 + SECOND,
-            )
-            # Without keys: recorded, nothing read.
-            assert await store.start_execution("f", graph="g", target="t") == {}
-            assert await store.get_execution("f") is not None
-
-    run(body())
-
-
 def test_executions_and_step_runs_are_recorded(url: str) -> None:
     async def body() -> None:
         async with await opened(url) as store:

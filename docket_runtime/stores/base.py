@@ -344,16 +344,9 @@ class Store(Protocol):
         ...
 
     async def start_execution(
-        self,
-        execution_id: str,
-        *,
-        graph: str,
-        target: str,
-        now: datetime | None = None,
-        checkpoints: Collection[str] = (),
-    ) -> dict[str, StoredResult]:
-        """Record that ``execution_id`` is running; return the unexpired results among
-        ``checkpoints`` (keys), as :meth:`get_results` would, in the same round trip.
+        self, execution_id: str, *, graph: str, target: str, now: datetime | None = None
+    ) -> None:
+        """Record that ``execution_id`` is running.
 
         A resumed execution keeps its first ``started_at``; its status goes back
         to ``running`` and its finish time and error are cleared.

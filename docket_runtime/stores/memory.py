@@ -132,16 +132,9 @@ class MemoryStore(StoreBase):
         return sorted(found, key=lambda row: (row.created_at, row.step))
 
     async def start_execution(
-        self,
-        execution_id: str,
-        *,
-        graph: str,
-        target: str,
-        now: datetime | None = None,
-        checkpoints: Collection[str] = (),
-    ) -> dict[str, StoredResult]:
-        """Record ``execution_id`` as running (a resume keeps the first start time); return
-        the unexpired results among ``checkpoints``."""
+        self, execution_id: str, *, graph: str, target: str, now: datetime | None = None
+    ) -> None:
+        """Record ``execution_id`` as running (a resume keeps the first start time)."""
         old = self._executions.get(execution_id)
         self._executions[execution_id] = ExecutionRecord(
             execution_id=execution_id,
@@ -154,7 +147,6 @@ class MemoryStore(StoreBase):
             inputs=old.inputs if old else None,
             trace_context=old.trace_context if old else None,
         )
-        return await self.get_results(checkpoints, now=now) if checkpoints else {}
 
     async def finish_execution(
         self,

@@ -122,17 +122,6 @@ _QUEUE: Final = (
     f" UNION ALL SELECT {_EXECUTION_COLUMNS} FROM docket_executions"
     " WHERE execution_id = %(execution_id)s AND NOT EXISTS (SELECT FROM queued)"
 )
-# Record an execution running and, in the same round trip, read its checkpoints (the
-# resume of a recorded run); without keys the array is empty and the SELECT reads nothing.
-_START: Final = (
-    "WITH started AS (INSERT INTO docket_executions"
-    " (execution_id, graph, target, status, started_at) VALUES (%s, %s, %s, 'running', %s)"
-    " ON CONFLICT (execution_id) DO UPDATE SET graph = EXCLUDED.graph,"
-    " target = EXCLUDED.target, status = 'running', finished_at = NULL, error = NULL,"
-    " wake_at = NULL)"
-    f" SELECT {_RESULT_COLUMNS} FROM docket_results WHERE key = ANY(%s::text[])"
-    " AND (expires_at IS NULL OR expires_at > %s)"
-)
 _RESULT_INSERT: Final = (
     "INSERT INTO docket_results (key, scope, execution_id, step, version, output_type, "
     "output, output_json, created_at, expires_at, graph) "
@@ -616,27 +605,22 @@ class PostgresStore(StoreBase):
     # -- executions -----------------------------------------------------------
 
     async def start_execution(
-        self,
-        execution_id: str,
-        *,
-        graph: str,
-        target: str,
-        now: datetime | None = None,
-        checkpoints: Collection[str] = (),
-    ) -> dict[str, StoredResult]:
-        """Record ``execution_id`` as running (a resume keeps the first start time) and
-        read the unexpired results among ``checkpoints``, in one statement."""
-        when = utc(now)
-        params = (execution_id, graph, target, when, list(dict.fromkeys(checkpoints)), when)
+        self, execution_id: str, *, graph: str, target: str, now: datetime | None = None
+    ) -> None:
+        """Record ``execution_id`` as running (a resume keeps the first start time)."""
+        params = (execution_id, graph, target, utc(now))
 
-        async def start(conn: Conn) -> dict[str, StoredResult]:
-            # The upsert runs whatever the SELECT reads (a data-modifying WITH always does),
-            # and the SELECT does not see it: it reads results, not executions.
-            async with conn.cursor(binary=True) as cur:
-                await cur.execute(_START, params)
-                return {row[0]: result_from_row(row, utc) for row in await cur.fetchall()}
+        async def start(conn: Conn) -> None:
+            await conn.execute(
+                "INSERT INTO docket_executions (execution_id, graph, target, status, started_at) "
+                "VALUES (%s, %s, %s, 'running', %s) "
+                "ON CONFLICT (execution_id) DO UPDATE SET graph = EXCLUDED.graph, "
+                "target = EXCLUDED.target, status = 'running', finished_at = NULL, error = NULL, "
+                "wake_at = NULL",
+                params,
+            )
 
-        return await self._run(start)
+        await self._run(start)
 
     async def finish_execution(
         self,

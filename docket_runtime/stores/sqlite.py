@@ -583,16 +583,9 @@ class SqliteStore(StoreBase):
     # -- executions -----------------------------------------------------------
 
     async def start_execution(
-        self,
-        execution_id: str,
-        *,
-        graph: str,
-        target: str,
-        now: datetime | None = None,
-        checkpoints: Collection[str] = (),
-    ) -> dict[str, StoredResult]:
-        """Record ``execution_id`` as running (a resume keeps the first start time); return
-        the unexpired results among ``checkpoints`` (read after the write, on the loop)."""
+        self, execution_id: str, *, graph: str, target: str, now: datetime | None = None
+    ) -> None:
+        """Record ``execution_id`` as running (a resume keeps the first start time)."""
         args = (execution_id, graph, target, _ts(utc(now)))
         await self._write(
             lambda conn: conn.execute(
@@ -604,7 +597,6 @@ class SqliteStore(StoreBase):
                 args,
             )
         )
-        return await self.get_results(checkpoints, now=now) if checkpoints else {}
 
     async def finish_execution(
         self,
