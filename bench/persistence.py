@@ -31,7 +31,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import itertools
-import os
 import platform
 import statistics
 import tempfile
@@ -42,14 +41,12 @@ from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
-from generated import generate
+from generated import add_store_options, check_store_options, generate
 
 from docket_runtime.stores import Store, open_store
 
 Variant = Callable[[int], Awaitable[Any]]
 """Runs ``n`` executions one after another; returns the last result."""
-
-DEFAULT_PG = "postgresql://postgres@127.0.0.1:5432/test"
 
 
 class Steps:
@@ -202,22 +199,9 @@ async def main(hits: int, executions: int, rounds: int, postgres: str | None) ->
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
-    parser.add_argument("--hits", type=int, default=2000, help="cache hits per round (2000)")
-    parser.add_argument(
-        "--executions", type=int, default=300, help="persisted diamonds per round (300)"
-    )
-    parser.add_argument("--rounds", type=int, default=3, help="rounds per variant (3)")
-    parser.add_argument(
-        "--postgres",
-        default=os.environ.get("DOCKET_BENCH_POSTGRES_URL", DEFAULT_PG),
-        help="Postgres URL (default: $DOCKET_BENCH_POSTGRES_URL or the local test database)",
-    )
-    parser.add_argument("--no-postgres", action="store_true", help="measure without Postgres")
+    add_store_options(parser, hits=2000, executions=300, rounds=3)
     args = parser.parse_args(argv)
-    if min(args.hits, args.executions, args.rounds) < 1:
-        parser.error("--hits, --executions and --rounds must be at least 1")
-    if args.no_postgres:
-        args.postgres = None
+    check_store_options(parser, args)
     return args
 
 

@@ -193,7 +193,7 @@ def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
 def raw_sql(url: str, query: str, params: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
     """Run plain SQL against the database behind a store URL, as a user would."""
     if url.startswith("sqlite:///"):
-        with sqlite3.connect(url.removeprefix("sqlite:///")) as conn:
+        with sqlite3.connect(url.removeprefix("sqlite:///").partition("?")[0]) as conn:
             return conn.execute(query, params).fetchall()
     with psycopg.connect(url, autocommit=True) as pgconn:
         cur = pgconn.execute(query.replace("?", "%s").encode(), params)

@@ -1325,6 +1325,21 @@ def test_a_step_killed_mid_run_is_reported_not_rerun_until_released(
 def test_sigkill_between_two_persisted_steps_then_resume(
     db_url: str, gen_dir: Path, tmp_path: Path
 ) -> None:
+    sigkill_between_two_persisted_steps_then_resume(db_url, gen_dir, tmp_path)
+
+
+def test_sigkill_after_checkpoints_written_on_the_loop_then_resume(
+    gen_dir: Path, tmp_path: Path
+) -> None:
+    # synchronous=normal writes on the event loop, not the writer thread: a checkpoint
+    # acknowledged there is in the WAL, which a killed process leaves behind.
+    url = f"sqlite:///{tmp_path / 'docket.db'}?synchronous=normal"
+    sigkill_between_two_persisted_steps_then_resume(url, gen_dir, tmp_path)
+
+
+def sigkill_between_two_persisted_steps_then_resume(
+    db_url: str, gen_dir: Path, tmp_path: Path
+) -> None:
     migrated(db_url)
     common = order_config(db_url, gen_dir, tmp_path)
     first = worker("order", owner="worker-1", block="Ship", **common)

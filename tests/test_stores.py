@@ -69,13 +69,16 @@ def run(coro: Awaitable[T]) -> T:
     return asyncio.run(guarded())
 
 
-@pytest.fixture(params=["memory", "sqlite", "postgres"])
+@pytest.fixture(params=["memory", "sqlite", "sqlite-normal", "postgres"])
 def url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
-    """A URL of an empty store of each kind."""
+    """A URL of an empty store of each kind (SQLite with ``synchronous=normal`` writes on
+    the event loop, otherwise on its writer thread)."""
     if request.param == "memory":
         return "memory://"
     if request.param == "sqlite":
         return f"sqlite:///{tmp_path / 'docket.db'}"
+    if request.param == "sqlite-normal":
+        return f"sqlite:///{tmp_path / 'docket.db'}?synchronous=normal"
     pg: PgSession = request.getfixturevalue("pg")
     return pg.fresh_url()
 
@@ -468,6 +471,16 @@ asyncio.run(main(sys.argv[1], sys.argv[2], float(sys.argv[3]), int(sys.argv[4]))
 
 
 def test_two_processes_racing_never_both_win_a_claim(db_url: str) -> None:
+    two_processes_race_for_claims(db_url)
+
+
+def test_two_processes_racing_on_the_loop_never_both_win_a_claim(tmp_path: Path) -> None:
+    # synchronous=normal: claims are written on each process's event loop, and the one
+    # that finds the database locked goes to its writer thread and waits there.
+    two_processes_race_for_claims(f"sqlite:///{tmp_path / 'docket.db'}?synchronous=normal")
+
+
+def two_processes_race_for_claims(db_url: str) -> None:
     steps = 50
     run(_migrate_only(db_url))
     start_at = time.time() + 2.0  # both processes have connected by then
@@ -1534,6 +1547,46 @@ def test_postgres_server_gone_is_an_error_not_a_hang(pg: PgSession) -> None:
     run(body())
 
 
+def test_postgres_operations_one_at_a_time_share_a_connection_never_withheld(
+    pg: PgSession,
+) -> None:
+    url = with_query(pg.fresh_url(), pool_max_size="1", pool_timeout="2")
+
+    async def pid(conn: psycopg.AsyncConnection[Any]) -> int:
+        cur = await conn.execute("SELECT pg_backend_pid()")
+        row = await cur.fetchone()
+        assert row is not None
+        return int(row[0])
+
+    async def body() -> None:
+        async with await open_store(url, migrate=True) as store:
+            assert isinstance(store, PostgresStore)
+            first = await store._run(pid)
+            await store.put_result(stored("a" * 64))
+            assert await store._run(pid) == first  # kept out of the pool, used again
+            # Many at once on a pool of one: the kept connection goes back to the pool
+            # while others wait there, so none of them times out.
+            keys = [f"{i:064d}" for i in range(20)]
+            await asyncio.gather(
+                *(store.put_result(stored(k)) for k in keys),
+                *(store.get_results([k]) for k in keys),
+            )
+            assert set(await store.get_results(keys)) == set(keys)
+            # A kept connection the server dropped: a read retries, a write says so.
+            pg.sql(PG_URL, "SELECT pg_terminate_backend(%s)", (await store._run(pid),))
+            assert "a" * 64 in await store.get_results(["a" * 64])
+            pg.sql(PG_URL, "SELECT pg_terminate_backend(%s)", (await store._run(pid),))
+            with pytest.raises(StoreUnavailable):
+                await store.put_result(stored("b" * 64))
+            await store.put_result(stored("b" * 64))
+            last = await store._run(pid)
+        # Closing the store closes the kept connection too.
+        left = pg.sql(PG_URL, "SELECT count(*) FROM pg_stat_activity WHERE pid = %s", (last,))
+        assert left == [(0,)]
+
+    run(body())
+
+
 def test_postgres_pool_options_come_from_the_url(pg: PgSession) -> None:
     url = with_query(pg.fresh_url(), pool_max_size="1", pool_timeout="0.2")
 
@@ -1634,6 +1687,68 @@ def test_sqlite_reads_go_to_the_writer_thread_without_wal(tmp_path: Path) -> Non
             await store.put_result(stored("a" * 64))
             assert "a" * 64 in await store.get_results(["a" * 64])
             assert await store.schema_version() == SCHEMA_VERSION
+
+    run(body())
+
+
+def test_sqlite_normal_writes_on_the_loop_and_waits_for_a_lock_on_the_thread(
+    tmp_path: Path,
+) -> None:
+    path = tmp_path / "x.db"
+
+    async def body() -> None:
+        url = f"sqlite:///{path}?synchronous=normal&busy_timeout=5000"
+        async with await open_store(url, migrate=True) as store:
+            assert isinstance(store, SqliteStore)
+            loop = asyncio.get_running_loop()
+            # On the loop: the write is done before the coroutine first yields.
+            put = store.put_result(stored("a" * 64))
+            with pytest.raises(StopIteration):
+                put.send(None)
+            assert "a" * 64 in await store.get_results(["a" * 64])
+            # Another process holds the write lock: the write waits on the thread, then lands.
+            other = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+            other.execute("BEGIN IMMEDIATE")
+            waiting = asyncio.ensure_future(store.put_result(stored("b" * 64)))
+            await asyncio.sleep(0.2)
+            assert not waiting.done()
+            await loop.run_in_executor(None, other.execute, "COMMIT")
+            await waiting
+            other.close()
+            assert "b" * 64 in await store.get_results(["b" * 64])
+            # A transaction on the loop that fails half-way writes nothing.
+            with pytest.raises(ValueError):
+                await store.step_finished(
+                    "e",
+                    "s",
+                    status="succeeded",
+                    result=stored("c" * 64, execution_id="e"),
+                    attempt=AttemptRecord(
+                        "e", "other", 1, "succeeded", T0, T0, 1.0, None, None, None, "me"
+                    ),
+                )
+            assert await store.get_results(["c" * 64]) == {}
+
+    run(body())
+
+
+def test_sqlite_normal_checkpoints_the_wal_from_the_thread(tmp_path: Path) -> None:
+    path = tmp_path / "x.db"
+    from docket_runtime.stores import sqlite as sqlite_module
+
+    async def body() -> None:
+        url = f"sqlite:///{path}?synchronous=normal"
+        async with await open_store(url, migrate=True) as store:
+            assert isinstance(store, SqliteStore)
+            for i in range(sqlite_module._CHECKPOINT_EVERY):
+                await store.put_result(stored(f"{i:064d}"))
+            # The checkpoint was handed to the writer thread: a write there runs after it.
+            await store.purge_expired()
+            # What the database file holds, without the WAL: every row checkpointed.
+            main = sqlite3.connect(f"file:{path}?immutable=1", uri=True)
+            (count,) = main.execute("SELECT count(*) FROM docket_results").fetchone()
+            main.close()
+            assert count == sqlite_module._CHECKPOINT_EVERY
 
     run(body())
 

@@ -642,6 +642,8 @@ def utc(now: datetime | None) -> datetime:
     """``now`` as an aware UTC datetime; ``None`` is the current time, naive is taken as UTC."""
     if now is None:
         return datetime.now(UTC)
+    if now.tzinfo is UTC:
+        return now  # the common case, and astimezone would make a copy
     if now.tzinfo is None:
         return now.replace(tzinfo=UTC)
     return now.astimezone(UTC)

@@ -8,7 +8,10 @@ in one statement with a data-modifying CTE. Only :meth:`PostgresStore.migrate`
 uses an explicit transaction. psycopg prepares a statement after a few
 executions, so a hot cache lookup is a bind-execute of a prepared statement.
 
-The pool does not ping connections when handing them out (that would be a
+Operations run one at a time (the common case: one execution's statements)
+share one connection kept out of the pool between them, which saves the
+pool's checkout and return; as soon as two run at once, the others use the
+pool. The pool does not ping connections when handing them out (that would be a
 second round trip per operation). A connection the server dropped (restart,
 ``pg_terminate_backend``) therefore fails once: the pool is then checked (its
 dead connections replaced) and a read is tried again once. A write is tried
@@ -42,6 +45,7 @@ from typing import Any, Final, Literal, TypeVar
 
 import psycopg
 from psycopg.conninfo import conninfo_to_dict, make_conninfo
+from psycopg.pq import TransactionStatus
 from psycopg.rows import TupleRow, tuple_row
 from psycopg_pool import AsyncConnectionPool, PoolClosed, PoolTimeout
 
@@ -257,6 +261,10 @@ class PostgresStore(StoreBase):
         self._recheck_at = 0.0
         self._answered_at = float("-inf")
         self._probing = asyncio.Lock()
+        # One connection kept out of the pool between operations (see _checkout).
+        self._spare: Conn | None = None
+        self._spare_pool: AsyncConnectionPool[Conn] | None = None
+        self._running = 0
 
     @classmethod
     async def open(
@@ -318,7 +326,7 @@ class PostgresStore(StoreBase):
         while True:
             pool = self._pool
             try:
-                conn = await pool.getconn()
+                conn = await self._checkout(pool)
             except PoolClosed as err:
                 # Closed by a probe that found the server gone, while this one waited.
                 raise self._unavailable(err) from err
@@ -350,8 +358,47 @@ class PostgresStore(StoreBase):
                     continue
                 raise StoreUnavailable(f"Postgres at {self.url} is unavailable: {err}") from err
             finally:
-                # Into a pool closed meanwhile, a connection is closed quietly.
-                await pool.putconn(conn)
+                await self._give_back(pool, conn)
+
+    async def _checkout(self, pool: AsyncConnectionPool[Conn]) -> Conn:
+        """A connection for one operation: the spare one when it is free, else the pool's.
+
+        Run one at a time, operations use the spare and cost no pool checkout and
+        return: measured, those took 40% of the client's CPU for a ``SELECT 1``
+        (about 83 against 50 µs). It is kept only while no other operation runs
+        (:meth:`_give_back`), so none ever waits in the pool for a connection held here.
+        """
+        self._running += 1
+        spare, self._spare = self._spare, None
+        if spare is not None and self._spare_pool is pool:
+            return spare
+        try:
+            if spare is not None:
+                await self._spare_pool_put(spare)  # the pool was replaced: the old one closes it
+            return await pool.getconn()
+        except BaseException:
+            self._running -= 1
+            raise
+
+    async def _give_back(self, pool: AsyncConnectionPool[Conn], conn: Conn) -> None:
+        self._running -= 1
+        if (
+            self._running == 0
+            and self._spare is None
+            and pool is self._pool
+            and self._down is None
+            and not conn.closed
+            and conn.pgconn.transaction_status == TransactionStatus.IDLE
+        ):
+            self._spare, self._spare_pool = conn, pool
+            return
+        # Into a pool closed meanwhile, a connection is closed quietly.
+        await pool.putconn(conn)
+
+    async def _spare_pool_put(self, conn: Conn) -> None:
+        pool, self._spare_pool = self._spare_pool, None
+        if pool is not None:
+            await pool.putconn(conn)
 
     def _unavailable(self, err: BaseException) -> StoreUnavailable:
         return StoreUnavailable(self._down or f"Postgres at {self.url} is unavailable: {err}")
@@ -1003,7 +1050,10 @@ class PostgresStore(StoreBase):
         return await self._run(get, read=True)
 
     async def close(self) -> None:
-        """Close the pool."""
+        """Close the pool (and the spare connection)."""
+        spare, self._spare = self._spare, None
+        if spare is not None:
+            await self._spare_pool_put(spare)
         await self._pool.close()
 
 
