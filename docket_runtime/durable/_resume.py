@@ -175,7 +175,7 @@ async def resume(registry: Registry, execution_id: str, *, stopping: Callable[[]
         )
         return Requeue()
     except StoreRejected as err:
-        # Permanent (data refused, disk full): a resume would meet it again. Recorded
+        # Permanent (data refused, a damaged file): a resume would meet it again. Recorded
         # 'failed' by the run itself.
         _log.error("execution %s failed: the store refused a write: %s", execution_id, err)
         return Failed(str(err))

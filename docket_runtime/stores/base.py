@@ -88,7 +88,7 @@ class StoreUnavailable(StoreError):
 
     A dropped connection, a server that is down or restarting, a timeout, a
     serialization failure or deadlock, a database file busy, locked or failing
-    to read or write. The same operation may succeed later, so retrying is the
+    to read or write, a full disk. The same operation may succeed later, so retrying is the
     right answer. Nothing is known about the operation that raised it except
     that it may not have happened; callers must not record a step done on the
     strength of it.
@@ -284,8 +284,8 @@ class Store(Protocol):
     :class:`~docket_runtime.stores.postgres.PostgresStore`; open one with
     :func:`~docket_runtime.stores.open_store`. Driver errors surface as
     :class:`StoreError`: :class:`StoreUnavailable` when the failure is transient
-    (the database is gone, busy or locked), :class:`StoreRejected` when it is
-    permanent (the data is refused, the disk is full), with the driver's
+    (the database is gone, busy or locked, the disk full), :class:`StoreRejected`
+    when it is permanent (the data is refused, the file damaged), with the driver's
     exception as ``__cause__``.
     """
 

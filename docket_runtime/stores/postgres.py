@@ -1075,13 +1075,14 @@ def _new_pool(
 # the same statement may succeed later: StoreUnavailable. Connection exceptions,
 # transaction rollbacks (serialization failure, deadlock), operator intervention
 # (statement timeout, shutdown), system errors (I/O), a lock not available, and the
-# lacks of resources that pass (memory, connections).
+# lacks of resources that pass (memory, connections, disk space: a full disk is an
+# outage of the infrastructure, over once space is freed).
 _TRANSIENT_CLASSES: Final = frozenset({"08", "40", "57", "58"})
-_TRANSIENT_CODES: Final = frozenset({"55P03", "53000", "53200", "53300"})
+_TRANSIENT_CODES: Final = frozenset({"55P03", "53000", "53100", "53200", "53300"})
 # Those that retrying will not change: data exceptions, integrity constraints, program
-# limits (an index row too large), a full disk, damaged data: StoreRejected.
+# limits (an index row too large), a configured limit, damaged data: StoreRejected.
 _REJECTED_CLASSES: Final = frozenset({"22", "23", "54", "XX"})
-_REJECTED_CODES: Final = frozenset({"53100", "53400"})
+_REJECTED_CODES: Final = frozenset({"53400"})
 
 
 def _translate(err: psycopg.Error, url: str) -> StoreError:

@@ -98,13 +98,13 @@ _UNAVAILABLE: Final = frozenset(
         "SQLITE_READONLY",
         "SQLITE_PROTOCOL",
         "SQLITE_PERM",
+        "SQLITE_FULL",  # a full disk: over once space is freed
     }
 )
-# Those that retrying will not change: the data is refused, the disk is full, the
-# file is damaged: StoreRejected.
+# Those that retrying will not change: the data is refused, the file is damaged:
+# StoreRejected.
 _REJECTED: Final = frozenset(
     {
-        "SQLITE_FULL",
         "SQLITE_TOOBIG",
         "SQLITE_CONSTRAINT",
         "SQLITE_MISMATCH",
