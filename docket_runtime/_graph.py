@@ -30,7 +30,7 @@ from ._ids import check_execution_id
 from ._inputs import fill_inputs, not_a_class
 from ._lifecycle import Exiting
 from ._loopwatch import Watch
-from ._persistence import decode, encode, input_key, persisted_scope
+from ._persistence import encode, input_key, lookup, persisted_scope, step_keys
 from ._runner import Persistence, Runner, make_runner
 from ._scheduler import execute
 from ._tables import PlanTables, StepTable, TargetTable, build_tables
@@ -145,7 +145,7 @@ class Graph(Generic[S]):
                     claim=table.step.delivery is Delivery.AT_MOST_ONCE,
                     record=record,
                     owner=owner,
-                    namespace=table.step.cache.namespace or self.plan.name,
+                    keys=step_keys(self.plan.name, table.step),
                 ),
             )
             for index, table in enumerate(self._tables.steps)
@@ -344,9 +344,8 @@ class Graph(Generic[S]):
                 raise TypeError(
                     f"step {step.name!r} keeps results by its inputs: give them in order ({names})"
                 )
-            key = input_key(step.cache.namespace or self.plan.name, step, inputs, self.store.codec)
-        row = (await self.store.get_results((key,))).get(key)
-        found = None if row is None else decode(row, table.out_cls, self.store.codec)
+            key = input_key(step_keys(self.plan.name, step), inputs, self.store.codec)
+        found = await lookup(self.store, key, step.name, table.out_cls)
         assert found is None or isinstance(found, target)
         return found
 
@@ -379,8 +378,7 @@ class Graph(Generic[S]):
             )
         producer = self._producer_of(table)
         key = workflow_key(execution_id, producer.step.name, producer.step.cache.version)
-        found = (await store.get_results((key,))).get(key)
-        value = None if found is None else decode(found, producer.out_cls, store.codec)
+        value = await lookup(store, key, producer.step.name, producer.out_cls)
         assert value is None or isinstance(value, target)
         return value
 
