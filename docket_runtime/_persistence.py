@@ -53,16 +53,19 @@ def input_key(keys: GlobalKeys, args: Sequence[Any], codec: PayloadCodec | None)
     graphs share on purpose), the step's name and cache version; this adds the
     input bytes. An HMAC under the codec's cache secret when a codec is bound.
     """
-    parts: list[bytes | None] = []
-    for arg in args:
-        if arg is None:
-            parts.append(None)
-        elif isinstance(arg, Message):
-            parts.append(arg.SerializeToString(deterministic=True))
-        else:  # a repeated input: a sequence of messages
-            chunks = [m.SerializeToString(deterministic=True) for m in arg]
-            parts.append(b"".join(len(c).to_bytes(8, "big") + c for c in chunks))
+    parts = [
+        arg.SerializeToString(deterministic=True) if isinstance(arg, Message) else _bytes(arg)
+        for arg in args
+    ]
     return keys(parts, None if codec is None else codec.cache_secret)
+
+
+def _bytes(arg: Sequence[Message] | None) -> bytes | None:
+    """The key bytes of an absent optional input (``None``) or of a repeated one."""
+    if arg is None:
+        return None
+    chunks = [m.SerializeToString(deterministic=True) for m in arg]
+    return b"".join(len(c).to_bytes(8, "big") + c for c in chunks)
 
 
 def step_keys(namespace: str, step: Step) -> GlobalKeys:

@@ -841,8 +841,10 @@ class GlobalKeys:
             self._prefixed, self._secret = self._feed_prefix(secret), secret
         h = self._prefixed.copy()
         for data in inputs:
-            _feed(h, b"\x00" if data is None else b"\x01" + data)
-        return str(h.hexdigest())
+            part = b"\x00" if data is None else b"\x01" + data
+            h.update(len(part).to_bytes(8, "big") + part)  # as _feed does, without a call
+        key: str = h.hexdigest()
+        return key
 
 
 def default_owner() -> str:

@@ -345,6 +345,10 @@ class PostgresStore(StoreBase):
             except psycopg.OperationalError as err:
                 raise self._unavailable(err) from err
             try:
+                if read:
+                    # A SELECT on an autocommit connection is its own transaction: there
+                    # is none to end (the connection's exit would take its lock to see so).
+                    return await fn(conn)
                 async with conn:
                     return await fn(conn)
             except psycopg.Error as err:

@@ -190,6 +190,13 @@ def _same_json(a: str | None, b: str | None) -> bool:
         return a == b
 
 
+def _payload_of(conn: sqlite3.Connection, key: str, now: datetime | None) -> Payload | None:
+    row = conn.execute(_GET_PAYLOAD, (key,)).fetchone()
+    if row is None or (row[3] is not None and row[3] <= _ts(utc(now))):
+        return None
+    return row[0], row[1], row[2]
+
+
 def _upsert_result(conn: sqlite3.Connection, r: StoredResult) -> None:
     conn.execute(
         f"INSERT INTO docket_results ({_RESULT_COLUMNS}) "
@@ -528,16 +535,14 @@ class SqliteStore(StoreBase):
 
     async def get_payload(self, key: str, *, now: datetime | None = None) -> Payload | None:
         """The payload of the unexpired result under ``key``."""
-
-        def query(conn: sqlite3.Connection) -> Payload | None:
-            row = conn.execute(_GET_PAYLOAD, (key,)).fetchone()
-            if row is None or (row[3] is not None and row[3] <= _ts(utc(now))):
-                return None
-            return row[0], row[1], row[2]
-
-        if self._reads_on_loop:
-            return self._read_now(query)
-        return await self._write(query)
+        if not self._reads_on_loop:
+            return await self._write(lambda conn: _payload_of(conn, key, now))
+        # _read_now's work, without a function made and called per cache hit.
+        self._check_file()
+        try:
+            return _payload_of(self._reader, key, now)
+        except sqlite3.Error as err:
+            raise _translate(err, self.path) from err
 
     async def put_result(self, result: StoredResult) -> None:
         """Insert or replace ``result``."""
