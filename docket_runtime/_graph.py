@@ -119,9 +119,15 @@ class Graph(Generic[S]):
         owner = owner or default_owner()
         self._owner = owner
         self._kept = tuple(kept)
-        # Targets with a kept step: only their runs under a caller's id look up checkpoints.
+        # Targets with a step kept per execution: only their runs under a caller's id look up
+        # checkpoints. A GLOBAL step has none (Engine.checkpoints would read nothing), so
+        # its hits under an id skip the lifecycle when nothing else needs it.
+        per_execution = [
+            kept[i] and persisted_scope(t.step) == "workflow"
+            for i, t in enumerate(self._tables.steps)
+        ]
         self._resumable = frozenset(
-            cls for cls, t in self._tables.targets.items() if any(kept[i] for i in t.steps)
+            cls for cls, t in self._tables.targets.items() if any(per_execution[i] for i in t.steps)
         )
         self._runners: tuple[Runner, ...] = tuple(
             make_runner(

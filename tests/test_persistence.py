@@ -42,9 +42,11 @@ import pytest
 from conftest import PG_URL, PgSession, Proxy, proxied, raw_sql
 
 from docket_runtime import CacheLookup, Events, StepClaimed, StepFailed
+from docket_runtime._engine import Engine
 from docket_runtime._persistence import input_key, step_keys
 from docket_runtime.stores import (
     SCHEMA_VERSION,
+    MemoryStore,
     SchemaVersionError,
     Store,
     StoreUnavailable,
@@ -233,6 +235,40 @@ def test_a_rerun_runs_nothing_checkpointed_nor_upstream_unless_still_needed(
             steps.calls.clear()
             await graph.run(pb.Digest, dataset=data)
             assert steps.calls == {"Load": 1, "Crunch": 1, "Summarize": 1}
+
+    run(body())
+
+
+def test_only_targets_kept_per_execution_read_checkpoints_under_an_id(
+    pb: Any, dk: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A GLOBAL step keeps nothing under an execution id: a run named by one reads no
+    # checkpoints (nor inputs kept under it), and so skips the lifecycle like an unnamed run.
+    read: list[str] = []
+    checkpoints = Engine.checkpoints
+
+    async def spy(engine: Engine, *args: Any, **kwargs: Any) -> Any:
+        read.append(engine.plan.name)
+        return await checkpoints(engine, *args, **kwargs)
+
+    monkeypatch.setattr(Engine, "checkpoints", spy)
+    review, model = pb.Review(text="great product"), pb.Model(name="m1")
+
+    async def body() -> None:
+        store = MemoryStore()
+        steps = ScoreSteps(pb)
+        scoring = dk.Scoring(steps, store=store)
+        for _ in range(2):
+            await scoring.run(pb.RiskScore, review=review, model=model, execution_id="e-1")
+        assert steps.calls == 1 and read == []
+        # Other inputs under the same id: still nothing kept under it, so no complaint.
+        await scoring.run(
+            pb.RiskScore, review=pb.Review(text="meh"), model=model, execution_id="e-1"
+        )
+        assert steps.calls == 2 and read == []
+        orders = dk.Orders(OrderSteps(pb), store=store)
+        await orders.run(pb.Confirmation, order=an_order(pb, "o-1"), execution_id="o-1")
+        assert read == ["testgraphs.Orders"]
 
     run(body())
 
