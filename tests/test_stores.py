@@ -1305,8 +1305,28 @@ def test_sqlite_file_removed_mid_use(tmp_path: Path) -> None:
             assert isinstance(caught.value.__cause__, FileNotFoundError)
             with pytest.raises(StoreUnavailable):
                 await store.get_results(["a" * 64])
+            with pytest.raises(StoreUnavailable, match="removed while open"):
+                await store.get_payload("a" * 64)  # a cache hit's read checks it too
             with pytest.raises(StoreUnavailable):
                 await store.claim_step("e", "s", owner="w")
+
+    run(body())
+
+
+def test_sqlite_file_replaced_mid_use_fails_a_cache_hit(tmp_path: Path) -> None:
+    path = tmp_path / "docket.db"
+
+    async def body() -> None:
+        async with await open_store(f"sqlite:///{path}", migrate=True) as store:
+            await store.put_result(stored("a" * 64))
+            assert await store.get_payload("a" * 64) is not None
+            other = tmp_path / "other.db"
+            sqlite3.connect(other).close()
+            os.replace(other, path)
+            # The open connection still reads the old file's row: a hit from it would be
+            # served from a database nobody else sees any more.
+            with pytest.raises(StoreUnavailable, match="replaced by another file"):
+                await store.get_payload("a" * 64)
 
     run(body())
 
