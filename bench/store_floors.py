@@ -1,7 +1,7 @@
 """Kept steps and cache hits against the database's own floor, each ratio from one run.
 
     python bench/store_floors.py [--quick] [--executions 300] [--hits 2000] [--rounds 5]
-                                 [--postgres URL | --no-postgres]
+                                 [--postgres URL | --no-postgres] [--hits-only]
 
 Three rows, each timed in alternating rounds against a baseline run in the
 same process on the same database (median of the rounds):
@@ -229,41 +229,48 @@ async def main(args: argparse.Namespace) -> None:
             f"Python {platform.python_version()}; median of {rounds} alternating rounds; "
             f"{n} executions, {hits} hits per round"
         )
-        header("1-2. three WORKFLOW steps kept", "docket/s", "raw/s")
-        if pg_url is not None:
-            import psycopg
-
-            store = await open_store(pg_url, migrate=True)
-            with psycopg.connect(pg_url, autocommit=True) as pg_conn:
-                # Converted once, as a program would write them: %s marks.
-                converted: dict[str, bytes] = {}
-
-                def execute(query: str, args: tuple[Any, ...]) -> object:
-                    sql = converted.get(query)
-                    if sql is None:
-                        sql = converted[query] = query.replace("?", "%s").encode()
-                    return pg_conn.execute(sql, args)
-
-                raw = raw_statements(execute, itertools.count())
-                await kept_rows("postgres", store, raw, pb, dk, n, rounds)
-            await store.close()
-        for level in ("normal", "full"):
-            url = f"sqlite:///{folder / f'{level}.db'}?synchronous={level}"
-            store = await open_store(url, migrate=True)
-            raw_path = folder / f"raw-{level}.db"
-            await (await open_store(f"sqlite:///{raw_path}", migrate=True)).close()
-            conn = sqlite3.connect(raw_path, isolation_level=None)
-            conn.execute("PRAGMA journal_mode = WAL")
-            conn.execute(f"PRAGMA synchronous = {level.upper()}")
-            raw = raw_statements(conn.execute, itertools.count())
-            await kept_rows(f"sqlite, synchronous={level}", store, raw, pb, dk, n, rounds)
-            conn.close()
-            await store.close()
-
+        if not args.hits_only:
+            await kept_steps(folder, pg_url, pb, dk, n, rounds)
         header("3. GLOBAL cache hit, whole run()", "docket µs", "bare µs")
         await sqlite_hits(folder, ppb, pdk, hits, rounds)
         if pg_url is not None:
             await postgres_hits(pg_url, ppb, pdk, hits, rounds)
+
+
+async def kept_steps(
+    folder: Path, pg_url: str | None, pb: Any, dk: Any, n: int, rounds: int
+) -> None:
+    """Rows 1-2: three kept steps on Postgres, then on SQLite at both levels."""
+    header("1-2. three WORKFLOW steps kept", "docket/s", "raw/s")
+    if pg_url is not None:
+        import psycopg
+
+        store = await open_store(pg_url, migrate=True)
+        with psycopg.connect(pg_url, autocommit=True) as pg_conn:
+            # Converted once, as a program would write them: %s marks.
+            converted: dict[str, bytes] = {}
+
+            def execute(query: str, args: tuple[Any, ...]) -> object:
+                sql = converted.get(query)
+                if sql is None:
+                    sql = converted[query] = query.replace("?", "%s").encode()
+                return pg_conn.execute(sql, args)
+
+            raw = raw_statements(execute, itertools.count())
+            await kept_rows("postgres", store, raw, pb, dk, n, rounds)
+        await store.close()
+    for level in ("normal", "full"):
+        url = f"sqlite:///{folder / f'{level}.db'}?synchronous={level}"
+        store = await open_store(url, migrate=True)
+        raw_path = folder / f"raw-{level}.db"
+        await (await open_store(f"sqlite:///{raw_path}", migrate=True)).close()
+        conn = sqlite3.connect(raw_path, isolation_level=None)
+        conn.execute("PRAGMA journal_mode = WAL")
+        conn.execute(f"PRAGMA synchronous = {level.upper()}")
+        raw = raw_statements(conn.execute, itertools.count())
+        await kept_rows(f"sqlite, synchronous={level}", store, raw, pb, dk, n, rounds)
+        conn.close()
+        await store.close()
 
 
 async def stored_hit(store: Store, pb: Any, dk: Any) -> Timed:
@@ -294,7 +301,7 @@ async def sqlite_hits(folder: Path, pb: Any, dk: Any, hits: int, rounds: int) ->
 async def postgres_hits(url: str, pb: Any, dk: Any, hits: int, rounds: int) -> None:
     import psycopg
 
-    store = await open_store(url)
+    store = await open_store(url, migrate=True)  # done by rows 1-2 unless --hits-only
     ours = await stored_hit(store, pb, dk)
     conn = await psycopg.AsyncConnection.connect(url, autocommit=True)
     cur = await conn.execute("SELECT key FROM docket_results WHERE scope = 'global'")
@@ -314,6 +321,7 @@ async def postgres_hits(url: str, pb: Any, dk: Any, hits: int, rounds: int) -> N
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
     parser.add_argument("--quick", action="store_true", help="fewer executions and rounds")
+    parser.add_argument("--hits-only", action="store_true", help="row 3 alone")
     add_store_options(parser, hits=2000, executions=300, rounds=5)
     args = parser.parse_args(argv)
     if args.quick:

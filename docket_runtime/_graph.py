@@ -30,7 +30,7 @@ from ._ids import check_execution_id
 from ._inputs import fill_inputs, not_a_class
 from ._lifecycle import Exiting
 from ._loopwatch import Watch
-from ._persistence import decode, encode, input_key, persisted_scope
+from ._persistence import encode, input_key, lookup, persisted_scope, step_keys
 from ._runner import Persistence, Runner, make_runner
 from ._scheduler import execute
 from ._tables import PlanTables, StepTable, TargetTable, build_tables
@@ -119,9 +119,15 @@ class Graph(Generic[S]):
         owner = owner or default_owner()
         self._owner = owner
         self._kept = tuple(kept)
-        # Targets with a kept step: only their runs under a caller's id look up checkpoints.
+        # Targets with a step kept per execution: only their runs under a caller's id look up
+        # checkpoints. A GLOBAL step has none (Engine.checkpoints would read nothing), so
+        # its hits under an id skip the lifecycle when nothing else needs it.
+        per_execution = [
+            kept[i] and persisted_scope(t.step) == "workflow"
+            for i, t in enumerate(self._tables.steps)
+        ]
         self._resumable = frozenset(
-            cls for cls, t in self._tables.targets.items() if any(kept[i] for i in t.steps)
+            cls for cls, t in self._tables.targets.items() if any(per_execution[i] for i in t.steps)
         )
         self._runners: tuple[Runner, ...] = tuple(
             make_runner(
@@ -145,7 +151,7 @@ class Graph(Generic[S]):
                     claim=table.step.delivery is Delivery.AT_MOST_ONCE,
                     record=record,
                     owner=owner,
-                    namespace=table.step.cache.namespace or self.plan.name,
+                    keys=step_keys(self.plan.name, table.step),
                 ),
             )
             for index, table in enumerate(self._tables.steps)
@@ -344,9 +350,8 @@ class Graph(Generic[S]):
                 raise TypeError(
                     f"step {step.name!r} keeps results by its inputs: give them in order ({names})"
                 )
-            key = input_key(step.cache.namespace or self.plan.name, step, inputs, self.store.codec)
-        row = (await self.store.get_results((key,))).get(key)
-        found = None if row is None else decode(row, table.out_cls, self.store.codec)
+            key = input_key(step_keys(self.plan.name, step), inputs, self.store.codec)
+        found = await lookup(self.store, key, step.name, table.out_cls)
         assert found is None or isinstance(found, target)
         return found
 
@@ -379,8 +384,7 @@ class Graph(Generic[S]):
             )
         producer = self._producer_of(table)
         key = workflow_key(execution_id, producer.step.name, producer.step.cache.version)
-        found = (await store.get_results((key,))).get(key)
-        value = None if found is None else decode(found, producer.out_cls, store.codec)
+        value = await lookup(store, key, producer.step.name, producer.out_cls)
         assert value is None or isinstance(value, target)
         return value
 

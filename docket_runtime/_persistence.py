@@ -18,16 +18,19 @@ from . import _deps, _payload
 from ._tables import TargetTable
 from .codec import CorruptPayload, PayloadCodec
 from .plan import CacheScope, Delivery, Step
-from .stores.base import Scope, StoredResult, global_key, workflow_key
+from .stores.base import GlobalKeys, Payload, Scope, Store, StoredResult, workflow_key
 
 __all__ = [
     "decode",
+    "decode_payload",
     "encode",
     "input_key",
+    "lookup",
     "persisted_scope",
     "prune",
     "read",
     "render",
+    "step_keys",
     "workflow_key",
 ]
 
@@ -43,24 +46,31 @@ def persisted_scope(step: Step) -> Scope | None:
     return None
 
 
-def input_key(namespace: str, step: Step, args: Sequence[Any], codec: PayloadCodec | None) -> str:
-    """The content address of a ``GLOBAL`` step's result.
+def input_key(keys: GlobalKeys, args: Sequence[Any], codec: PayloadCodec | None) -> str:
+    """The content address of a ``GLOBAL`` step's result, its inputs given as ``args``.
 
-    A digest of ``namespace`` (the graph's full name, or a cache namespace
-    graphs share on purpose), the step's name and cache version, and its input
-    bytes; an HMAC under the codec's cache secret when a codec is bound.
+    ``keys`` digests the namespace (the graph's full name, or a cache namespace
+    graphs share on purpose), the step's name and cache version; this adds the
+    input bytes. An HMAC under the codec's cache secret when a codec is bound.
     """
-    parts: list[bytes | None] = []
-    for arg in args:
-        if arg is None:
-            parts.append(None)
-        elif isinstance(arg, Message):
-            parts.append(arg.SerializeToString(deterministic=True))
-        else:  # a repeated input: a sequence of messages
-            chunks = [m.SerializeToString(deterministic=True) for m in arg]
-            parts.append(b"".join(len(c).to_bytes(8, "big") + c for c in chunks))
-    secret = None if codec is None else codec.cache_secret
-    return global_key(namespace, step.name, step.cache.version, parts, secret=secret)
+    parts = [
+        arg.SerializeToString(deterministic=True) if isinstance(arg, Message) else _bytes(arg)
+        for arg in args
+    ]
+    return keys(parts, None if codec is None else codec.cache_secret)
+
+
+def _bytes(arg: Sequence[Message] | None) -> bytes | None:
+    """The key bytes of an absent optional input (``None``) or of a repeated one."""
+    if arg is None:
+        return None
+    chunks = [m.SerializeToString(deterministic=True) for m in arg]
+    return b"".join(len(c).to_bytes(8, "big") + c for c in chunks)
+
+
+def step_keys(namespace: str, step: Step) -> GlobalKeys:
+    """What :func:`input_key` makes ``step``'s keys with, under ``namespace``."""
+    return GlobalKeys(step.cache.namespace or namespace, step.name, step.cache.version)
 
 
 def encode(
@@ -115,28 +125,48 @@ def decode(row: StoredResult, cls: type[Message], codec: PayloadCodec | None) ->
     ``codec`` lacks raises :class:`~docket_runtime.codec.MissingKey`: it is
     not a miss, and must not be overwritten.
     """
+    payload = (row.output_type, row.output, row.output_json)
+    return decode_payload(payload, row.key, row.step, cls, codec)
+
+
+def decode_payload(
+    payload: Payload, key: str, step: str, cls: type[Message], codec: PayloadCodec | None
+) -> Message | None:
+    """:func:`decode` of the ``payload`` a cache hit read (:meth:`Store.get_payload`) of the
+    row under ``key``, a result of ``step``."""
+    output_type, output, output_json = payload
     expected = cls.DESCRIPTOR.full_name
-    if row.output_type != expected:
+    if output_type != expected:
         _log.warning(
             "ignoring cached result %s of step %s: it holds %s, the step returns %s",
-            row.key[:12],
-            row.step,
-            row.output_type,
+            key[:12],
+            step,
+            output_type,
             expected,
         )
         return None
     try:
-        return read(row, cls, codec)
+        return _payload.read(output, cls, output_json, codec, _what(key, step))
     except CorruptPayload as exc:
         _log.warning("ignoring a damaged cached result: %s", exc)
         return None
 
 
+async def lookup(store: Store, key: str, step: str, cls: type[Message]) -> Message | None:
+    """The message of ``cls`` kept under ``key`` by ``step``: ``None`` when there is none,
+    it expired, or it cannot be trusted (see :func:`decode`)."""
+    payload = await store.get_payload(key)
+    return None if payload is None else decode_payload(payload, key, step, cls, store.codec)
+
+
 def read(row: StoredResult, cls: type[Message], codec: PayloadCodec | None) -> Message:
     """The message of ``cls`` a row holds, checked; :class:`~docket_runtime.codec.CorruptPayload`
     or :class:`~docket_runtime.codec.MissingKey` when it cannot be read."""
-    what = f"result {row.key[:12]} of step {row.step}"
-    return _payload.read(row.output, cls, row.output_json, codec, what)
+    return _payload.read(row.output, cls, row.output_json, codec, _what(row.key, row.step))
+
+
+def _what(key: str, step: str) -> str:
+    return f"result {key[:12]} of step {step}"
 
 
 def prune(target: TargetTable, known: set[int]) -> TargetTable:

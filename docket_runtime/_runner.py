@@ -24,7 +24,7 @@ from typing import Any, Literal
 from google.protobuf.message import Message
 
 from ._lifecycle import Exiting
-from ._persistence import decode, encode, input_key
+from ._persistence import encode, input_key, lookup
 from ._tables import StepTable
 from .context import Execution, StepContext, _current, _durable, shielded
 from .errors import (
@@ -42,6 +42,7 @@ from .plan import InputKind, RetryPolicy, Step
 from .retry import Classifier, retry_delay
 from .stores.base import (
     AttemptRecord,
+    GlobalKeys,
     Scope,
     StepRunRecord,
     Store,
@@ -73,8 +74,9 @@ class Persistence:
     claim: bool
     record: bool
     owner: str
-    namespace: str
-    """What ``GLOBAL`` keys are made under: the cache namespace, or the graph's name."""
+    keys: GlobalKeys
+    """How the step's ``GLOBAL`` keys are made: under the cache namespace, or the graph's
+    name (see :func:`~docket_runtime._persistence.step_keys`)."""
 
 
 def make_runner(
@@ -310,8 +312,8 @@ async def _kept(
     key: str | None = None
     store = persist.store
     if persist.scope == "global":
-        key = input_key(persist.namespace, step, args, store.codec)
-        kept = await _lookup(store, key, cls)
+        key = input_key(persist.keys, args, store.codec)
+        kept = await lookup(store, key, step.name, cls)
         if kept is not None:
             if persist.record:
                 await store.record_cache_hit(execution.id, step.name, owner=persist.owner)
@@ -344,7 +346,7 @@ async def _kept(
             )
             return key, None
         # Another executor got here first: use its result if it recorded one.
-        kept = await _lookup(store, key, cls) if key is not None else None
+        kept = await lookup(store, key, step.name, cls) if key is not None else None
         if kept is None or run.status != "succeeded":
             raise StepClaimed(step.name, execution.id, run.status, run.owner)
         return key, kept
@@ -424,11 +426,6 @@ async def _attempt_started(persist: Persistence, execution: Execution, step: str
             "nobody" if run is None else run.owner,
         )
     return count
-
-
-async def _lookup(store: Store, key: str, cls: type[Message]) -> Message | None:
-    row = (await store.get_results((key,))).get(key)
-    return None if row is None else decode(row, cls, store.codec)
 
 
 @dataclass(frozen=True, slots=True)

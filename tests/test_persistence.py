@@ -42,9 +42,11 @@ import pytest
 from conftest import PG_URL, PgSession, Proxy, proxied, raw_sql
 
 from docket_runtime import CacheLookup, Events, StepClaimed, StepFailed
-from docket_runtime._persistence import input_key
+from docket_runtime._engine import Engine
+from docket_runtime._persistence import input_key, step_keys
 from docket_runtime.stores import (
     SCHEMA_VERSION,
+    MemoryStore,
     SchemaVersionError,
     Store,
     StoreUnavailable,
@@ -237,6 +239,40 @@ def test_a_rerun_runs_nothing_checkpointed_nor_upstream_unless_still_needed(
     run(body())
 
 
+def test_only_targets_kept_per_execution_read_checkpoints_under_an_id(
+    pb: Any, dk: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A GLOBAL step keeps nothing under an execution id: a run named by one reads no
+    # checkpoints (nor inputs kept under it), and so skips the lifecycle like an unnamed run.
+    read: list[str] = []
+    checkpoints = Engine.checkpoints
+
+    async def spy(engine: Engine, *args: Any, **kwargs: Any) -> Any:
+        read.append(engine.plan.name)
+        return await checkpoints(engine, *args, **kwargs)
+
+    monkeypatch.setattr(Engine, "checkpoints", spy)
+    review, model = pb.Review(text="great product"), pb.Model(name="m1")
+
+    async def body() -> None:
+        store = MemoryStore()
+        steps = ScoreSteps(pb)
+        scoring = dk.Scoring(steps, store=store)
+        for _ in range(2):
+            await scoring.run(pb.RiskScore, review=review, model=model, execution_id="e-1")
+        assert steps.calls == 1 and read == []
+        # Other inputs under the same id: still nothing kept under it, so no complaint.
+        await scoring.run(
+            pb.RiskScore, review=pb.Review(text="meh"), model=model, execution_id="e-1"
+        )
+        assert steps.calls == 2 and read == []
+        orders = dk.Orders(OrderSteps(pb), store=store)
+        await orders.run(pb.Confirmation, order=an_order(pb, "o-1"), execution_id="o-1")
+        assert read == ["testgraphs.Orders"]
+
+    run(body())
+
+
 def test_a_rerun_of_an_order_skips_the_charge_and_the_shipment(
     db_url: str, pb: Any, dk: Any
 ) -> None:
@@ -301,7 +337,9 @@ def test_global_results_are_hits_for_the_same_inputs_in_any_execution(
             assert steps.calls == 2
 
             # The row keeps the ttl (1h) from the proto.
-            key = input_key(graph.plan.name, graph.plan.step("Score"), [review, model], None)
+            key = input_key(
+                step_keys(graph.plan.name, graph.plan.step("Score")), [review, model], None
+            )
             row = (await store.get_results([key]))[key]
             assert row.scope == "global" and row.execution_id is None
             assert (row.step, row.version, row.graph) == ("Score", "1", "testgraphs.Scoring")
@@ -353,7 +391,9 @@ def test_ttl_is_honoured_on_read_and_purge_deletes_expired_rows(
             steps = ScoreSteps(pb)
             graph = dk.Scoring(steps, store=store)
             first = await graph.run(pb.RiskScore, review=review, model=model)
-            key = input_key(graph.plan.name, graph.plan.step("Score"), [review, model], None)
+            key = input_key(
+                step_keys(graph.plan.name, graph.plan.step("Score")), [review, model], None
+            )
             row = (await store.get_results([key]))[key]
 
             # The row as it will be once its hour is over (no clock to wait for).

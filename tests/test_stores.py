@@ -49,6 +49,7 @@ from docket_runtime.stores import (
     workflow_key,
 )
 from docket_runtime.stores._retry import retry_transient
+from docket_runtime.stores.base import GlobalKeys
 from docket_runtime.stores.postgres import PostgresStore
 from docket_runtime.stores.postgres import _translate as postgres_translate
 from docket_runtime.stores.sqlite import SqliteStore
@@ -132,6 +133,14 @@ def test_put_get_roundtrip_and_upsert(url: str) -> None:
             same(found[wf.key], wf)
             assert isinstance(found[row.key].output, bytes)
             assert found[row.key].created_at.tzinfo is not None
+            # A cache hit reads the three columns it needs of the same row, and nothing else.
+            payload = await store.get_payload(row.key, now=T0)
+            assert payload is not None
+            output_type, output, output_json = payload
+            assert (output_type, output) == (row.output_type, row.output)
+            assert type(output) is bytes
+            assert json.loads(output_json) == json.loads(row.output_json)
+            assert await store.get_payload("f" * 64, now=T0) is None
             # Put again with the same key: replaced, not duplicated.
             newer = stored("a" * 64, charge_id="ch_2", created_at=T0 + timedelta(seconds=1))
             await store.put_result(newer)
@@ -169,10 +178,19 @@ def test_expiry_is_honoured_on_read_and_purge_counts(url: str) -> None:
             # Expired at exactly expires_at.
             at_ten = await store.get_results(keys, now=T0 + timedelta(seconds=10))
             assert sorted(at_ten) == sorted([later.key, never.key])
+            ten = T0 + timedelta(seconds=10)
+            assert await store.get_payload(soon.key, now=ten) is None
+            assert await store.get_payload(soon.key, now=ten - timedelta(microseconds=1))
+            assert await store.get_payload(later.key, now=ten) is not None
             assert await store.purge_expired(now=T0 + timedelta(seconds=15)) == 1
             assert await store.purge_expired(now=T0 + timedelta(seconds=15)) == 0
             late = T0 + timedelta(seconds=25)
             assert sorted(await store.get_results(keys, now=late)) == [never.key]
+            assert [await store.get_payload(k, now=late) is None for k in keys] == [
+                True,
+                True,
+                False,
+            ]
             assert await store.purge_expired(now=late) == 1
             # Now is "now" when not given: these expire in 2030.
             assert await store.purge_expired() == 0
@@ -1287,8 +1305,28 @@ def test_sqlite_file_removed_mid_use(tmp_path: Path) -> None:
             assert isinstance(caught.value.__cause__, FileNotFoundError)
             with pytest.raises(StoreUnavailable):
                 await store.get_results(["a" * 64])
+            with pytest.raises(StoreUnavailable, match="removed while open"):
+                await store.get_payload("a" * 64)  # a cache hit's read checks it too
             with pytest.raises(StoreUnavailable):
                 await store.claim_step("e", "s", owner="w")
+
+    run(body())
+
+
+def test_sqlite_file_replaced_mid_use_fails_a_cache_hit(tmp_path: Path) -> None:
+    path = tmp_path / "docket.db"
+
+    async def body() -> None:
+        async with await open_store(f"sqlite:///{path}", migrate=True) as store:
+            await store.put_result(stored("a" * 64))
+            assert await store.get_payload("a" * 64) is not None
+            other = tmp_path / "other.db"
+            sqlite3.connect(other).close()
+            os.replace(other, path)
+            # The open connection still reads the old file's row: a hit from it would be
+            # served from a database nobody else sees any more.
+            with pytest.raises(StoreUnavailable, match="replaced by another file"):
+                await store.get_payload("a" * 64)
 
     run(body())
 
@@ -1675,6 +1713,22 @@ def test_keys() -> None:
     # The same step in another graph (namespace) has keys of its own.
     assert global_key("g.G", "S", "1", [b"a"]) != global_key("g.H", "S", "1", [b"a"])
     assert global_key("g.GS", "", "1", [b"a"]) != global_key("g.G", "S", "1", [b"a"])
+
+
+def test_global_keys_are_those_rows_were_written_under() -> None:
+    # Digests of the release before keys were made from a prefix hashed once: a change
+    # of the key's bytes would make every GLOBAL row already kept a miss.
+    inputs = [b"\x08\x01", None, b""]
+    before = "2bec1ae43d8af1e15bf3937d7cd481a74a4a9ffa4456876dbd9dc9723eb73cad"
+    hmac_before = "09aebe7e1dced66889561f0f0bb386295edf300877facc418cb59b853522ce5d"
+    assert global_key("shop.Orders", "Quote", "v2", inputs) == before
+    assert global_key("shop.Orders", "Quote", "v2", inputs, secret=b"k" * 16) == hmac_before
+    keys = GlobalKeys("shop.Orders", "Quote", "v2")
+    # Used again, and across secrets in either order, the prefix hashed once stays intact.
+    for _ in range(2):
+        assert keys(inputs) == before
+        assert keys(inputs, b"k" * 16) == hmac_before
+    assert keys([]) == global_key("shop.Orders", "Quote", "v2", [])
 
 
 def test_a_result_row_checks_its_scope() -> None:

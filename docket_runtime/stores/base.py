@@ -47,7 +47,9 @@ __all__ = [
     "Claim",
     "ExecutionRecord",
     "ExecutionStatus",
+    "GlobalKeys",
     "MigrationRecord",
+    "Payload",
     "SchemaVersionError",
     "Scope",
     "StepRunRecord",
@@ -152,6 +154,11 @@ class StoredResult:
         object.__setattr__(self, "created_at", utc(self.created_at))
         if self.expires_at is not None:
             object.__setattr__(self, "expires_at", utc(self.expires_at))
+
+
+Payload = tuple[str, bytes, str]
+"""What a cache hit reads of a ``docket_results`` row: ``(output_type, output, output_json)``,
+as in :class:`StoredResult`."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -323,6 +330,13 @@ class Store(Protocol):
 
         A key that is absent or whose ``expires_at`` is at or before ``now`` is
         left out of the answer.
+        """
+        ...
+
+    async def get_payload(self, key: str, *, now: datetime | None = None) -> Payload | None:
+        """The payload of the unexpired result under ``key`` (``None`` as
+        :meth:`get_results` would leave it out), in one round trip: only the
+        columns a cache hit reads, without making a :class:`StoredResult`.
         """
         ...
 
@@ -753,13 +767,20 @@ def execution_from_row(row: Sequence[Any], when: Time) -> ExecutionRecord:
     )
 
 
-def _digest(*parts: bytes, secret: bytes | None = None) -> str:
+def _hasher(secret: bytes | None) -> Any:
+    return hashlib.sha256() if secret is None else hmac.new(secret, digestmod=hashlib.sha256)
+
+
+def _feed(h: Any, part: bytes) -> None:
     # Length-prefix every part so that ("ab", "c") and ("a", "bc") differ.
-    h = hashlib.sha256() if secret is None else hmac.new(secret, digestmod=hashlib.sha256)
+    h.update(len(part).to_bytes(8, "big") + part)
+
+
+def _digest(*parts: bytes, secret: bytes | None = None) -> str:
+    h = _hasher(secret)
     for part in parts:
-        h.update(len(part).to_bytes(8, "big"))
-        h.update(part)
-    return h.hexdigest()
+        _feed(h, part)
+    return str(h.hexdigest())
 
 
 def workflow_key(execution_id: str, step: str, version: str = "") -> str:
@@ -790,10 +811,40 @@ def global_key(
     ``secret`` (a bound codec's), the key is an HMAC-SHA256 under it, so that
     it reveals nothing of the inputs to whoever lacks the secret.
     """
-    parts = [b"global", namespace.encode(), step.encode(), version.encode()]
-    for data in inputs:
-        parts.append(b"\x00" if data is None else b"\x01" + data)
-    return _digest(*parts, secret=secret)
+    return GlobalKeys(namespace, step, version)(inputs, secret)
+
+
+class GlobalKeys:
+    """:func:`global_key` of one step, its namespace, name and version hashed once.
+
+    A runner makes one when the graph is bound: a key then costs a copy of
+    the hasher fed with that prefix, and the step's inputs.
+    """
+
+    __slots__ = ("_prefix", "_prefixed", "_secret")
+
+    def __init__(self, namespace: str, step: str, version: str) -> None:
+        self._prefix = (b"global", namespace.encode(), step.encode(), version.encode())
+        self._secret: bytes | None = None
+        self._prefixed = self._feed_prefix(None)
+
+    def _feed_prefix(self, secret: bytes | None) -> Any:
+        h = _hasher(secret)
+        for part in self._prefix:
+            _feed(h, part)
+        return h
+
+    def __call__(self, inputs: Sequence[bytes | None], secret: bytes | None = None) -> str:
+        """The key of ``inputs``, as :func:`global_key` documents it."""
+        if secret != self._secret:
+            # Another codec's secret (the store's codec is a settable attribute).
+            self._prefixed, self._secret = self._feed_prefix(secret), secret
+        h = self._prefixed.copy()
+        for data in inputs:
+            part = b"\x00" if data is None else b"\x01" + data
+            h.update(len(part).to_bytes(8, "big") + part)  # as _feed does, without a call
+        key: str = h.hexdigest()
+        return key
 
 
 def default_owner() -> str:

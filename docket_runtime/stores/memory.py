@@ -21,6 +21,7 @@ from .base import (
     ExecutionRecord,
     ExecutionStatus,
     MigrationRecord,
+    Payload,
     Scope,
     StepRunRecord,
     StoreBase,
@@ -68,6 +69,13 @@ class MemoryStore(StoreBase):
             if row is not None and (row.expires_at is None or row.expires_at > now):
                 found[key] = row
         return found
+
+    async def get_payload(self, key: str, *, now: datetime | None = None) -> Payload | None:
+        """The payload of the unexpired result under ``key``."""
+        row = self._results.get(key)
+        if row is None or (row.expires_at is not None and row.expires_at <= utc(now)):
+            return None
+        return row.output_type, row.output, row.output_json
 
     async def put_result(self, result: StoredResult) -> None:
         """Insert or replace ``result``."""

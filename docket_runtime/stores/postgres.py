@@ -58,6 +58,7 @@ from .base import (
     ExecutionRecord,
     ExecutionStatus,
     MigrationRecord,
+    Payload,
     Scope,
     StepRunRecord,
     StoreBase,
@@ -95,6 +96,9 @@ _MIGRATE_LOCK: Final = int.from_bytes(b"docket", "big")
 _RESULT_COLUMNS: Final = (
     "key, scope, execution_id, step, version, output_type, output, output_json::text, "
     "created_at, expires_at, graph"
+)
+_GET_PAYLOAD: Final = (
+    "SELECT output_type, output, output_json::text, expires_at FROM docket_results WHERE key = %s"
 )
 _RUN_COLUMNS: Final = (
     "execution_id, step, status, attempts, started_at, finished_at, duration_ms, error, owner"
@@ -341,6 +345,10 @@ class PostgresStore(StoreBase):
             except psycopg.OperationalError as err:
                 raise self._unavailable(err) from err
             try:
+                if read:
+                    # A SELECT on an autocommit connection is its own transaction: there
+                    # is none to end (the connection's exit would take its lock to see so).
+                    return await fn(conn)
                 async with conn:
                     return await fn(conn)
             except psycopg.Error as err:
@@ -526,6 +534,20 @@ class PostgresStore(StoreBase):
                     params,
                 )
                 return {row[0]: result_from_row(row, utc) for row in await cur.fetchall()}
+
+        return await self._run(query, read=True)
+
+    async def get_payload(self, key: str, *, now: datetime | None = None) -> Payload | None:
+        """The payload of the unexpired result under ``key``: one key and no timestamp to
+        send (the expiry is compared here), so a prepared statement's bind is all."""
+
+        async def query(conn: Conn) -> Payload | None:
+            # Binary results: bytea arrives as raw bytes instead of hex text.
+            cur = await conn.execute(_GET_PAYLOAD, (key,), binary=True)
+            row = await cur.fetchone()
+            if row is None or (row[3] is not None and row[3] <= utc(now)):
+                return None
+            return row[0], bytes(row[1]), row[2]
 
         return await self._run(query, read=True)
 

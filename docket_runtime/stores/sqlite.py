@@ -62,6 +62,7 @@ from .base import (
     ExecutionRecord,
     ExecutionStatus,
     MigrationRecord,
+    Payload,
     SchemaVersionError,
     Scope,
     StepRunRecord,
@@ -140,6 +141,9 @@ _RESULT_COLUMNS: Final = (
 )
 _GET_MANY: Final = f"SELECT {_RESULT_COLUMNS} FROM docket_results WHERE key IN"
 _GET_ONE: Final = f"{_GET_MANY} (?)"
+_GET_PAYLOAD: Final = (
+    "SELECT output_type, output, output_json, expires_at FROM docket_results WHERE key = ?"
+)
 
 _RUN_COLUMNS: Final = (
     "execution_id, step, status, attempts, started_at, finished_at, duration_ms, error, owner"
@@ -184,6 +188,13 @@ def _same_json(a: str | None, b: str | None) -> bool:
         return bool(json.loads(a) == json.loads(b))
     except ValueError:
         return a == b
+
+
+def _payload_of(conn: sqlite3.Connection, key: str, now: datetime | None) -> Payload | None:
+    row = conn.execute(_GET_PAYLOAD, (key,)).fetchone()
+    if row is None or (row[3] is not None and row[3] <= _ts(utc(now))):
+        return None
+    return row[0], row[1], row[2]
 
 
 def _upsert_result(conn: sqlite3.Connection, r: StoredResult) -> None:
@@ -267,7 +278,8 @@ class SqliteStore(StoreBase):
         # take the writer thread too.
         self._reads_on_loop = reads_on_loop
         self._closed = False
-        stat = path.stat()
+        self._where = str(path)  # os.stat of a str skips Path's conversion on every call
+        stat = os.stat(self._where)
         self._identity = (stat.st_dev, stat.st_ino)
 
     @classmethod
@@ -350,7 +362,7 @@ class SqliteStore(StoreBase):
 
     def _check_file(self) -> None:
         try:
-            stat = self.path.stat()
+            stat = os.stat(self._where)
         except OSError as err:
             raise StoreUnavailable(
                 f"SQLite database {self.path} was removed while open ({err.strerror}); "
@@ -520,6 +532,17 @@ class SqliteStore(StoreBase):
             return found
 
         return await self._read(query)
+
+    async def get_payload(self, key: str, *, now: datetime | None = None) -> Payload | None:
+        """The payload of the unexpired result under ``key``."""
+        if not self._reads_on_loop:
+            return await self._write(lambda conn: _payload_of(conn, key, now))
+        # _read_now's work, without a function made and called per cache hit.
+        self._check_file()
+        try:
+            return _payload_of(self._reader, key, now)
+        except sqlite3.Error as err:
+            raise _translate(err, self.path) from err
 
     async def put_result(self, result: StoredResult) -> None:
         """Insert or replace ``result``."""
