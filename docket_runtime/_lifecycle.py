@@ -78,6 +78,7 @@ class Lifecycle:
         "execution_id",
         "graph",
         "kind",
+        "recorded_start",
         "span",
         "started",
         "store",
@@ -108,6 +109,8 @@ class Lifecycle:
         self.trace = trace
         self.kind = kind
         self.span: ExecutionSpan | None = None
+        # Set when the query that read the checkpoints also recorded the start.
+        self.recorded_start = False
 
     async def run(self, body: Callable[[], Awaitable[T]]) -> T:
         """Start, run ``body`` under the deadline, and end with its outcome."""
@@ -133,7 +136,7 @@ class Lifecycle:
             self.span = self.trace.execution(
                 self.graph, self.target, self.execution_id, kind=self.kind
             )
-        if self.store is not None:
+        if self.store is not None and not self.recorded_start:
             await self.store.start_execution(
                 self.execution_id, graph=self.graph, target=self.target
             )

@@ -330,6 +330,28 @@ class Store(Protocol):
         """Insert ``result``, or replace the row that has its key."""
         ...
 
+    async def read_checkpoints(
+        self,
+        keys: Collection[str],
+        inputs: StoredResult,
+        *,
+        target: str | None = None,
+        now: datetime | None = None,
+    ) -> tuple[dict[str, StoredResult], bool]:
+        """Read a run's checkpoints and keep its inputs, in one round trip where the store can.
+
+        Returns the unexpired rows among ``keys`` as :meth:`get_results` does,
+        as they were before this call, and whether ``inputs`` (the inputs row of
+        the run under its execution id) was inserted: it is when no row had its
+        key yet. With ``target``, that insert also records the execution
+        running, as :meth:`start_execution` would (under the inputs row's
+        ``execution_id`` and ``graph``): an id never used before cannot be
+        refused for other inputs, so nothing is left to check first. Running
+        this twice is harmless: the second call inserts nothing and finds the
+        row the first one wrote.
+        """
+        ...
+
     async def delete_results(self, execution_id: str, steps: Collection[str]) -> int:
         """Forget ``steps`` of ``execution_id`` so that a rerun computes them again.
 
@@ -814,3 +836,22 @@ def redact_url(url: str) -> str:
         return urlunsplit(parts._replace(netloc=netloc))
     except ValueError:
         return url
+
+
+async def read_then_insert(
+    store: Store,
+    keys: Collection[str],
+    inputs: StoredResult,
+    target: str | None,
+    now: datetime | None,
+) -> tuple[dict[str, StoredResult], bool]:
+    """:meth:`Store.read_checkpoints` in separate operations, for stores where a read costs
+    no round trip: the rows, then the inputs and the execution's start when none had the key."""
+    found = await store.get_results(keys, now=now)
+    if inputs.key in found:
+        return found, False
+    await store.put_result(inputs)
+    if target is not None:
+        assert inputs.execution_id is not None and inputs.graph is not None
+        await store.start_execution(inputs.execution_id, graph=inputs.graph, target=target, now=now)
+    return found, True

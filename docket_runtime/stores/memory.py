@@ -29,6 +29,7 @@ from .base import (
     check_execution_status,
     check_finish_status,
     check_purge_filters,
+    read_then_insert,
     utc,
 )
 
@@ -72,6 +73,18 @@ class MemoryStore(StoreBase):
     async def put_result(self, result: StoredResult) -> None:
         """Insert or replace ``result``."""
         self._results[result.key] = result
+
+    async def read_checkpoints(
+        self,
+        keys: Collection[str],
+        inputs: StoredResult,
+        *,
+        target: str | None = None,
+        now: datetime | None = None,
+    ) -> tuple[dict[str, StoredResult], bool]:
+        """The rows among ``keys``, then ``inputs`` (and the execution's start, with
+        ``target``) kept if no row had its key: see the protocol."""
+        return await read_then_insert(self, keys, inputs, target, now)
 
     async def delete_results(self, execution_id: str, steps: Collection[str]) -> int:
         """Forget ``steps`` of ``execution_id``: workflow results, step runs and attempts."""

@@ -148,6 +148,27 @@ _RESULT_CONFLICT: Final = (
     "expires_at = EXCLUDED.expires_at, graph = EXCLUDED.graph"
 )
 _UPSERT_RESULT: Final = f"{_RESULT_INSERT}VALUES ({_RESULT_VALUES}){_RESULT_CONFLICT}"
+# A run that starts again under its id: running again, its first start time kept.
+_START_CONFLICT: Final = (
+    " ON CONFLICT (execution_id) DO UPDATE SET graph = EXCLUDED.graph, "
+    "target = EXCLUDED.target, status = 'running', finished_at = NULL, error = NULL, "
+    "wake_at = NULL"
+)
+# read_checkpoints: the inputs row inserted unless its key exists, and (with a target)
+# the execution started when it was; then the rows found, as the statement's snapshot
+# saw them (before the insert), behind one row that says whether the insert happened.
+_READ_CHECKPOINTS: Final = (
+    f"WITH put AS ({_RESULT_INSERT}VALUES ({_RESULT_VALUES})"
+    " ON CONFLICT (key) DO NOTHING RETURNING key),"
+    " started AS (INSERT INTO docket_executions"
+    " (execution_id, graph, target, status, started_at)"
+    " SELECT %(r_execution_id)s::text, %(r_graph)s::text, %(target)s::text, 'running',"
+    " %(now)s::timestamptz FROM put WHERE %(target)s::text IS NOT NULL"
+    f"{_START_CONFLICT})"
+    " SELECT (SELECT count(*) FROM put), found.* FROM (SELECT 1) AS one LEFT JOIN"
+    f" (SELECT {_RESULT_COLUMNS} FROM docket_results WHERE key = ANY(%(keys)s::text[])"
+    " AND (expires_at IS NULL OR expires_at > %(now)s::timestamptz)) AS found ON true"
+)
 _ATTEMPT_VALUES: Final = (
     "%(a_execution_id)s::text, %(a_step)s::text, %(a_attempt)s::integer, %(a_status)s::text, "
     "%(a_started_at)s::timestamptz, %(a_finished_at)s::timestamptz, "
@@ -538,6 +559,29 @@ class PostgresStore(StoreBase):
 
         await self._run(put, idempotent=True)
 
+    async def read_checkpoints(
+        self,
+        keys: Collection[str],
+        inputs: StoredResult,
+        *,
+        target: str | None = None,
+        now: datetime | None = None,
+    ) -> tuple[dict[str, StoredResult], bool]:
+        """The rows among ``keys``, and ``inputs`` (and the execution's start, with
+        ``target``) kept if no row had its key, in one statement: see the protocol."""
+        params = _result_params(inputs)
+        params.update(keys=list(dict.fromkeys(keys)), target=target, now=utc(now))
+
+        async def query(conn: Conn) -> tuple[dict[str, StoredResult], bool]:
+            async with conn.cursor(binary=True) as cur:
+                await cur.execute(_READ_CHECKPOINTS, params)
+                rows = await cur.fetchall()
+            found = {row[1]: result_from_row(row[1:], utc) for row in rows if row[1] is not None}
+            return found, bool(rows[0][0])
+
+        # Idempotent: run again, it inserts nothing and finds the row it wrote the first time.
+        return await self._run(query, idempotent=True)
+
     async def delete_results(self, execution_id: str, steps: Collection[str]) -> int:
         """Forget ``steps`` of ``execution_id``: results, step runs and attempts, atomically."""
         names = list(dict.fromkeys(steps))
@@ -625,10 +669,7 @@ class PostgresStore(StoreBase):
         async def start(conn: Conn) -> None:
             await conn.execute(
                 "INSERT INTO docket_executions (execution_id, graph, target, status, started_at) "
-                "VALUES (%s, %s, %s, 'running', %s) "
-                "ON CONFLICT (execution_id) DO UPDATE SET graph = EXCLUDED.graph, "
-                "target = EXCLUDED.target, status = 'running', finished_at = NULL, error = NULL, "
-                "wake_at = NULL",
+                f"VALUES (%s, %s, %s, 'running', %s){_START_CONFLICT}",
                 params,
             )
 

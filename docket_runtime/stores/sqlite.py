@@ -76,6 +76,7 @@ from .base import (
     check_finish_status,
     check_purge_filters,
     execution_from_row,
+    read_then_insert,
     result_from_row,
     step_run_from_row,
     utc,
@@ -524,6 +525,19 @@ class SqliteStore(StoreBase):
     async def put_result(self, result: StoredResult) -> None:
         """Insert or replace ``result``."""
         await self._write(lambda conn: _upsert_result(conn, result), idempotent=True)
+
+    async def read_checkpoints(
+        self,
+        keys: Collection[str],
+        inputs: StoredResult,
+        *,
+        target: str | None = None,
+        now: datetime | None = None,
+    ) -> tuple[dict[str, StoredResult], bool]:
+        """The rows among ``keys``, then ``inputs`` (and the execution's start, with
+        ``target``) kept if no row had its key: see the protocol. Two operations:
+        a read costs no round trip here."""
+        return await read_then_insert(self, keys, inputs, target, now)
 
     async def delete_results(self, execution_id: str, steps: Collection[str]) -> int:
         """Forget ``steps`` of ``execution_id``: results, step runs and attempts, atomically."""
