@@ -50,6 +50,7 @@ __all__ = [
     "MigrationRecord",
     "SchemaVersionError",
     "Scope",
+    "StepEnd",
     "StepRunRecord",
     "StepStatus",
     "Store",
@@ -239,6 +240,21 @@ class AttemptRecord:
             )
         object.__setattr__(self, "started_at", utc(self.started_at))
         object.__setattr__(self, "finished_at", utc(self.finished_at))
+
+
+@dataclass(frozen=True, slots=True)
+class StepEnd:
+    """A step's end as :meth:`Store.step_finished` records it (the same fields), to be sent
+    with the start of the next step of its execution (:meth:`Store.step_started`)."""
+
+    execution_id: str
+    step: str
+    status: AttemptStatus
+    error: str | None = None
+    result: StoredResult | None = None
+    attempt: AttemptRecord | None = None
+    owner: str | None = None
+    now: datetime | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -519,6 +535,7 @@ class Store(Protocol):
         owner: str,
         claimed: bool = False,
         now: datetime | None = None,
+        ended: StepEnd | None = None,
     ) -> int:
         """Record an attempt of a step starting; return the attempt count now recorded.
 
@@ -528,6 +545,10 @@ class Store(Protocol):
         starting under its claim) that happens only if the row is ``claimed``
         by ``owner``; otherwise nothing changes and the answer is 0: the claim
         was taken over or released meanwhile, and the step must not run.
+
+        ``ended``, the end of another step of the execution, is recorded first
+        in the same statement or transaction, as :meth:`step_finished` records
+        it: both are written, or neither.
         """
         ...
 
@@ -855,3 +876,23 @@ async def read_then_insert(
         assert inputs.execution_id is not None and inputs.graph is not None
         await store.start_execution(inputs.execution_id, graph=inputs.graph, target=target, now=now)
     return found, True
+
+
+def ended_fields(end: StepEnd) -> dict[str, Any]:
+    """``end`` as the arguments of :meth:`Store.step_finished`."""
+    return {
+        "execution_id": end.execution_id,
+        "step": end.step,
+        "status": end.status,
+        "error": end.error,
+        "result": end.result,
+        "attempt": end.attempt,
+        "owner": end.owner,
+        "now": end.now,
+    }
+
+
+def check_end(end: StepEnd) -> None:
+    """Refuse a step's end with a status or an attempt row that does not fit it."""
+    check_finish_status(end.status)
+    check_attempt(end.attempt, end.execution_id, end.step)

@@ -22,6 +22,7 @@ from .base import (
     ExecutionStatus,
     MigrationRecord,
     Scope,
+    StepEnd,
     StepRunRecord,
     StoreBase,
     StoredResult,
@@ -29,6 +30,7 @@ from .base import (
     check_execution_status,
     check_finish_status,
     check_purge_filters,
+    ended_fields,
     read_then_insert,
     utc,
 )
@@ -334,8 +336,12 @@ class MemoryStore(StoreBase):
         owner: str,
         claimed: bool = False,
         now: datetime | None = None,
+        ended: StepEnd | None = None,
     ) -> int:
-        """Record an attempt starting; return the attempt count (0: the claim is not ours)."""
+        """Record an attempt starting (after ``ended``); return the attempt count (0: the
+        claim is not ours)."""
+        if ended is not None:
+            await self.step_finished(**ended_fields(ended))
         old = self._runs.get((execution_id, step))
         if claimed and (old is None or old.status != "claimed" or old.owner != owner):
             return 0

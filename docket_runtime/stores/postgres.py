@@ -59,6 +59,7 @@ from .base import (
     ExecutionStatus,
     MigrationRecord,
     Scope,
+    StepEnd,
     StepRunRecord,
     StoreBase,
     StoredResult,
@@ -67,10 +68,10 @@ from .base import (
     StoreUnavailable,
     StoreUrlError,
     attempt_from_row,
-    check_attempt,
+    check_end,
     check_execution_status,
-    check_finish_status,
     check_purge_filters,
+    ended_fields,
     execution_from_row,
     redact_url,
     result_from_row,
@@ -215,6 +216,22 @@ _CLAIM: Final = (
     f" UNION ALL SELECT false, {_RUN_COLUMNS} FROM docket_step_runs"
     " WHERE execution_id = %(execution_id)s AND step = %(step)s"
 )
+
+
+def _ending(end: StepEnd) -> tuple[str, dict[str, Any]]:
+    """The CTEs that record a step's end (``WITH run AS ...``: the run, its result and
+    its attempt), and their parameters."""
+    params = ended_fields(end)
+    del params["result"], params["attempt"]
+    params["now"] = utc(end.now)
+    query = _FINISH_RUN
+    if end.result is not None:
+        params.update(_result_params(end.result))
+        query += _FINISH_RESULT
+    if end.attempt is not None:
+        params.update(_attempt_params(end.attempt))
+        query += _FINISH_ATTEMPT
+    return query, params
 
 
 def _attempt_params(a: AttemptRecord) -> dict[str, Any]:
@@ -579,8 +596,10 @@ class PostgresStore(StoreBase):
             found = {row[1]: result_from_row(row[1:], utc) for row in rows if row[1] is not None}
             return found, bool(rows[0][0])
 
-        # Idempotent: run again, it inserts nothing and finds the row it wrote the first time.
-        return await self._run(query, idempotent=True)
+        # Harmless twice (it inserts nothing and finds the row it wrote), so tried again once
+        # on a dropped connection, as the read it replaces was; it is the first operation of
+        # a run, so a store found down fails it at once instead of retrying for seconds.
+        return await self._run(query, read=True)
 
     async def delete_results(self, execution_id: str, steps: Collection[str]) -> int:
         """Forget ``steps`` of ``execution_id``: results, step runs and attempts, atomically."""
@@ -912,9 +931,18 @@ class PostgresStore(StoreBase):
         owner: str,
         claimed: bool = False,
         now: datetime | None = None,
+        ended: StepEnd | None = None,
     ) -> int:
-        """Record an attempt starting; return the attempt count (0: the claim is not ours)."""
+        """Record an attempt starting (after ``ended``, in the same statement); return the
+        attempt count (0: the claim is not ours)."""
         params = {"execution_id": execution_id, "step": step, "now": utc(now), "owner": owner}
+        first = ""
+        if ended is not None:
+            check_end(ended)
+            # The end's CTEs, their parameters renamed apart from the start's.
+            query, ending = _ending(ended)
+            first = query.replace("%(", "%(e_") + " "
+            params.update({f"e_{name}": value for name, value in ending.items()})
         if claimed:
             query = (
                 "UPDATE docket_step_runs SET status = 'running', attempts = attempts + 1, "
@@ -934,7 +962,7 @@ class PostgresStore(StoreBase):
             )
 
         async def start(conn: Conn) -> int:
-            cur = await conn.execute(query, params)
+            cur = await conn.execute(first + query, params)
             row = await cur.fetchone()
             # An upsert always returns its row; the claimed UPDATE none when not ours.
             return 0 if row is None else int(row[0])
@@ -954,23 +982,9 @@ class PostgresStore(StoreBase):
         now: datetime | None = None,
     ) -> bool:
         """Record a step's end with its result and attempt, in the same statement."""
-        check_finish_status(status)
-        check_attempt(attempt, execution_id, step)
-        params: dict[str, Any] = {
-            "status": status,
-            "now": utc(now),
-            "error": error,
-            "execution_id": execution_id,
-            "step": step,
-            "owner": owner,
-        }
-        query = _FINISH_RUN
-        if result is not None:
-            params.update(_result_params(result))
-            query += _FINISH_RESULT
-        if attempt is not None:
-            params.update(_attempt_params(attempt))
-            query += _FINISH_ATTEMPT
+        end = StepEnd(execution_id, step, status, error, result, attempt, owner, now)
+        check_end(end)
+        query, params = _ending(end)
         query += f" SELECT {_OWNED}"
 
         async def finish(conn: Conn) -> bool:
