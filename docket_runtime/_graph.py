@@ -261,6 +261,8 @@ class Graph(Generic[S]):
                 )
                 if read is not None and read.started:
                     lifecycle.recorded_start = True
+                # The execution's end is the next write: the last step's end goes with it.
+                execution.ends_with_run = self.record
 
                 async def body() -> None:
                     pending = self._engine.restore(table, execution, read)

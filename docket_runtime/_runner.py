@@ -23,7 +23,7 @@ from typing import Any, Literal
 
 from google.protobuf.message import Message
 
-from ._lifecycle import Exiting
+from ._lifecycle import Exiting, send_unsent
 from ._persistence import decode, encode, input_key
 from ._tables import StepTable
 from .context import Execution, StepContext, _current, _durable, shielded
@@ -52,7 +52,7 @@ from .stores.base import (
     workflow_key,
 )
 
-__all__ = ["Persistence", "Runner", "make_runner", "send_unsent"]
+__all__ = ["Persistence", "Runner", "make_runner"]
 
 Runner = Callable[[Execution], Coroutine[Any, Any, None]]
 """Runs one step of a bound graph: reads its inputs from the execution, stores its output there."""
@@ -496,12 +496,6 @@ def _step_end(
         )
     owner = persist.owner if persist.claim else None
     return StepEnd(execution.id, step.name, status, text, row, record, owner, now)
-
-
-async def send_unsent(unsent: tuple[Store, StepEnd]) -> None:
-    """Write a step's end that was kept to go with the next step's start."""
-    store, end = unsent
-    await store.step_finished(**ended_fields(end))
 
 
 async def _ended(

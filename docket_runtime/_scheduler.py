@@ -19,7 +19,8 @@ from __future__ import annotations
 import asyncio
 import logging
 
-from ._runner import Runner, send_unsent
+from ._lifecycle import send_unsent
+from ._runner import Runner
 from ._tables import TargetTable
 from .context import Execution, _current, shielded
 from .errors import RetryLater, StepFailed, Suspended
@@ -52,8 +53,8 @@ async def execute(target: TargetTable, runners: tuple[Runner, ...], execution: E
                 raise
             finally:
                 execution.chained = False
-            unsent, execution.unsent = execution.unsent, None
-            if unsent is not None:
+            if execution.unsent is not None and not execution.ends_with_run:
+                unsent, execution.unsent = execution.unsent, None
                 await shielded(send_unsent(unsent))
             return
         remaining = list(target.dep_counts)

@@ -36,7 +36,7 @@ DETACHED = "detached"
 class Execution:
     """One execution of a target: its values and its id, made on first use when not given."""
 
-    __slots__ = ("_id", "chained", "contexts", "cut", "graph", "unsent", "values")
+    __slots__ = ("_id", "chained", "contexts", "cut", "ends_with_run", "graph", "unsent", "values")
 
     def __init__(self, graph: str, slots: int, execution_id: str | None = None) -> None:
         self.graph = graph
@@ -50,6 +50,9 @@ class Execution:
         self.unsent: tuple[Store, StepEnd] | None = None
         """A recorded step's end not written yet: in a chain, the next step's start writes
         it (before that step's body runs), else the chain's end does."""
+        self.ends_with_run = False
+        """Set when the execution's recorded end writes the last ``unsent`` step end with it
+        (:mod:`._lifecycle`): then the chain leaves it there."""
 
     def step_context(self, step: str) -> StepContext:
         """The context of ``step``'s one attempt in this execution, made on its first use.

@@ -395,7 +395,7 @@ def test_read_checkpoints_keeps_inputs_and_starts_an_execution_only_for_a_new_id
     run(body())
 
 
-def test_a_step_start_records_the_previous_step_end_with_it(url: str) -> None:
+def test_a_step_end_is_recorded_with_the_next_start_or_the_execution_end(url: str) -> None:
     async def body() -> None:
         async with await opened(url) as store:
             assert await store.step_started("order-1", "A", owner="w1", now=T0) == 1
@@ -442,6 +442,18 @@ def test_a_step_start_records_the_previous_step_end_with_it(url: str) -> None:
             with pytest.raises(ValueError, match="attempt of 'Z'"):
                 await store.step_started("order-1", "D", owner="w1", ended=wrong)
             assert "D" not in {r.step for r in await store.get_step_runs("order-1")}
+            # The execution's end, with its last step's end.
+            await store.start_execution("order-1", graph="g", target="t", now=T0)
+            c_end = StepEnd("order-1", "B", "succeeded", result=row, now=later + 2 * SECOND)
+            await store.finish_execution("order-1", status="succeeded", now=later, ended=c_end)
+            record = await store.get_execution("order-1")
+            assert record is not None and record.status == "succeeded"
+            runs = {r.step: r for r in await store.get_step_runs("order-1")}
+            assert (runs["B"].status, runs["B"].finished_at) == ("succeeded", later + 2 * SECOND)
+            with pytest.raises(ValueError, match="attempt of 'Z'"):
+                await store.finish_execution("order-1", status="failed", ended=wrong)
+            record = await store.get_execution("order-1")
+            assert record is not None and record.status == "succeeded"
 
     run(body())
 

@@ -423,8 +423,13 @@ class Store(Protocol):
         status: ExecutionStatus,
         error: str | None = None,
         now: datetime | None = None,
+        ended: StepEnd | None = None,
     ) -> None:
-        """Record how ``execution_id`` ended (``error`` is the error text, if any)."""
+        """Record how ``execution_id`` ended (``error`` is the error text, if any).
+
+        ``ended``, the end of its last step, is recorded with it in the same
+        statement or transaction, as :meth:`step_finished` records it.
+        """
         ...
 
     async def get_execution(self, execution_id: str) -> ExecutionRecord | None:

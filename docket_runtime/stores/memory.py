@@ -170,9 +170,12 @@ class MemoryStore(StoreBase):
         status: ExecutionStatus,
         error: str | None = None,
         now: datetime | None = None,
+        ended: StepEnd | None = None,
     ) -> None:
         """Record how ``execution_id`` ended."""
         check_execution_status(status)
+        if ended is not None:
+            await self.step_finished(**ended_fields(ended))
         old = self._executions.get(execution_id)
         if old is not None:
             self._executions[execution_id] = dataclasses.replace(

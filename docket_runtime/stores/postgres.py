@@ -701,17 +701,30 @@ class PostgresStore(StoreBase):
         status: ExecutionStatus,
         error: str | None = None,
         now: datetime | None = None,
+        ended: StepEnd | None = None,
     ) -> None:
         """Record how ``execution_id`` ended."""
         check_execution_status(status)
-        params = (status, utc(now), error, execution_id)
+        params: dict[str, Any] = {
+            "x_status": status,
+            "x_now": utc(now),
+            "x_error": error,
+            "x_execution_id": execution_id,
+        }
+        first = ""
+        if ended is not None:
+            check_end(ended)
+            first, ending = _ending(ended)  # the last step's end, in the same statement
+            params.update(ending)
+            first += " "
+        query = (
+            f"{first}UPDATE docket_executions SET status = %(x_status)s, "
+            "finished_at = %(x_now)s, error = %(x_error)s, wake_at = NULL "
+            "WHERE execution_id = %(x_execution_id)s"
+        )
 
         async def finish(conn: Conn) -> None:
-            await conn.execute(
-                "UPDATE docket_executions SET status = %s, finished_at = %s, error = %s, "
-                "wake_at = NULL WHERE execution_id = %s",
-                params,
-            )
+            await conn.execute(query, params)
 
         await self._run(finish, idempotent=True)
 

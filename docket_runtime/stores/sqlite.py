@@ -656,18 +656,25 @@ class SqliteStore(StoreBase):
         status: ExecutionStatus,
         error: str | None = None,
         now: datetime | None = None,
+        ended: StepEnd | None = None,
     ) -> None:
         """Record how ``execution_id`` ended."""
         check_execution_status(status)
+        if ended is not None:
+            check_end(ended)
         args = (status, _ts(utc(now)), error, execution_id)
-        await self._write(
-            lambda conn: conn.execute(
+
+        def finish(conn: sqlite3.Connection) -> None:
+            if ended is not None:
+                _finish(conn, ended)
+            conn.execute(
                 "UPDATE docket_executions SET status = ?, finished_at = ?, error = ?, "
                 "wake_at = NULL WHERE execution_id = ?",
                 args,
-            ),
-            idempotent=True,
-        )
+            )
+
+        # Idempotent, with the step's end too: the same values again.
+        await self._write(finish, transaction=ended is not None, idempotent=True)
 
     async def get_execution(self, execution_id: str) -> ExecutionRecord | None:
         """The execution's row, or ``None``."""
