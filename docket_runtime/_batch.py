@@ -234,6 +234,9 @@ class _ItemExecution(Execution):
         self._index = index
         self.cut = None
         self.contexts = None
+        self.chained = False
+        self.unsent = None
+        self.ends_with_run = False
 
     def was_cut(self, step: str, attempt: int, waiting: bool = False) -> None:
         self._batch.was_cut(step, attempt, waiting)  # the batch's deadline reports it

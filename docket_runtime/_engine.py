@@ -84,13 +84,17 @@ class Engine:
         *,
         where: str | None = None,
         other_inputs: bool = False,
+        start: str | None = None,
     ) -> Checkpoints | None:
         """Read the execution's checkpoints of ``table``'s steps, in one query.
 
         With ``where`` (the entry point, for messages), the same query reads the
-        inputs kept under the execution's id: other inputs than the target's in
-        ``execution`` are a ``ValueError`` unless ``other_inputs`` (:mod:`._reuse`);
-        the inputs are kept before any step runs. ``None`` when there is none to read.
+        inputs kept under the execution's id, and keeps the given ones if none
+        were: other inputs than the target's in ``execution`` are a ``ValueError``
+        unless ``other_inputs`` (:mod:`._reuse`); the inputs are kept before any
+        step runs. For an id with no inputs kept, ``start`` (the target, when the
+        execution is recorded) records the execution's start in that query too
+        (:attr:`Checkpoints.started`). ``None`` when there is none to read.
         """
         store = self.store
         if store is None:
@@ -104,19 +108,26 @@ class Engine:
                     wanted[key] = (pos, step)
         if not wanted:
             return None  # no checkpoint to read: other inputs could not mislead this run
-        inputs = None if where is None else inputs_key(execution.id)
-        found = await store.get_results(wanted if inputs is None else [*wanted, inputs])
-        if where is not None and inputs is not None:
-            write = settle_inputs(
-                execution.id,
-                self.plan.name,
-                given(table.inputs, execution.values, secrecy(store, self.plan.sensitive)),
-                found.pop(inputs, None),
-                resume=other_inputs,
-                where=where,
-            )
-            if write is not None:
-                await store.put_result(write)
+        if where is None:
+            return Checkpoints(wanted, await store.get_results(wanted))
+        inputs = inputs_key(execution.id)
+        now_given = given(table.inputs, execution.values, secrecy(store, self.plan.sensitive))
+        # The row an id never used before gets, inserted by the read itself when none is kept.
+        fresh = settle_inputs(
+            execution.id, self.plan.name, now_given, None, resume=other_inputs, where=where
+        )
+        assert fresh is not None
+        found, inserted = await store.read_checkpoints([*wanted, inputs], fresh, target=start)
+        if inserted:
+            return Checkpoints(wanted, found, started=start is not None)
+        kept = found.pop(inputs, None)
+        if kept is None:  # kept by another run between the read and the insert: read it now
+            kept = (await store.get_results((inputs,))).get(inputs)
+        write = settle_inputs(
+            execution.id, self.plan.name, now_given, kept, resume=other_inputs, where=where
+        )
+        if write is not None:
+            await store.put_result(write)
         return Checkpoints(wanted, found)
 
     def restore(
@@ -148,7 +159,9 @@ class Engine:
 @dataclass(frozen=True, slots=True)
 class Checkpoints:
     """The checkpoints :meth:`Engine.checkpoints` read: ``wanted`` maps each key looked up
-    to the step's position in the target and its table; ``found`` holds the rows found."""
+    to the step's position in the target and its table; ``found`` holds the rows found;
+    ``started`` is true when the same query recorded the execution's start."""
 
     wanted: dict[str, tuple[int, StepTable]]
     found: dict[str, StoredResult]
+    started: bool = False

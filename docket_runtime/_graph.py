@@ -256,11 +256,19 @@ class Graph(Generic[S]):
                 # leaves the record of the run that used the id first alone.
                 read = (
                     await self._engine.checkpoints(
-                        table, execution, where=table.where, other_inputs=resume
+                        table,
+                        execution,
+                        where=table.where,
+                        other_inputs=resume,
+                        start=table.type_name if self.record else None,
                     )
                     if lookup
                     else None
                 )
+                if read is not None and read.started:
+                    lifecycle.recorded_start = True
+                # The execution's end is the next write: the last step's end goes with it.
+                execution.ends_with_run = self.record
 
                 async def body() -> None:
                     pending = self._engine.restore(table, execution, read)

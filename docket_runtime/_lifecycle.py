@@ -27,12 +27,12 @@ from typing import TYPE_CHECKING, Final, Literal, TypeVar
 from .context import Execution, _durable, shielded
 from .errors import DeadlineExceeded, RetryLater, Suspended
 from .events import Dispatch, ExecutionFinished, outcome_of
-from .stores.base import Store, StoreError, StoreUnavailable
+from .stores.base import StepEnd, Store, StoreError, StoreUnavailable, ended_fields
 
 if TYPE_CHECKING:
     from ._tracing import ExecutionKind, ExecutionSpan, Tracer
 
-__all__ = ["STORE_RETRY_DELAY", "Exiting", "Lifecycle", "error_text"]
+__all__ = ["STORE_RETRY_DELAY", "Exiting", "Lifecycle", "error_text", "send_unsent"]
 
 STORE_RETRY_DELAY: Final = 5.0
 """Seconds before a durable execution is resumed after the store was unreachable mid-run."""
@@ -78,6 +78,7 @@ class Lifecycle:
         "execution_id",
         "graph",
         "kind",
+        "recorded_start",
         "span",
         "started",
         "store",
@@ -108,6 +109,8 @@ class Lifecycle:
         self.trace = trace
         self.kind = kind
         self.span: ExecutionSpan | None = None
+        # Set when the query that read the checkpoints also recorded the start.
+        self.recorded_start = False
 
     async def run(self, body: Callable[[], Awaitable[T]]) -> T:
         """Start, run ``body`` under the deadline, and end with its outcome."""
@@ -133,7 +136,7 @@ class Lifecycle:
             self.span = self.trace.execution(
                 self.graph, self.target, self.execution_id, kind=self.kind
             )
-        if self.store is not None:
+        if self.store is not None and not self.recorded_start:
             await self.store.start_execution(
                 self.execution_id, graph=self.graph, target=self.target
             )
@@ -145,9 +148,12 @@ class Lifecycle:
         wake time, or ``queued``). Runs to the end even when the caller is
         being cancelled, so that no record stays ``running``.
         """
+        unsent, self.execution.unsent = self.execution.unsent, None
         try:
             if self.store is not None:
-                await shielded(self._record(error))
+                await shielded(self._record(error, unsent))
+            elif unsent is not None:
+                await shielded(send_unsent(unsent))
         finally:
             if self.span is not None:
                 self.span.end(error.exc if isinstance(error, Exiting) else error)
@@ -184,9 +190,15 @@ class Lifecycle:
                 [step for step, (_, waiting) in cut.items() if waiting],
             ) from exc
 
-    async def _record(self, error: BaseException | None) -> None:
+    async def _record(
+        self, error: BaseException | None, unsent: tuple[Store, StepEnd] | None
+    ) -> None:
         store = self.store
         assert store is not None
+        if unsent is not None and (error is not None or unsent[0] is not store):
+            # Only a success ends with its last step's end; else that end goes first.
+            await _send_first(unsent, error)
+            unsent = None
         if isinstance(error, RetryLater):
             await store.suspend_execution(
                 self.execution_id, status="waiting", wake_at=error.wake_at, error=str(error)
@@ -217,6 +229,7 @@ class Lifecycle:
                 self.execution_id,
                 status=_status(error),
                 error=None if error is None else error_text(error),
+                ended=None if unsent is None else unsent[1],
             )
         except StoreError as exc:
             if error is None:
@@ -233,3 +246,20 @@ def _status(error: BaseException | None) -> Literal["succeeded", "failed", "canc
     if error is None:
         return "succeeded"
     return "cancelled" if isinstance(error, asyncio.CancelledError) else "failed"
+
+
+async def _send_first(unsent: tuple[Store, StepEnd], error: BaseException | None) -> None:
+    """Write the last step's end before the execution's: when the execution failed, a store
+    that refuses it too is logged (the execution's own error says more)."""
+    try:
+        await send_unsent(unsent)
+    except StoreError:
+        if error is None:
+            raise
+        _log.warning("could not record the end of step %r", unsent[1].step, exc_info=True)
+
+
+async def send_unsent(unsent: tuple[Store, StepEnd]) -> None:
+    """Write a step's end that was kept to go with a later write (see ``Execution.unsent``)."""
+    store, end = unsent
+    await store.step_finished(**ended_fields(end))

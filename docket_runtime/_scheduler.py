@@ -17,11 +17,16 @@ results are kept), and the suspension is raised.
 from __future__ import annotations
 
 import asyncio
+import logging
 
+from ._lifecycle import send_unsent
 from ._runner import Runner
 from ._tables import TargetTable
-from .context import Execution, _current
+from .context import Execution, _current, shielded
 from .errors import RetryLater, StepFailed, Suspended
+from .stores.base import StoreError
+
+_log = logging.getLogger("docket.runner")
 
 _eager = getattr(asyncio, "eager_task_factory", None)
 
@@ -34,12 +39,23 @@ async def execute(target: TargetTable, runners: tuple[Runner, ...], execution: E
     tolerable = target.tolerable
     try:
         if target.chain:
-            for pos, index in enumerate(steps):
-                try:
-                    await runners[index](execution)
-                except StepFailed:
-                    if not tolerable[pos]:
-                        raise
+            # One step at a time: a recorded step's end may wait for the next one's start.
+            execution.chained = True
+            try:
+                for pos, index in enumerate(steps):
+                    try:
+                        await runners[index](execution)
+                    except StepFailed:
+                        if not tolerable[pos]:
+                            raise
+            except BaseException:
+                await _send_quietly(execution)
+                raise
+            finally:
+                execution.chained = False
+            if execution.unsent is not None and not execution.ends_with_run:
+                unsent, execution.unsent = execution.unsent, None
+                await shielded(send_unsent(unsent))
             return
         remaining = list(target.dep_counts)
         dependents = target.dependents
@@ -181,3 +197,15 @@ async def _cancel_all(pending: dict[int, asyncio.Task[None]]) -> None:
         task.cancel()
     await asyncio.gather(*tasks, return_exceptions=True)
     pending.clear()
+
+
+async def _send_quietly(execution: Execution) -> None:
+    """Write the step end a failing chain left unsent; if the store refuses it too, the
+    chain's own error is the one to raise, and this one is logged."""
+    unsent, execution.unsent = execution.unsent, None
+    if unsent is None:
+        return
+    try:
+        await shielded(send_unsent(unsent))
+    except StoreError:
+        _log.warning("could not record the end of step %r", unsent[1].step, exc_info=True)

@@ -21,7 +21,10 @@ import threading
 import uuid
 from collections.abc import Awaitable
 from contextvars import ContextVar
-from typing import Any, Literal, TypeVar
+from typing import TYPE_CHECKING, Any, Literal, TypeVar
+
+if TYPE_CHECKING:
+    from .stores.base import StepEnd, Store
 
 __all__ = ["Execution", "StepContext", "context", "shielded"]
 
@@ -33,7 +36,7 @@ DETACHED = "detached"
 class Execution:
     """One execution of a target: its values and its id, made on first use when not given."""
 
-    __slots__ = ("_id", "contexts", "cut", "graph", "values")
+    __slots__ = ("_id", "chained", "contexts", "cut", "ends_with_run", "graph", "unsent", "values")
 
     def __init__(self, graph: str, slots: int, execution_id: str | None = None) -> None:
         self.graph = graph
@@ -42,6 +45,14 @@ class Execution:
         self.cut: dict[str, tuple[int, bool]] | None = None
         self.contexts: dict[str, StepContext] | None = None
         """The contexts of steps with one attempt (see :data:`StepRun`), made on first use."""
+        self.chained = False
+        """True while the steps run one after another (a chain), none at the same time."""
+        self.unsent: tuple[Store, StepEnd] | None = None
+        """A recorded step's end not written yet: in a chain, the next step's start writes
+        it (before that step's body runs), else the chain's end does."""
+        self.ends_with_run = False
+        """Set when the execution's recorded end writes the last ``unsent`` step end with it
+        (:mod:`._lifecycle`): then the chain leaves it there."""
 
     def step_context(self, step: str) -> StepContext:
         """The context of ``step``'s one attempt in this execution, made on its first use.

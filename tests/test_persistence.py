@@ -53,6 +53,7 @@ from docket_runtime.stores import (
     connect,
     open_store,
 )
+from docket_runtime.stores.base import StepEnd
 from docket_runtime.stores.postgres import RECHECK_AFTER
 
 T = TypeVar("T")
@@ -1360,6 +1361,118 @@ def test_a_step_killed_mid_run_is_reported_not_rerun_until_released(
     assert third["confirmation"]["charge_id"] == "ch-worker-3-o-1"
     assert effects(tmp_path)["start ChargeCard"] == 2
     assert effects(tmp_path)["done ChargeCard"] == 1
+
+
+def test_a_step_end_is_kept_before_the_next_step_of_a_chain_runs(
+    db_url: str, pb: Any, dk: Any
+) -> None:
+    # Orders runs as a chain: Ship's end (its checkpoint, run and attempt rows) is written
+    # with Confirm's start, so it is in the database before Confirm's body runs.
+    def runs() -> dict[str, str]:
+        return dict(raw_sql(db_url, "SELECT step, status FROM docket_step_runs"))
+
+    async def body() -> None:
+        async with await opened(db_url) as store:
+            steps = OrderSteps(pb)
+            gate = steps.gates["Confirm"] = asyncio.Event()
+            graph = dk.Orders(steps, store=store, record=True)
+            running = asyncio.create_task(
+                graph.run(pb.Confirmation, order=an_order(pb, "o-1"), execution_id="o-1")
+            )
+            await steps.entered["Confirm"].wait()
+            kept = raw_sql(
+                db_url,
+                f"SELECT step FROM docket_results WHERE {CHECKPOINTS} ORDER BY step",
+            )
+            assert kept == [("ChargeCard",), ("Ship",)]
+            assert runs() == {
+                "Validate": "succeeded",
+                "ChargeCard": "succeeded",
+                "Ship": "succeeded",
+                "Confirm": "running",
+            }
+            attempts = raw_sql(db_url, "SELECT step FROM docket_step_attempts ORDER BY step")
+            assert attempts == [("ChargeCard",), ("Ship",), ("Validate",)]
+            gate.set()
+            await running
+        # The last step's end, written when the chain ends.
+        assert runs()["Confirm"] == "succeeded"
+        assert len(raw_sql(db_url, "SELECT step FROM docket_step_attempts")) == 4
+
+    run(body())
+
+
+def test_a_step_end_sent_with_a_start_that_fails_is_written_alone(pb: Any, dk: Any) -> None:
+    class StartsFail(MemoryStore):
+        """Refuses every start that carries the previous step's end."""
+
+        async def step_started(self, *args: Any, ended: StepEnd | None = None, **kw: Any) -> int:
+            if ended is not None:
+                raise StoreUnavailable("connection dropped")
+            return await super().step_started(*args, **kw)
+
+    async def body() -> None:
+        store = StartsFail()
+        steps = OrderSteps(pb)
+        graph = dk.Orders(steps, store=store, record=True)
+        with pytest.raises(StoreUnavailable, match="connection dropped"):
+            await graph.run(pb.Confirmation, order=an_order(pb, "o-1"), execution_id="o-1")
+        assert steps.calls == {"Validate": 1}  # ChargeCard's start failed: it never ran
+        runs = {r.step: r.status for r in await store.get_step_runs("o-1")}
+        assert runs["Validate"] == "succeeded"  # its end, written again on its own
+        assert [a.step for a in await store.get_attempts("o-1")] == ["Validate"]
+
+    run(body())
+
+
+def killed_in(step: str, db_url: str, gen_dir: Path, tmp_path: Path) -> dict[str, Any]:
+    """Run an order in a worker, killed in ``step``; the worker's config, for a rerun."""
+    migrated(db_url)
+    common = order_config(db_url, gen_dir, tmp_path)
+    first = worker("order", owner="worker-1", block=step, **common)
+    wait_until(lambda: effects(tmp_path)[f"start {step}"] == 1, first)
+    kill(first)
+    return common
+
+
+def test_sigkill_in_the_last_step_keeps_the_end_sent_with_its_start(
+    db_url: str, gen_dir: Path, tmp_path: Path
+) -> None:
+    common = killed_in("Confirm", db_url, gen_dir, tmp_path)
+
+    kept = raw_sql(db_url, f"SELECT step FROM docket_results WHERE {CHECKPOINTS} ORDER BY step")
+    assert kept == [("ChargeCard",), ("Ship",)]
+    runs = dict(raw_sql(db_url, "SELECT step, status FROM docket_step_runs"))
+    assert runs == {
+        "Validate": "succeeded",
+        "ChargeCard": "succeeded",
+        "Ship": "succeeded",
+        "Confirm": "running",
+    }
+    [second] = finished(worker("order", owner="worker-2", **common))
+    assert second["confirmation"]["tracking"] == "tr-worker-1-o-1"  # Ship's, read back
+    assert effects(tmp_path)["start Ship"] == 1
+    assert effects(tmp_path)["done Confirm"] == 1
+
+
+def test_sigkill_in_the_first_step_leaves_the_run_started_with_its_inputs(
+    db_url: str, gen_dir: Path, tmp_path: Path
+) -> None:
+    # One statement reads the checkpoints of a new id, keeps its inputs and records its
+    # start: killed in the first step, the process leaves all three, then a rerun finishes.
+    common = killed_in("Validate", db_url, gen_dir, tmp_path)
+
+    assert raw_sql(db_url, "SELECT execution_id, status FROM docket_executions") == [
+        ("x-1", "running")
+    ]
+    kept = raw_sql(db_url, "SELECT step, execution_id FROM docket_results")
+    assert kept == [("docket.inputs", "x-1")]
+    assert raw_sql(db_url, "SELECT step, status FROM docket_step_runs") == [("Validate", "running")]
+
+    [second] = finished(worker("order", owner="worker-2", **common))
+    assert second["confirmation"]["charge_id"] == "ch-worker-2-o-1"
+    assert raw_sql(db_url, "SELECT status FROM docket_executions") == [("succeeded",)]
+    assert raw_sql(db_url, "SELECT count(*) FROM docket_results WHERE NOT " + CHECKPOINTS) == [(1,)]
 
 
 def test_sigkill_between_two_persisted_steps_then_resume(

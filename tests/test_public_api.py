@@ -99,6 +99,7 @@ def test_the_stores_api_is_pinned() -> None:
         "MigrationRecord",
         "SchemaVersionError",
         "Scope",
+        "StepEnd",
         "StepRunRecord",
         "StepStatus",
         "Store",

@@ -33,6 +33,7 @@ from docket_runtime.stores import (
     ExecutionStatus,
     MemoryStore,
     SchemaVersionError,
+    StepEnd,
     StepRunRecord,
     StepStatus,
     Store,
@@ -361,6 +362,116 @@ def test_unfinished_step_runs_across_executions(url: str) -> None:
                 ("e1", "Ship", "running", "w1"),
                 ("e2", "Charge", "claimed", "w2"),
             ]
+
+    run(body())
+
+
+def test_read_checkpoints_keeps_inputs_and_starts_an_execution_only_for_a_new_id(
+    url: str,
+) -> None:
+    async def body() -> None:
+        async with await opened(url) as store:
+            done = stored(workflow_key("order-1", "A"), execution_id="order-1", step="A")
+            await store.put_result(done)
+            keys = [done.key, "inputs-1"]
+            inputs = dataclasses.replace(
+                stored("inputs-1", execution_id="order-1", step="$inputs"), graph="shop.Orders"
+            )
+            # A new id: the rows as they were (no inputs yet), the inputs kept, the run started.
+            found, inserted = await store.read_checkpoints(
+                keys, inputs, target="shop.Receipt", now=T0
+            )
+            assert inserted and list(found) == [done.key]
+            same(found[done.key], done)
+            same((await store.get_results(["inputs-1"]))["inputs-1"], inputs)
+            record = await store.get_execution("order-1")
+            assert record is not None
+            assert (record.status, record.graph, record.target, record.started_at) == (
+                "running",
+                "shop.Orders",
+                "shop.Receipt",
+                T0,
+            )
+            await store.finish_execution("order-1", status="succeeded", now=T0 + SECOND)
+            # Again (a rerun, or the same call retried): nothing inserted, nothing started,
+            # and the kept inputs are in the answer for the caller to compare.
+            other = dataclasses.replace(inputs, output_json=json.dumps({"other": 1}))
+            found, inserted = await store.read_checkpoints(
+                keys, other, target="shop.Receipt", now=T0 + 2 * SECOND
+            )
+            assert not inserted and set(found) == set(keys)
+            same(found["inputs-1"], inputs)
+            record = await store.get_execution("order-1")
+            assert record is not None and record.status == "succeeded"
+            # Without a target, the inputs only: no execution is recorded.
+            fresh = dataclasses.replace(inputs, key="inputs-2", execution_id="order-2")
+            found, inserted = await store.read_checkpoints(["inputs-2"], fresh, now=T0)
+            assert inserted and found == {}
+            assert "inputs-2" in await store.get_results(["inputs-2"])
+            assert await store.get_execution("order-2") is None
+
+    run(body())
+
+
+def test_a_step_end_is_recorded_with_the_next_start_or_the_execution_end(url: str) -> None:
+    async def body() -> None:
+        async with await opened(url) as store:
+            assert await store.step_started("order-1", "A", owner="w1", now=T0) == 1
+            row = stored(workflow_key("order-1", "A"), execution_id="order-1", step="A")
+            attempt = AttemptRecord(
+                execution_id="order-1",
+                step="A",
+                attempt=1,
+                status="succeeded",
+                started_at=T0,
+                finished_at=T0 + SECOND,
+                duration_ms=1000.0,
+                error_type=None,
+                error_message=None,
+                traceback=None,
+                owner="w1",
+            )
+            end = StepEnd("order-1", "A", "succeeded", result=row, attempt=attempt, now=T0 + SECOND)
+            later = T0 + 2 * SECOND
+            assert await store.step_started("order-1", "B", owner="w1", now=later, ended=end) == 1
+            runs = {r.step: r for r in await store.get_step_runs("order-1")}
+            assert (runs["A"].status, runs["A"].finished_at, runs["A"].duration_ms) == (
+                "succeeded",
+                T0 + SECOND,
+                1000.0,
+            )
+            assert (runs["B"].status, runs["B"].started_at) == ("running", later)
+            same((await store.get_results([row.key]))[row.key], row)
+            assert await store.get_attempts("order-1", "A") == [attempt]
+            # A claimed start that is not this owner's starts nothing; the end is written.
+            await store.claim_step("order-1", "C", owner="w2", now=T0)
+            b_end = StepEnd("order-1", "B", "failed", error="boom", now=later + SECOND)
+            started = await store.step_started(
+                "order-1", "C", owner="w1", claimed=True, now=later, ended=b_end
+            )
+            assert started == 0
+            runs = {r.step: r for r in await store.get_step_runs("order-1")}
+            assert (runs["B"].status, runs["B"].error) == ("failed", "boom")
+            assert (runs["C"].status, runs["C"].owner) == ("claimed", "w2")
+            # An end that does not fit is refused before anything is written.
+            wrong = StepEnd(
+                "order-1", "A", "succeeded", attempt=dataclasses.replace(attempt, step="Z")
+            )
+            with pytest.raises(ValueError, match="attempt of 'Z'"):
+                await store.step_started("order-1", "D", owner="w1", ended=wrong)
+            assert "D" not in {r.step for r in await store.get_step_runs("order-1")}
+            # The execution's end, with its last step's end.
+            await store.start_execution("order-1", graph="g", target="t", now=T0)
+            c_end = StepEnd("order-1", "B", "succeeded", result=row, now=later + 2 * SECOND)
+            await store.finish_execution("order-1", status="succeeded", now=later, ended=c_end)
+            record = await store.get_execution("order-1")
+            assert record is not None and record.status == "succeeded"
+            runs = {r.step: r for r in await store.get_step_runs("order-1")}
+            assert (runs["B"].status, runs["B"].finished_at) == ("succeeded", later + 2 * SECOND)
+            with pytest.raises(ValueError, match="attempt of 'Z'"):
+                await store.finish_execution("order-1", status="failed", ended=wrong)
+            record = await store.get_execution("order-1")
+            assert record is not None and record.status == "succeeded"
 
     run(body())
 

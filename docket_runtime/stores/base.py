@@ -52,6 +52,7 @@ __all__ = [
     "Payload",
     "SchemaVersionError",
     "Scope",
+    "StepEnd",
     "StepRunRecord",
     "StepStatus",
     "Store",
@@ -249,6 +250,21 @@ class AttemptRecord:
 
 
 @dataclass(frozen=True, slots=True)
+class StepEnd:
+    """A step's end as :meth:`Store.step_finished` records it (the same fields), to be sent
+    with the start of the next step of its execution (:meth:`Store.step_started`)."""
+
+    execution_id: str
+    step: str
+    status: AttemptStatus
+    error: str | None = None
+    result: StoredResult | None = None
+    attempt: AttemptRecord | None = None
+    owner: str | None = None
+    now: datetime | None = None
+
+
+@dataclass(frozen=True, slots=True)
 class MigrationRecord:
     """One schema migration, as :meth:`Store.get_migrations` reports it.
 
@@ -344,6 +360,28 @@ class Store(Protocol):
         """Insert ``result``, or replace the row that has its key."""
         ...
 
+    async def read_checkpoints(
+        self,
+        keys: Collection[str],
+        inputs: StoredResult,
+        *,
+        target: str | None = None,
+        now: datetime | None = None,
+    ) -> tuple[dict[str, StoredResult], bool]:
+        """Read a run's checkpoints and keep its inputs, in one round trip where the store can.
+
+        Returns the unexpired rows among ``keys`` as :meth:`get_results` does,
+        as they were before this call, and whether ``inputs`` (the inputs row of
+        the run under its execution id) was inserted: it is when no row had its
+        key yet. With ``target``, that insert also records the execution
+        running, as :meth:`start_execution` would (under the inputs row's
+        ``execution_id`` and ``graph``): an id never used before cannot be
+        refused for other inputs, so nothing is left to check first. Running
+        this twice is harmless: the second call inserts nothing and finds the
+        row the first one wrote.
+        """
+        ...
+
     async def delete_results(self, execution_id: str, steps: Collection[str]) -> int:
         """Forget ``steps`` of ``execution_id`` so that a rerun computes them again.
 
@@ -399,8 +437,13 @@ class Store(Protocol):
         status: ExecutionStatus,
         error: str | None = None,
         now: datetime | None = None,
+        ended: StepEnd | None = None,
     ) -> None:
-        """Record how ``execution_id`` ended (``error`` is the error text, if any)."""
+        """Record how ``execution_id`` ended (``error`` is the error text, if any).
+
+        ``ended``, the end of its last step, is recorded with it in the same
+        statement or transaction, as :meth:`step_finished` records it.
+        """
         ...
 
     async def get_execution(self, execution_id: str) -> ExecutionRecord | None:
@@ -511,6 +554,7 @@ class Store(Protocol):
         owner: str,
         claimed: bool = False,
         now: datetime | None = None,
+        ended: StepEnd | None = None,
     ) -> int:
         """Record an attempt of a step starting; return the attempt count now recorded.
 
@@ -520,6 +564,10 @@ class Store(Protocol):
         starting under its claim) that happens only if the row is ``claimed``
         by ``owner``; otherwise nothing changes and the answer is 0: the claim
         was taken over or released meanwhile, and the step must not run.
+
+        ``ended``, the end of another step of the execution, is recorded first
+        in the same statement or transaction, as :meth:`step_finished` records
+        it: both are written, or neither.
         """
         ...
 
@@ -865,3 +913,42 @@ def redact_url(url: str) -> str:
         return urlunsplit(parts._replace(netloc=netloc))
     except ValueError:
         return url
+
+
+async def read_then_insert(
+    store: Store,
+    keys: Collection[str],
+    inputs: StoredResult,
+    target: str | None,
+    now: datetime | None,
+) -> tuple[dict[str, StoredResult], bool]:
+    """:meth:`Store.read_checkpoints` in separate operations, for stores where a read costs
+    no round trip: the rows, then the inputs and the execution's start when none had the key."""
+    found = await store.get_results(keys, now=now)
+    if inputs.key in found:
+        return found, False
+    await store.put_result(inputs)
+    if target is not None:
+        assert inputs.execution_id is not None and inputs.graph is not None
+        await store.start_execution(inputs.execution_id, graph=inputs.graph, target=target, now=now)
+    return found, True
+
+
+def ended_fields(end: StepEnd) -> dict[str, Any]:
+    """``end`` as the arguments of :meth:`Store.step_finished`."""
+    return {
+        "execution_id": end.execution_id,
+        "step": end.step,
+        "status": end.status,
+        "error": end.error,
+        "result": end.result,
+        "attempt": end.attempt,
+        "owner": end.owner,
+        "now": end.now,
+    }
+
+
+def check_end(end: StepEnd) -> None:
+    """Refuse a step's end with a status or an attempt row that does not fit it."""
+    check_finish_status(end.status)
+    check_attempt(end.attempt, end.execution_id, end.step)

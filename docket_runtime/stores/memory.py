@@ -23,6 +23,7 @@ from .base import (
     MigrationRecord,
     Payload,
     Scope,
+    StepEnd,
     StepRunRecord,
     StoreBase,
     StoredResult,
@@ -30,6 +31,8 @@ from .base import (
     check_execution_status,
     check_finish_status,
     check_purge_filters,
+    ended_fields,
+    read_then_insert,
     utc,
 )
 
@@ -80,6 +83,18 @@ class MemoryStore(StoreBase):
     async def put_result(self, result: StoredResult) -> None:
         """Insert or replace ``result``."""
         self._results[result.key] = result
+
+    async def read_checkpoints(
+        self,
+        keys: Collection[str],
+        inputs: StoredResult,
+        *,
+        target: str | None = None,
+        now: datetime | None = None,
+    ) -> tuple[dict[str, StoredResult], bool]:
+        """The rows among ``keys``, then ``inputs`` (and the execution's start, with
+        ``target``) kept if no row had its key: see the protocol."""
+        return await read_then_insert(self, keys, inputs, target, now)
 
     async def delete_results(self, execution_id: str, steps: Collection[str]) -> int:
         """Forget ``steps`` of ``execution_id``: workflow results, step runs and attempts."""
@@ -163,9 +178,12 @@ class MemoryStore(StoreBase):
         status: ExecutionStatus,
         error: str | None = None,
         now: datetime | None = None,
+        ended: StepEnd | None = None,
     ) -> None:
         """Record how ``execution_id`` ended."""
         check_execution_status(status)
+        if ended is not None:
+            await self.step_finished(**ended_fields(ended))
         old = self._executions.get(execution_id)
         if old is not None:
             self._executions[execution_id] = dataclasses.replace(
@@ -329,8 +347,12 @@ class MemoryStore(StoreBase):
         owner: str,
         claimed: bool = False,
         now: datetime | None = None,
+        ended: StepEnd | None = None,
     ) -> int:
-        """Record an attempt starting; return the attempt count (0: the claim is not ours)."""
+        """Record an attempt starting (after ``ended``); return the attempt count (0: the
+        claim is not ours)."""
+        if ended is not None:
+            await self.step_finished(**ended_fields(ended))
         old = self._runs.get((execution_id, step))
         if claimed and (old is None or old.status != "claimed" or old.owner != owner):
             return 0

@@ -60,6 +60,7 @@ from .base import (
     MigrationRecord,
     Payload,
     Scope,
+    StepEnd,
     StepRunRecord,
     StoreBase,
     StoredResult,
@@ -68,10 +69,10 @@ from .base import (
     StoreUnavailable,
     StoreUrlError,
     attempt_from_row,
-    check_attempt,
+    check_end,
     check_execution_status,
-    check_finish_status,
     check_purge_filters,
+    ended_fields,
     execution_from_row,
     redact_url,
     result_from_row,
@@ -152,6 +153,27 @@ _RESULT_CONFLICT: Final = (
     "expires_at = EXCLUDED.expires_at, graph = EXCLUDED.graph"
 )
 _UPSERT_RESULT: Final = f"{_RESULT_INSERT}VALUES ({_RESULT_VALUES}){_RESULT_CONFLICT}"
+# A run that starts again under its id: running again, its first start time kept.
+_START_CONFLICT: Final = (
+    " ON CONFLICT (execution_id) DO UPDATE SET graph = EXCLUDED.graph, "
+    "target = EXCLUDED.target, status = 'running', finished_at = NULL, error = NULL, "
+    "wake_at = NULL"
+)
+# read_checkpoints: the inputs row inserted unless its key exists, and (with a target)
+# the execution started when it was; then the rows found, as the statement's snapshot
+# saw them (before the insert), behind one row that says whether the insert happened.
+_READ_CHECKPOINTS: Final = (
+    f"WITH put AS ({_RESULT_INSERT}VALUES ({_RESULT_VALUES})"
+    " ON CONFLICT (key) DO NOTHING RETURNING key),"
+    " started AS (INSERT INTO docket_executions"
+    " (execution_id, graph, target, status, started_at)"
+    " SELECT %(r_execution_id)s::text, %(r_graph)s::text, %(target)s::text, 'running',"
+    " %(now)s::timestamptz FROM put WHERE %(target)s::text IS NOT NULL"
+    f"{_START_CONFLICT})"
+    " SELECT (SELECT count(*) FROM put), found.* FROM (SELECT 1) AS one LEFT JOIN"
+    f" (SELECT {_RESULT_COLUMNS} FROM docket_results WHERE key = ANY(%(keys)s::text[])"
+    " AND (expires_at IS NULL OR expires_at > %(now)s::timestamptz)) AS found ON true"
+)
 _ATTEMPT_VALUES: Final = (
     "%(a_execution_id)s::text, %(a_step)s::text, %(a_attempt)s::integer, %(a_status)s::text, "
     "%(a_started_at)s::timestamptz, %(a_finished_at)s::timestamptz, "
@@ -198,6 +220,22 @@ _CLAIM: Final = (
     f" UNION ALL SELECT false, {_RUN_COLUMNS} FROM docket_step_runs"
     " WHERE execution_id = %(execution_id)s AND step = %(step)s"
 )
+
+
+def _ending(end: StepEnd) -> tuple[str, dict[str, Any]]:
+    """The CTEs that record a step's end (``WITH run AS ...``: the run, its result and
+    its attempt), and their parameters."""
+    params = ended_fields(end)
+    del params["result"], params["attempt"]
+    params["now"] = utc(end.now)
+    query = _FINISH_RUN
+    if end.result is not None:
+        params.update(_result_params(end.result))
+        query += _FINISH_RESULT
+    if end.attempt is not None:
+        params.update(_attempt_params(end.attempt))
+        query += _FINISH_ATTEMPT
+    return query, params
 
 
 def _attempt_params(a: AttemptRecord) -> dict[str, Any]:
@@ -560,6 +598,31 @@ class PostgresStore(StoreBase):
 
         await self._run(put, idempotent=True)
 
+    async def read_checkpoints(
+        self,
+        keys: Collection[str],
+        inputs: StoredResult,
+        *,
+        target: str | None = None,
+        now: datetime | None = None,
+    ) -> tuple[dict[str, StoredResult], bool]:
+        """The rows among ``keys``, and ``inputs`` (and the execution's start, with
+        ``target``) kept if no row had its key, in one statement: see the protocol."""
+        params = _result_params(inputs)
+        params.update(keys=list(dict.fromkeys(keys)), target=target, now=utc(now))
+
+        async def query(conn: Conn) -> tuple[dict[str, StoredResult], bool]:
+            async with conn.cursor(binary=True) as cur:
+                await cur.execute(_READ_CHECKPOINTS, params)
+                rows = await cur.fetchall()
+            found = {row[1]: result_from_row(row[1:], utc) for row in rows if row[1] is not None}
+            return found, bool(rows[0][0])
+
+        # Harmless twice (it inserts nothing and finds the row it wrote), so tried again once
+        # on a dropped connection, as the read it replaces was; it is the first operation of
+        # a run, so a store found down fails it at once instead of retrying for seconds.
+        return await self._run(query, read=True)
+
     async def delete_results(self, execution_id: str, steps: Collection[str]) -> int:
         """Forget ``steps`` of ``execution_id``: results, step runs and attempts, atomically."""
         names = list(dict.fromkeys(steps))
@@ -647,10 +710,7 @@ class PostgresStore(StoreBase):
         async def start(conn: Conn) -> None:
             await conn.execute(
                 "INSERT INTO docket_executions (execution_id, graph, target, status, started_at) "
-                "VALUES (%s, %s, %s, 'running', %s) "
-                "ON CONFLICT (execution_id) DO UPDATE SET graph = EXCLUDED.graph, "
-                "target = EXCLUDED.target, status = 'running', finished_at = NULL, error = NULL, "
-                "wake_at = NULL",
+                f"VALUES (%s, %s, %s, 'running', %s){_START_CONFLICT}",
                 params,
             )
 
@@ -663,17 +723,30 @@ class PostgresStore(StoreBase):
         status: ExecutionStatus,
         error: str | None = None,
         now: datetime | None = None,
+        ended: StepEnd | None = None,
     ) -> None:
         """Record how ``execution_id`` ended."""
         check_execution_status(status)
-        params = (status, utc(now), error, execution_id)
+        params: dict[str, Any] = {
+            "x_status": status,
+            "x_now": utc(now),
+            "x_error": error,
+            "x_execution_id": execution_id,
+        }
+        first = ""
+        if ended is not None:
+            check_end(ended)
+            first, ending = _ending(ended)  # the last step's end, in the same statement
+            params.update(ending)
+            first += " "
+        query = (
+            f"{first}UPDATE docket_executions SET status = %(x_status)s, "
+            "finished_at = %(x_now)s, error = %(x_error)s, wake_at = NULL "
+            "WHERE execution_id = %(x_execution_id)s"
+        )
 
         async def finish(conn: Conn) -> None:
-            await conn.execute(
-                "UPDATE docket_executions SET status = %s, finished_at = %s, error = %s, "
-                "wake_at = NULL WHERE execution_id = %s",
-                params,
-            )
+            await conn.execute(query, params)
 
         await self._run(finish, idempotent=True)
 
@@ -893,9 +966,18 @@ class PostgresStore(StoreBase):
         owner: str,
         claimed: bool = False,
         now: datetime | None = None,
+        ended: StepEnd | None = None,
     ) -> int:
-        """Record an attempt starting; return the attempt count (0: the claim is not ours)."""
+        """Record an attempt starting (after ``ended``, in the same statement); return the
+        attempt count (0: the claim is not ours)."""
         params = {"execution_id": execution_id, "step": step, "now": utc(now), "owner": owner}
+        first = ""
+        if ended is not None:
+            check_end(ended)
+            # The end's CTEs, their parameters renamed apart from the start's.
+            query, ending = _ending(ended)
+            first = query.replace("%(", "%(e_") + " "
+            params.update({f"e_{name}": value for name, value in ending.items()})
         if claimed:
             query = (
                 "UPDATE docket_step_runs SET status = 'running', attempts = attempts + 1, "
@@ -915,7 +997,7 @@ class PostgresStore(StoreBase):
             )
 
         async def start(conn: Conn) -> int:
-            cur = await conn.execute(query, params)
+            cur = await conn.execute(first + query, params)
             row = await cur.fetchone()
             # An upsert always returns its row; the claimed UPDATE none when not ours.
             return 0 if row is None else int(row[0])
@@ -935,23 +1017,9 @@ class PostgresStore(StoreBase):
         now: datetime | None = None,
     ) -> bool:
         """Record a step's end with its result and attempt, in the same statement."""
-        check_finish_status(status)
-        check_attempt(attempt, execution_id, step)
-        params: dict[str, Any] = {
-            "status": status,
-            "now": utc(now),
-            "error": error,
-            "execution_id": execution_id,
-            "step": step,
-            "owner": owner,
-        }
-        query = _FINISH_RUN
-        if result is not None:
-            params.update(_result_params(result))
-            query += _FINISH_RESULT
-        if attempt is not None:
-            params.update(_attempt_params(attempt))
-            query += _FINISH_ATTEMPT
+        end = StepEnd(execution_id, step, status, error, result, attempt, owner, now)
+        check_end(end)
+        query, params = _ending(end)
         query += f" SELECT {_OWNED}"
 
         async def finish(conn: Conn) -> bool:

@@ -65,6 +65,7 @@ from .base import (
     Payload,
     SchemaVersionError,
     Scope,
+    StepEnd,
     StepRunRecord,
     StoreBase,
     StoredResult,
@@ -72,11 +73,11 @@ from .base import (
     StoreRejected,
     StoreUnavailable,
     attempt_from_row,
-    check_attempt,
+    check_end,
     check_execution_status,
-    check_finish_status,
     check_purge_filters,
     execution_from_row,
+    read_then_insert,
     result_from_row,
     step_run_from_row,
     utc,
@@ -195,6 +196,25 @@ def _payload_of(conn: sqlite3.Connection, key: str, now: datetime | None) -> Pay
     if row is None or (row[3] is not None and row[3] <= _ts(utc(now))):
         return None
     return row[0], row[1], row[2]
+
+
+def _finish(conn: sqlite3.Connection, end: StepEnd) -> bool:
+    """Write a step's end (see ``Store.step_finished``); ``False`` when the owner given
+    no longer holds the row, and then nothing is written."""
+    when = _ts(utc(end.now))
+    changed = conn.execute(
+        "UPDATE docket_step_runs SET status = ?, finished_at = ?, "
+        "duration_ms = docket_ms_between(started_at, ?), error = ? "
+        "WHERE execution_id = ? AND step = ? AND (? IS NULL OR owner = ?)",
+        (end.status, when, when, end.error, end.execution_id, end.step, end.owner, end.owner),
+    ).rowcount
+    if end.owner is not None and changed == 0:
+        return False  # nothing was written: the transaction commits nothing
+    if end.result is not None:
+        _upsert_result(conn, end.result)
+    if end.attempt is not None:
+        _upsert_attempt(conn, end.attempt)
+    return True
 
 
 def _upsert_result(conn: sqlite3.Connection, r: StoredResult) -> None:
@@ -548,6 +568,19 @@ class SqliteStore(StoreBase):
         """Insert or replace ``result``."""
         await self._write(lambda conn: _upsert_result(conn, result), idempotent=True)
 
+    async def read_checkpoints(
+        self,
+        keys: Collection[str],
+        inputs: StoredResult,
+        *,
+        target: str | None = None,
+        now: datetime | None = None,
+    ) -> tuple[dict[str, StoredResult], bool]:
+        """The rows among ``keys``, then ``inputs`` (and the execution's start, with
+        ``target``) kept if no row had its key: see the protocol. Two operations:
+        a read costs no round trip here."""
+        return await read_then_insert(self, keys, inputs, target, now)
+
     async def delete_results(self, execution_id: str, steps: Collection[str]) -> int:
         """Forget ``steps`` of ``execution_id``: results, step runs and attempts, atomically."""
         names = list(dict.fromkeys(steps))
@@ -646,18 +679,25 @@ class SqliteStore(StoreBase):
         status: ExecutionStatus,
         error: str | None = None,
         now: datetime | None = None,
+        ended: StepEnd | None = None,
     ) -> None:
         """Record how ``execution_id`` ended."""
         check_execution_status(status)
+        if ended is not None:
+            check_end(ended)
         args = (status, _ts(utc(now)), error, execution_id)
-        await self._write(
-            lambda conn: conn.execute(
+
+        def finish(conn: sqlite3.Connection) -> None:
+            if ended is not None:
+                _finish(conn, ended)
+            conn.execute(
                 "UPDATE docket_executions SET status = ?, finished_at = ?, error = ?, "
                 "wake_at = NULL WHERE execution_id = ?",
                 args,
-            ),
-            idempotent=True,
-        )
+            )
+
+        # Idempotent, with the step's end too: the same values again.
+        await self._write(finish, transaction=ended is not None, idempotent=True)
 
     async def get_execution(self, execution_id: str) -> ExecutionRecord | None:
         """The execution's row, or ``None``."""
@@ -852,8 +892,12 @@ class SqliteStore(StoreBase):
         owner: str,
         claimed: bool = False,
         now: datetime | None = None,
+        ended: StepEnd | None = None,
     ) -> int:
-        """Record an attempt starting; return the attempt count (0: the claim is not ours)."""
+        """Record an attempt starting (after ``ended``, in the same transaction); return the
+        attempt count (0: the claim is not ours)."""
+        if ended is not None:
+            check_end(ended)
         args = (execution_id, step, _ts(utc(now)), owner)
 
         if claimed:
@@ -875,6 +919,8 @@ class SqliteStore(StoreBase):
             values = args
 
         def start(conn: sqlite3.Connection) -> int:
+            if ended is not None:
+                _finish(conn, ended)
             if _RETURNING:
                 # fetchall: the statement runs to its end, so autocommit commits it now.
                 rows = conn.execute(f"{query} RETURNING attempts", values).fetchall()
@@ -888,7 +934,7 @@ class SqliteStore(StoreBase):
             return int(row[0])
 
         # One statement with RETURNING; else a transaction, so that the read sees the write.
-        return await self._write(start, transaction=not _RETURNING)
+        return await self._write(start, transaction=ended is not None or not _RETURNING)
 
     async def step_finished(
         self,
@@ -903,28 +949,13 @@ class SqliteStore(StoreBase):
         now: datetime | None = None,
     ) -> bool:
         """Record a step's end with its result and attempt, in one transaction."""
-        check_finish_status(status)
-        check_attempt(attempt, execution_id, step)
-        when = _ts(utc(now))
-
-        def finish(conn: sqlite3.Connection) -> bool:
-            changed = conn.execute(
-                "UPDATE docket_step_runs SET status = ?, finished_at = ?, "
-                "duration_ms = docket_ms_between(started_at, ?), error = ? "
-                "WHERE execution_id = ? AND step = ? AND (? IS NULL OR owner = ?)",
-                (status, when, when, error, execution_id, step, owner, owner),
-            ).rowcount
-            if owner is not None and changed == 0:
-                return False  # nothing was written: the transaction commits nothing
-            if result is not None:
-                _upsert_result(conn, result)
-            if attempt is not None:
-                _upsert_attempt(conn, attempt)
-            return True
-
+        end = StepEnd(execution_id, step, status, error, result, attempt, owner, now)
+        check_end(end)
         single = result is None and attempt is None
         # Idempotent: the same values again, and the owner test matches again.
-        return await self._write(finish, transaction=not single, idempotent=True)
+        return await self._write(
+            lambda conn: _finish(conn, end), transaction=not single, idempotent=True
+        )
 
     async def record_cache_hit(
         self, execution_id: str, step: str, *, owner: str, now: datetime | None = None
