@@ -627,5 +627,11 @@ def test_run_worker_wants_a_stalled_timeout_longer_than_the_heartbeat() -> None:
         async with harness() as h:
             with pytest.raises(ValueError, match="stalled_timeout"):
                 await run_worker(h.app, h.registry, heartbeat_interval=5, stalled_timeout=5)
+            # "Above", as the docs say: twice the heartbeat is refused too.
+            with pytest.raises(ValueError) as caught:
+                await run_worker(h.app, h.registry, heartbeat_interval=1, stalled_timeout=2)
+            assert str(caught.value) == (
+                "stalled_timeout (2s) must be longer than twice heartbeat_interval (1s)"
+            )
 
     run(body)
