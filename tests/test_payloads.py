@@ -16,6 +16,7 @@ import hashlib
 import importlib
 import json
 import logging
+import sys
 from collections import Counter
 from collections.abc import Coroutine
 from datetime import UTC, datetime
@@ -400,6 +401,16 @@ def _b64(text: str) -> bytes:
     return base64.b64decode(text)
 
 
+def test_aes_gcm_without_cryptography_names_the_extra(monkeypatch: pytest.MonkeyPatch) -> None:
+    # As if the crypto extra were not installed: the import fails.
+    monkeypatch.setitem(sys.modules, "cryptography.hazmat.primitives.ciphers.aead", None)
+    with pytest.raises(ImportError) as caught:
+        AesGcmCodec({"k": K1}, cache_secret=SECRET)
+    assert str(caught.value) == (
+        "AesGcmCodec needs the cryptography package: pip install 'docket-proto[crypto]'"
+    )
+
+
 def test_codec_rejects_bad_keys_and_names_damage() -> None:
     with pytest.raises(ValueError, match="16, 24 or 32 bytes"):
         AesGcmCodec({"k": b"short"}, cache_secret=SECRET)
@@ -425,6 +436,9 @@ from docket_runtime.codec import AesGcmCodec
 
 def codec():
     return AesGcmCodec({"k1": bytes(range(32))}, cache_secret=b"cache secret, 16+ bytes")
+
+
+CODEC = codec()
 """
 
 
@@ -445,10 +459,12 @@ def test_docketctl_shows_plaintext_with_the_codec_and_names_a_missing_key(
     show = ["executions", "show", "e-1", "--url", vault.url, "--results", "--json"]
     graph = ["--graph", "testgraphs.vault_docket:Vault", "--path", str(tmp_path)]
 
-    # The codec by option, or by $DOCKET_CODEC: the sensitive result in clear.
+    # The codec by option, or by $DOCKET_CODEC, a function or the object: the sensitive result
+    # in clear.
     for done in (
         _ctl(*show, *graph, "--codec", "vault_keys:codec"),
         _ctl(*show, *graph, codec_env="vault_keys:codec"),
+        _ctl(*show, *graph, "--codec", "vault_keys:CODEC"),
     ):
         assert done.exit_code == 0, done.stderr
         outputs = {r["step"]: r["output"] for r in json.loads(done.stdout)["results"]}
@@ -486,11 +502,11 @@ def test_docketctl_shows_plaintext_with_the_codec_and_names_a_missing_key(
 def test_docketctl_settle_keeps_the_result_encrypted_with_the_codec(
     vault: Vault, tmp_path: Path
 ) -> None:
-    async def claim() -> None:
+    async def claim_of(execution_id: str) -> None:
         async with await vault.store() as store:
-            await store.claim_step("s-1", "Charge", owner="elsewhere:1:gone")
+            await store.claim_step(execution_id, "Charge", owner="elsewhere:1:gone")
 
-    run(claim())
+    run(claim_of("s-1"))
     (tmp_path / "vault_keys.py").write_text(KEYS_MODULE)
     payment = {"payment_id": "pay-9", "card_number": CARD, "amount_cents": "1250"}
     done = _ctl(
@@ -504,6 +520,19 @@ def test_docketctl_settle_keeps_the_result_encrypted_with_the_codec(
     assert rendering == "null" and CARD.encode() not in output and b"k1" in output[:40]
     found = vault.fetch("Payment", execution_id="s-1", with_codec=codec("k1"))
     assert found == vault.pb.Payment(payment_id="pay-9", card_number=CARD, amount_cents=1250)
+
+    # Without --codec, the result it keeps is not encrypted (the docs say so).
+    run(claim_of("s-2"))
+    plain = _ctl(
+        *["settle", "s-2", "Charge", "--url", vault.url, "--force"],
+        *["--result-json", json.dumps(payment)],
+        *["--graph", "testgraphs.vault_docket:Vault", "--path", str(tmp_path)],
+    )
+    assert plain.exit_code == 0, plain.stderr
+    [(output,)] = raw_sql(
+        vault.url, "SELECT output FROM docket_results WHERE execution_id = ?", ("s-2",)
+    )
+    assert CARD.encode() in bytes(output)
 
 
 def test_json_is_written_as_jsonb_prints_it_so_a_hit_checks_it_cheaply(db_url: str) -> None:
