@@ -349,7 +349,9 @@ def test_global_keys_are_hmacs_that_differ_by_secret(vault: Vault) -> None:
     assert vault.steps.calls["Digest"] == 3
 
 
-def test_durable_inputs_are_encrypted_and_read_back_with_the_key(vault: Vault) -> None:
+def test_durable_inputs_are_encrypted_and_read_back_with_the_key(
+    vault: Vault, caplog: pytest.LogCaptureFixture
+) -> None:
     keys = codec("k1")
 
     async def body(with_codec: PayloadCodec | None, execution_id: str, record: bool) -> Any:
@@ -378,8 +380,13 @@ def test_durable_inputs_are_encrypted_and_read_back_with_the_key(vault: Vault) -
 
     # A worker without the key leaves the execution as it is, and says which key.
     before = raw_sql(vault.url, "SELECT status, inputs FROM docket_executions")
-    outcome = run(body(None, "d-1", record=False))
+    with caplog.at_level(logging.ERROR, logger="docket.durable"):
+        outcome = run(body(None, "d-1", record=False))
     assert isinstance(outcome, Continue) and "key id 'k1'" in outcome.reason
+    # An error logged that names the key id, as durable.md says.
+    [logged] = [r for r in caplog.records if r.name == "docket.durable"]
+    assert logged.levelno == logging.ERROR and "key id 'k1'" in logged.getMessage()
+    assert logged.getMessage().endswith("; resuming in 60s")
     assert outcome.at is not None
     assert 55 < (outcome.at - datetime.now(UTC)).total_seconds() <= 60
     assert raw_sql(vault.url, "SELECT status, inputs FROM docket_executions") == before
