@@ -277,6 +277,27 @@ def test_without_a_codec_only_the_json_of_sensitive_steps_is_left_out(vault: Vau
     assert CARD not in json.dumps(kept[0]) and _json(kept[0])["card"]["text"] == "hidden"
 
 
+def test_a_codec_leaves_error_messages_as_they_are(vault: Vault) -> None:
+    # "What stays clear": an exception message that quotes an input is stored as it is.
+    class Leaky(VaultSteps):
+        async def tokenize(self, card: Any, /) -> Any:
+            raise ValueError(f"card {card.number} refused")
+
+    async def body() -> None:
+        async with await vault.store(codec("k1")) as store:
+            graph = vault.dk.Vault(Leaky(vault.pb), store=store, record=True)
+            with pytest.raises(Exception, match="refused"):
+                await graph.run(vault.pb.Token, card=vault.card, execution_id="leak")
+
+    run(body())
+    [(message,)] = raw_sql(
+        vault.url, "SELECT error_message FROM docket_step_attempts WHERE execution_id = 'leak'"
+    )
+    assert message == f"card {CARD} refused"
+    [(error,)] = raw_sql(vault.url, "SELECT error FROM docket_executions")
+    assert CARD in error
+
+
 def test_fetch_returns_the_plaintext_with_the_key(vault: Vault) -> None:
     keys = codec("k1")
     payment = vault.run("Payment", "e-1", keys)
