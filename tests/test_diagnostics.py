@@ -809,6 +809,27 @@ def test_sensitive_steps_and_inputs_reach_the_plan(tmp_path: Path) -> None:
     assert 'sensitive=("shop.Card",)' in module
 
 
+def test_a_step_returning_a_sensitive_message_is_sensitive(tmp_path: Path) -> None:
+    kept = "option (docket.step) = { cache: { scope: WORKFLOW } };"
+    src = HEAD + (
+        "message Card { option (docket.sensitive) = true; string number = 1; }\n"
+        "message Order { string v = 1; }\nmessage Receipt { string v = 1; }\n"
+        "service Vault {\n"
+        '  option (docket.graph) = { inputs: "Order" };\n'
+        f"  rpc Issue(Order) returns (Card) {{ {kept} }}\n"
+        f"  rpc Use(Card) returns (Receipt) {{ {kept} }}\n"
+        "}\n"
+    )
+    response = generate(compile_request(write_protos(tmp_path / "protos", {BAD: src})))
+    assert response.error == ""
+    [module] = [f.content for f in response.file if f.name.endswith("_docket.py")]
+    # Issue has no option of its own: its output type makes it sensitive; Use is not.
+    assert module.count("sensitive=True") == 1
+    assert (
+        module.index('name="Issue"') < module.index("sensitive=True") < module.index('name="Use"')
+    )
+
+
 NAMESPACE_NAMES = (
     HEAD
     + """\

@@ -45,6 +45,7 @@ from test_durable import Harness, Workers, harness, report, run
 from docket_runtime.cli import main as docket_cli
 from docket_runtime.durable import enqueue, install, run_worker
 from docket_runtime.durable._record import record_execution
+from docket_runtime.durable._resume import MISSING_KEY_DELAY, STORE_RETRY_DELAY
 from docket_runtime.durable._sweep import jobless_executions, sweep_executions
 from docket_runtime.stores import ExecutionRecord, open_store
 
@@ -204,12 +205,22 @@ def test_a_step_holding_the_event_loop_does_not_make_its_worker_look_dead(
 
 
 def test_the_crash_detection_defaults_fit_a_service() -> None:
+    # The figures the docs give: durable.md's Faults, and the worker it describes.
     defaults = {
         name: p.default
         for name, p in inspect.signature(run_worker).parameters.items()
-        if name in ("heartbeat_interval", "stalled_timeout", "sweep_interval")
+        if name in ("heartbeat_interval", "stalled_timeout", "sweep_interval", "polling_interval")
     }
-    assert defaults == {"heartbeat_interval": 1.0, "stalled_timeout": 5.0, "sweep_interval": 1.0}
+    assert defaults == {
+        "heartbeat_interval": 1.0,
+        "stalled_timeout": 5.0,
+        "sweep_interval": 1.0,
+        "polling_interval": 0.5,
+    }
+    # Cut off for stalled_timeout - 2 * heartbeat_interval, a worker stops its jobs: 3 s.
+    assert defaults["stalled_timeout"] - 2 * defaults["heartbeat_interval"] == 3.0
+    # A store write failing mid-run is resumed 5 s later; inputs under a missing key, in 60 s.
+    assert (STORE_RETRY_DELAY, MISSING_KEY_DELAY) == (5.0, 60.0)
 
 
 # -- executions without a job ------------------------------------------------------------------

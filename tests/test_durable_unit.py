@@ -24,6 +24,7 @@ from durable_support import generated, pb
 from durable_worker import MemoryEffects, build
 from procrastinate.testing import InMemoryConnector
 
+import docket_runtime.errors
 from docket_runtime import context
 from docket_runtime.durable import (
     RESUME_TASK,
@@ -286,6 +287,35 @@ def test_a_durable_retry_is_a_scheduled_job_and_attempts_count_across_jobs() -> 
             child = "notify-flaky-1/Fulfil"
             assert h.effects.count(child, "Pack") == 1
             assert [j["status"] for j in h.jobs("notify-flaky-1")] == ["succeeded"] * 2
+
+    run(body)
+
+
+def test_a_worker_clock_off_by_n_seconds_moves_its_durable_retries_by_n_seconds(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # durable.md, Faults: wake_at is computed on the worker's clock (the queue fires it on the
+    # database's), so a skewed worker moves its retries by its skew.
+    skew = timedelta(hours=1)
+
+    class Skewed(datetime):
+        @classmethod
+        def now(cls, tz: Any = None) -> Any:
+            return datetime.now(tz) + skew
+
+    monkeypatch.setattr(docket_runtime.errors, "datetime", Skewed)
+
+    async def body() -> None:
+        async with harness() as h:
+            order = pb().Order(order_id="notify-flaky-skew", amount_cents=1)
+            await h.enqueue("Delivery", "Notice", "notify-flaky-skew", order=order)
+            before = datetime.now(UTC)
+            await h.drain()
+            row = await h.store.get_execution("notify-flaky-skew")
+            assert row is not None and row.status == "waiting" and row.wake_at is not None
+            _, retry = h.jobs("notify-flaky-skew")
+            ahead = (retry["scheduled_at"] - before).total_seconds()
+            assert skew.total_seconds() < ahead < skew.total_seconds() + 5
 
     run(body)
 
@@ -627,5 +657,11 @@ def test_run_worker_wants_a_stalled_timeout_longer_than_the_heartbeat() -> None:
         async with harness() as h:
             with pytest.raises(ValueError, match="stalled_timeout"):
                 await run_worker(h.app, h.registry, heartbeat_interval=5, stalled_timeout=5)
+            # "Above", as the docs say: twice the heartbeat is refused too.
+            with pytest.raises(ValueError) as caught:
+                await run_worker(h.app, h.registry, heartbeat_interval=1, stalled_timeout=2)
+            assert str(caught.value) == (
+                "stalled_timeout (2s) must be longer than twice heartbeat_interval (1s)"
+            )
 
     run(body)

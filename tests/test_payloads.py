@@ -16,6 +16,7 @@ import hashlib
 import importlib
 import json
 import logging
+import sys
 from collections import Counter
 from collections.abc import Coroutine
 from datetime import UTC, datetime
@@ -276,6 +277,27 @@ def test_without_a_codec_only_the_json_of_sensitive_steps_is_left_out(vault: Vau
     assert CARD not in json.dumps(kept[0]) and _json(kept[0])["card"]["text"] == "hidden"
 
 
+def test_a_codec_leaves_error_messages_as_they_are(vault: Vault) -> None:
+    # "What stays clear": an exception message that quotes an input is stored as it is.
+    class Leaky(VaultSteps):
+        async def tokenize(self, card: Any, /) -> Any:
+            raise ValueError(f"card {card.number} refused")
+
+    async def body() -> None:
+        async with await vault.store(codec("k1")) as store:
+            graph = vault.dk.Vault(Leaky(vault.pb), store=store, record=True)
+            with pytest.raises(Exception, match="refused"):
+                await graph.run(vault.pb.Token, card=vault.card, execution_id="leak")
+
+    run(body())
+    [(message,)] = raw_sql(
+        vault.url, "SELECT error_message FROM docket_step_attempts WHERE execution_id = 'leak'"
+    )
+    assert message == f"card {CARD} refused"
+    [(error,)] = raw_sql(vault.url, "SELECT error FROM docket_executions")
+    assert CARD in error
+
+
 def test_fetch_returns_the_plaintext_with_the_key(vault: Vault) -> None:
     keys = codec("k1")
     payment = vault.run("Payment", "e-1", keys)
@@ -348,7 +370,9 @@ def test_global_keys_are_hmacs_that_differ_by_secret(vault: Vault) -> None:
     assert vault.steps.calls["Digest"] == 3
 
 
-def test_durable_inputs_are_encrypted_and_read_back_with_the_key(vault: Vault) -> None:
+def test_durable_inputs_are_encrypted_and_read_back_with_the_key(
+    vault: Vault, caplog: pytest.LogCaptureFixture
+) -> None:
     keys = codec("k1")
 
     async def body(with_codec: PayloadCodec | None, execution_id: str, record: bool) -> Any:
@@ -377,8 +401,13 @@ def test_durable_inputs_are_encrypted_and_read_back_with_the_key(vault: Vault) -
 
     # A worker without the key leaves the execution as it is, and says which key.
     before = raw_sql(vault.url, "SELECT status, inputs FROM docket_executions")
-    outcome = run(body(None, "d-1", record=False))
+    with caplog.at_level(logging.ERROR, logger="docket.durable"):
+        outcome = run(body(None, "d-1", record=False))
     assert isinstance(outcome, Continue) and "key id 'k1'" in outcome.reason
+    # An error logged that names the key id, as durable.md says.
+    [logged] = [r for r in caplog.records if r.name == "docket.durable"]
+    assert logged.levelno == logging.ERROR and "key id 'k1'" in logged.getMessage()
+    assert logged.getMessage().endswith("; resuming in 60s")
     assert outcome.at is not None
     assert 55 < (outcome.at - datetime.now(UTC)).total_seconds() <= 60
     assert raw_sql(vault.url, "SELECT status, inputs FROM docket_executions") == before
@@ -398,6 +427,16 @@ def _b64(text: str) -> bytes:
     import base64
 
     return base64.b64decode(text)
+
+
+def test_aes_gcm_without_cryptography_names_the_extra(monkeypatch: pytest.MonkeyPatch) -> None:
+    # As if the crypto extra were not installed: the import fails.
+    monkeypatch.setitem(sys.modules, "cryptography.hazmat.primitives.ciphers.aead", None)
+    with pytest.raises(ImportError) as caught:
+        AesGcmCodec({"k": K1}, cache_secret=SECRET)
+    assert str(caught.value) == (
+        "AesGcmCodec needs the cryptography package: pip install 'docket-proto[crypto]'"
+    )
 
 
 def test_codec_rejects_bad_keys_and_names_damage() -> None:
@@ -425,6 +464,9 @@ from docket_runtime.codec import AesGcmCodec
 
 def codec():
     return AesGcmCodec({"k1": bytes(range(32))}, cache_secret=b"cache secret, 16+ bytes")
+
+
+CODEC = codec()
 """
 
 
@@ -445,10 +487,12 @@ def test_docketctl_shows_plaintext_with_the_codec_and_names_a_missing_key(
     show = ["executions", "show", "e-1", "--url", vault.url, "--results", "--json"]
     graph = ["--graph", "testgraphs.vault_docket:Vault", "--path", str(tmp_path)]
 
-    # The codec by option, or by $DOCKET_CODEC: the sensitive result in clear.
+    # The codec by option, or by $DOCKET_CODEC, a function or the object: the sensitive result
+    # in clear.
     for done in (
         _ctl(*show, *graph, "--codec", "vault_keys:codec"),
         _ctl(*show, *graph, codec_env="vault_keys:codec"),
+        _ctl(*show, *graph, "--codec", "vault_keys:CODEC"),
     ):
         assert done.exit_code == 0, done.stderr
         outputs = {r["step"]: r["output"] for r in json.loads(done.stdout)["results"]}
@@ -486,11 +530,11 @@ def test_docketctl_shows_plaintext_with_the_codec_and_names_a_missing_key(
 def test_docketctl_settle_keeps_the_result_encrypted_with_the_codec(
     vault: Vault, tmp_path: Path
 ) -> None:
-    async def claim() -> None:
+    async def claim_of(execution_id: str) -> None:
         async with await vault.store() as store:
-            await store.claim_step("s-1", "Charge", owner="elsewhere:1:gone")
+            await store.claim_step(execution_id, "Charge", owner="elsewhere:1:gone")
 
-    run(claim())
+    run(claim_of("s-1"))
     (tmp_path / "vault_keys.py").write_text(KEYS_MODULE)
     payment = {"payment_id": "pay-9", "card_number": CARD, "amount_cents": "1250"}
     done = _ctl(
@@ -504,6 +548,19 @@ def test_docketctl_settle_keeps_the_result_encrypted_with_the_codec(
     assert rendering == "null" and CARD.encode() not in output and b"k1" in output[:40]
     found = vault.fetch("Payment", execution_id="s-1", with_codec=codec("k1"))
     assert found == vault.pb.Payment(payment_id="pay-9", card_number=CARD, amount_cents=1250)
+
+    # Without --codec, the result it keeps is not encrypted (the docs say so).
+    run(claim_of("s-2"))
+    plain = _ctl(
+        *["settle", "s-2", "Charge", "--url", vault.url, "--force"],
+        *["--result-json", json.dumps(payment)],
+        *["--graph", "testgraphs.vault_docket:Vault", "--path", str(tmp_path)],
+    )
+    assert plain.exit_code == 0, plain.stderr
+    [(output,)] = raw_sql(
+        vault.url, "SELECT output FROM docket_results WHERE execution_id = ?", ("s-2",)
+    )
+    assert CARD.encode() in bytes(output)
 
 
 def test_json_is_written_as_jsonb_prints_it_so_a_hit_checks_it_cheaply(db_url: str) -> None:

@@ -16,6 +16,7 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import hashlib
+import hmac
 import importlib
 import itertools
 import json
@@ -1200,6 +1201,62 @@ def test_an_execution_id_used_again_with_other_inputs_is_refused_unless_resumed(
             "text": 'order_id: "o-1" amount_cents: 1250 card: "4242"',
         }
     }
+
+
+def test_kept_inputs_are_cut_short_and_with_a_codec_are_hmacs_compared_under_one_secret_only(
+    db_url: str, pb: Any, dk: Any
+) -> None:
+    """What the docs promise of the inputs row: a text rendering cut at 60 characters; with a
+    codec, no text and HMAC digests under ``cache_secret``; inputs digested under another
+    secret, or without one, are not compared, so not refused."""
+    from docket_runtime.codec import AesGcmCodec
+
+    url = migrated(db_url)
+    key = bytes(range(32))
+    first, other = an_order(pb, "o-" + "1" * 70), an_order(pb, "o-1", cents=999)
+
+    def codec(secret: bytes) -> AesGcmCodec:
+        return AesGcmCodec({"k1": key}, cache_secret=secret)
+
+    def kept(execution_id: str) -> dict[str, Any]:
+        [(text,)] = raw_sql(
+            url,
+            "SELECT output_json FROM docket_results WHERE step = 'docket.inputs' "
+            "AND execution_id = ?",
+            (execution_id,),
+        )
+        entry = json.loads(text) if isinstance(text, str) else text
+        assert isinstance(entry, dict)
+        return dict(entry["order"])
+
+    async def body() -> None:
+        steps = OrderSteps(pb)
+        async with await open_store(url) as store:
+            graph = dk.Orders(steps, store=store)
+            await graph.run(pb.Charge, order=first, execution_id="plain")
+        async with await open_store(url, codec=codec(b"a" * 16)) as store:
+            graph = dk.Orders(steps, store=store)
+            # Kept without a codec: not compared, so not refused; the checkpoint is used.
+            charge = await graph.run(pb.Charge, order=other, execution_id="plain")
+            assert charge.amount_cents == 1250 and steps.charges == 1
+            await graph.run(pb.Charge, order=first, execution_id="sealed")
+            with pytest.raises(ValueError, match="'sealed' was used with other inputs"):
+                await graph.run(pb.Charge, order=other, execution_id="sealed")
+        async with await open_store(url, codec=codec(b"b" * 16)) as store:
+            graph = dk.Orders(steps, store=store)
+            # Kept under another secret: not compared either.
+            charge = await graph.run(pb.Charge, order=other, execution_id="sealed")
+            assert charge.amount_cents == 1250 and steps.charges == 2
+
+    run(body())
+    plain = kept("plain")
+    assert len(plain["text"]) == 60 and plain["text"].endswith("...")
+    assert plain["text"].startswith('order_id: "o-111')
+    data = first.SerializeToString(deterministic=True)
+    assert plain["sha256"] == hashlib.sha256(data).hexdigest()
+    sealed = kept("sealed")
+    assert sealed["text"] == "hidden"  # Order is not sensitive: the codec hides it
+    assert sealed["sha256"] == hmac.new(b"a" * 16, data, hashlib.sha256).hexdigest()
 
 
 # 9. Separate processes: a race, SIGKILL mid-step, crash recovery ------------------------------

@@ -1622,6 +1622,7 @@ def test_sqlite_idempotent_writes_wait_out_a_lock_others_do_not(tmp_path: Path) 
         (psycopg.errors.UniqueViolation, StoreRejected),
         (psycopg.errors.DiskFull, StoreUnavailable),  # over once space is freed
         (psycopg.errors.ConfigurationLimitExceeded, StoreRejected),
+        (psycopg.errors.DataCorrupted, StoreRejected),  # a damaged file
         (psycopg.errors.UndefinedTable, StoreError),  # a schema problem: neither
     ],
 )
@@ -1660,6 +1661,28 @@ def test_sqlite_a_full_disk_is_unavailable_and_a_write_goes_through_once_space_i
             await store.put_result(big)  # tried again until the disk has room
             await freeing
             assert "a" * 64 in await store.get_results(["a" * 64])
+
+    run(body())
+
+
+@pytest.mark.parametrize("damage", ["not a database", "pages overwritten"])
+def test_sqlite_a_damaged_file_is_rejected_not_unavailable(tmp_path: Path, damage: str) -> None:
+    # Once "cannot open SQLite database ...: file is not a database (does its directory
+    # exist ...)", a StoreUnavailable: a durable worker would have waited for it for ever.
+    path = tmp_path / "docket.db"
+
+    async def body() -> None:
+        async with await open_store(f"sqlite:///{path}", migrate=True) as store:
+            await store.put_result(stored("a" * 64))
+        data = path.read_bytes()
+        if damage == "not a database":
+            path.write_bytes(b"not a database " * 1000)
+        else:  # the header stays, every page after it is garbage
+            path.write_bytes(data[:100] + b"\xab" * (len(data) - 100))
+        with pytest.raises(StoreRejected, match="is damaged") as caught:
+            await open_store(f"sqlite:///{path}")
+        assert not isinstance(caught.value, StoreUnavailable)
+        assert isinstance(caught.value.__cause__, sqlite3.DatabaseError)
 
     run(body())
 

@@ -116,6 +116,9 @@ _REJECTED: Final = frozenset(
     }
 )
 
+# A damaged file: never over by itself, whether met on opening or later.
+_DAMAGED: Final = frozenset({"SQLITE_CORRUPT", "SQLITE_NOTADB"})
+
 # Written by another connection right now: on the loop, the write goes to the thread,
 # which waits up to busy_timeout.
 _RETRY_ON_THREAD: Final = frozenset({"SQLITE_BUSY", "SQLITE_LOCKED"})
@@ -1085,6 +1088,8 @@ def _primary(err: sqlite3.Error) -> str:
 def _translate(err: sqlite3.Error, path: Path, *, opening: bool = False) -> StoreError:
     """Our exception for a driver error (the caller chains ``err`` as the cause)."""
     primary = _primary(err)
+    if primary in _DAMAGED:
+        return StoreRejected(f"SQLite database {path} is damaged: {err}")
     if opening:
         hint = " (does its directory exist, and may this process write there?)"
         return StoreUnavailable(f"cannot open SQLite database {path}: {err}{hint}")
