@@ -25,6 +25,7 @@ from docket_runtime.plan import (
     Step,
 )
 
+from .cache_keys import read_key
 from .durations import DurationError, parse_duration
 from .locations import Location, Locator
 from .model import Diagnostic, FileModel, GraphModel, MessageInfo, StepModel
@@ -299,7 +300,7 @@ def _read_step(
         blocking=options.blocking,
         timeout=where.duration("timeout", options.timeout),
         retry=_read_retry(options, where) if options.HasField("retry") else None,
-        cache=_read_cache(options.cache, where),
+        cache=_read_cache(options.cache, where, index, input_type, inputs),
         max_concurrency=options.max_concurrency,
         delivery=_DELIVERIES[options.delivery],
         subgraph=_read_subgraph(index, file, method.name, options, where),
@@ -461,7 +462,13 @@ def _read_retry(options: options_pb2.StepOptions, where: _OptionErrors) -> Retry
     )
 
 
-def _read_cache(cache: options_pb2.CachePolicy, where: _OptionErrors) -> CachePolicy:
+def _read_cache(
+    cache: options_pb2.CachePolicy,
+    where: _OptionErrors,
+    index: Request,
+    input_type: str,
+    inputs: Sequence[Input],
+) -> CachePolicy:
     scope = _SCOPES[cache.scope]
     ttl = where.duration("cache.ttl", cache.ttl)
     if scope is CacheScope.NONE and (cache.ttl or cache.version):
@@ -478,7 +485,10 @@ def _read_cache(cache: options_pb2.CachePolicy, where: _OptionErrors) -> CachePo
             "cache.namespace",
             f'{namespace!r} is not a namespace: write a name without spaces, e.g. "acme.pricing"',
         )
-    return CachePolicy(scope=scope, ttl=ttl, version=cache.version, namespace=namespace)
+    key = read_key(
+        index, input_type, inputs, cache.key, scope, lambda text: where.error("cache.key", text)
+    )
+    return CachePolicy(scope=scope, ttl=ttl, version=cache.version, namespace=namespace, key=key)
 
 
 def _read_subgraph(

@@ -151,7 +151,7 @@ class Graph(Generic[S]):
                     claim=table.step.delivery is Delivery.AT_MOST_ONCE,
                     record=record,
                     owner=owner,
-                    keys=step_keys(self.plan.name, table.step),
+                    keys=step_keys(self.plan, table.step),
                 ),
             )
             for index, table in enumerate(self._tables.steps)
@@ -358,7 +358,7 @@ class Graph(Generic[S]):
                 raise TypeError(
                     f"step {step.name!r} keeps results by its inputs: give them in order ({names})"
                 )
-            key = input_key(step_keys(self.plan.name, step), inputs, self.store.codec)
+            key = input_key(step_keys(self.plan, step), inputs, self.store.codec)
         found = await lookup(self.store, key, step.name, table.out_cls)
         assert found is None or isinstance(found, target)
         return found

@@ -15,9 +15,10 @@ from google.protobuf import json_format
 from google.protobuf.message import Message
 
 from . import _deps, _payload
+from ._keyfields import input_bytes, selector
 from ._tables import TargetTable
 from .codec import CorruptPayload, PayloadCodec
-from .plan import CacheScope, Delivery, Step
+from .plan import CacheScope, Delivery, GraphPlan, Step
 from .stores.base import GlobalKeys, Payload, Scope, Store, StoredResult, workflow_key
 
 __all__ = [
@@ -51,26 +52,26 @@ def input_key(keys: GlobalKeys, args: Sequence[Any], codec: PayloadCodec | None)
 
     ``keys`` digests the namespace (the graph's full name, or a cache namespace
     graphs share on purpose), the step's name and cache version; this adds the
-    input bytes. An HMAC under the codec's cache secret when a codec is bound.
+    input bytes, or those of the fields the step's cache key names. An HMAC under the
+    codec's cache secret when a codec is bound.
     """
-    parts = [
-        arg.SerializeToString(deterministic=True) if isinstance(arg, Message) else _bytes(arg)
-        for arg in args
-    ]
+    select = keys.select
+    parts = [input_bytes(arg) for arg in args] if select is None else select(args)
     return keys(parts, None if codec is None else codec.cache_secret)
 
 
-def _bytes(arg: Sequence[Message] | None) -> bytes | None:
-    """The key bytes of an absent optional input (``None``) or of a repeated one."""
-    if arg is None:
-        return None
-    chunks = [m.SerializeToString(deterministic=True) for m in arg]
-    return b"".join(len(c).to_bytes(8, "big") + c for c in chunks)
-
-
-def step_keys(namespace: str, step: Step) -> GlobalKeys:
-    """What :func:`input_key` makes ``step``'s keys with, under ``namespace``."""
-    return GlobalKeys(step.cache.namespace or namespace, step.name, step.cache.version)
+def step_keys(plan: GraphPlan, step: Step) -> GlobalKeys:
+    """What :func:`input_key` makes ``step``'s keys with: under its cache namespace or the
+    graph's name, from the fields its cache key names (read as :mod:`._keyfields` says)
+    or its whole inputs."""
+    classes = [plan.types[one.type] for one in step.inputs]
+    return GlobalKeys(
+        step.cache.namespace or plan.name,
+        step.name,
+        step.cache.version,
+        paths=step.cache.key,
+        select=selector(step, classes),
+    )
 
 
 def encode(

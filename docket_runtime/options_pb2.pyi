@@ -182,6 +182,7 @@ class CachePolicy(_message.Message):
     TTL_FIELD_NUMBER: _builtins.int
     VERSION_FIELD_NUMBER: _builtins.int
     NAMESPACE_FIELD_NUMBER: _builtins.int
+    KEY_FIELD_NUMBER: _builtins.int
     scope: Global___CachePolicy.Scope.ValueType
     ttl: _builtins.str
     """How long a cached result stays valid (a duration string); empty: forever."""
@@ -192,6 +193,14 @@ class CachePolicy(_message.Message):
     graph's full name, so steps of the same name and cache version in graphs
     that set the same namespace share results.
     """
+    @_builtins.property
+    def key(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
+        """GLOBAL scope only. The key is made from these fields of the step's input
+        instead of the whole input: dotted paths ("text", "chunk.text"); for a step
+        whose input is a bundle, a path starts with the bundle's field naming the
+        input. Inputs that differ elsewhere share the result.
+        """
+
     def __init__(
         self,
         *,
@@ -199,10 +208,11 @@ class CachePolicy(_message.Message):
         ttl: _builtins.str = ...,
         version: _builtins.str = ...,
         namespace: _builtins.str = ...,
+        key: _abc.Iterable[_builtins.str] | None = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["namespace", b"namespace", "scope", b"scope", "ttl", b"ttl", "version", b"version"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["key", b"key", "namespace", b"namespace", "scope", b"scope", "ttl", b"ttl", "version", b"version"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

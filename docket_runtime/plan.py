@@ -97,12 +97,17 @@ class CachePolicy:
 
     ``namespace`` (``GLOBAL`` scope only) keys the results under that name instead
     of the graph's full name, so that graphs setting the same one share them.
+    ``key`` (``GLOBAL`` scope only) makes the key from these fields of the step's
+    inputs instead of the whole inputs: dotted paths whose first name is an
+    input's parameter name (:attr:`Input.name`), then proto field names
+    (``chunk.text``); empty: the whole inputs.
     """
 
     scope: CacheScope = CacheScope.NONE
     ttl: float | None = None
     version: str = ""
     namespace: str = ""
+    key: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)

@@ -927,3 +927,88 @@ def test_max_attempts_below_one(tmp_path: Path) -> None:
         f"{BAD}:12:38: step Price: retry.max_attempts: 0 leaves no attempt at all: {fix}",
         f"{BAD}:13:36: step Tag: retry.max_attempts: -2 leaves no attempt at all: {fix}",
     ]
+
+
+CACHE_KEYS = (
+    HEAD
+    + """\
+message Inner { string text = 1; map<string, int32> tags = 2; }
+message Chunk { string text = 1; Inner inner = 2; repeated Inner many = 3; Holder holder = 4; }
+message Holder { Inner inner = 1; }
+message A { int32 v = 1; }
+message B { int32 v = 1; }
+message C { int32 v = 1; }
+message D { int32 v = 1; }
+message E { int32 v = 1; }
+message F { int32 v = 1; }
+message G { int32 v = 1; }
+message H { int32 v = 1; }
+message Pair {
+  option (docket.bundle) = true;
+  Chunk chunk = 1;
+  A a = 2;
+}
+
+service Keys {
+  option (docket.graph) = { inputs: ["Chunk", "A"] };
+  rpc Unknown(Chunk) returns (B) {
+    option (docket.step) = { cache: { scope: GLOBAL key: ["text", "txt"] } };
+  }
+  rpc Through(Chunk) returns (C) {
+    option (docket.step) = { cache: { scope: GLOBAL key: ["text.size", "many.text"] } };
+  }
+  rpc Scope(Chunk) returns (D) {
+    option (docket.step) = { cache: { scope: WORKFLOW key: "text" } };
+  }
+  rpc Paths(Chunk) returns (E) {
+    option (docket.step) = { cache: { scope: GLOBAL key: ["", "inner..text", "text", "text"] } };
+  }
+  rpc Maps(Chunk) returns (F) {
+    option (docket.step) = { cache: { scope: GLOBAL key: ["inner.tags", "holder"] } };
+  }
+  rpc Bundled(Pair) returns (G) {
+    option (docket.step) = { cache: { scope: GLOBAL key: ["chunk.text", "text"] } };
+  }
+  rpc Fine(Pair) returns (H) {
+    option (docket.step) = { cache: { scope: GLOBAL key: ["chunk.inner.text", "a"] } };
+  }
+}
+"""
+)
+
+
+def test_cache_key_errors_are_located_at_the_option(tmp_path: Path) -> None:
+    src = CACHE_KEYS
+    at = {
+        name: _at(src, f"rpc {name}(", "rpc").split(":")[0]
+        for name in ("Unknown", "Through", "Scope", "Paths", "Maps", "Bundled")
+    }
+    # The option sits on the line after its rpc, indented by four spaces.
+    where = {name: f"{BAD}:{int(line) + 1}:5" for name, line in at.items()}
+    assert where["Unknown"] == f"{BAD}:25:5"
+    dots = 'write field names joined by dots, e.g. "text" or "chunk.text"'
+    through = "so the path cannot go through it; a path goes through singular message fields only"
+    maps = (
+        "the serialization order of a map is not deterministic across implementations, "
+        "so it cannot make a cache key: key on other fields"
+    )
+    # Sorted by location, then by text; Fine has no error.
+    assert _errors(tmp_path, src) == [
+        f"{where['Unknown']}: step Unknown: cache.key: 'txt': shop.Chunk has no field 'txt' "
+        "(fields: text, inner, many, holder)",
+        f"{where['Through']}: step Through: cache.key: 'many.text': field many of shop.Chunk "
+        f"is repeated, {through}",
+        f"{where['Through']}: step Through: cache.key: 'text.size': field text of shop.Chunk "
+        f"is not a message, {through}",
+        f"{where['Scope']}: step Scope: cache.key: only GLOBAL keys are made from the input, "
+        "and the scope is WORKFLOW; set scope to GLOBAL or remove the key",
+        f"{where['Paths']}: step Paths: cache.key: '' is not a field path: {dots}",
+        f"{where['Paths']}: step Paths: cache.key: 'inner..text' is not a field path: {dots}",
+        f"{where['Paths']}: step Paths: cache.key: 'text' is listed twice; list each path once",
+        f"{where['Maps']}: step Maps: cache.key: 'holder': the selected value holds map "
+        f"field shop.Inner.tags; {maps}",
+        f"{where['Maps']}: step Maps: cache.key: 'inner.tags': the selected value holds map "
+        f"field shop.Inner.tags; {maps}",
+        f"{where['Bundled']}: step Bundled: cache.key: 'text': shop.Pair has no field 'text' "
+        "(fields: chunk, a)",
+    ]

@@ -362,7 +362,7 @@ def test_global_keys_are_hmacs_that_differ_by_secret(vault: Vault) -> None:
     keys = sorted(k for (k,) in raw_sql(vault.url, "SELECT key FROM docket_results"))
     step = vault.dk.Vault.plan.step("Digest")
     expected = sorted(
-        input_key(step_keys("testgraphs.Vault", step), [vault.card], secret)
+        input_key(step_keys(vault.dk.Vault.plan, step), [vault.card], secret)
         for secret in (codec("k1", secret=b"a" * 16), codec("k1", secret=b"b" * 16), None)
     )
     # Three secrets (none being one), three keys for the same inputs: each ran the step.

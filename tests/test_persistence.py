@@ -339,9 +339,7 @@ def test_global_results_are_hits_for_the_same_inputs_in_any_execution(
             assert steps.calls == 2
 
             # The row keeps the ttl (1h) from the proto.
-            key = input_key(
-                step_keys(graph.plan.name, graph.plan.step("Score")), [review, model], None
-            )
+            key = input_key(step_keys(graph.plan, graph.plan.step("Score")), [review, model], None)
             row = (await store.get_results([key]))[key]
             assert row.scope == "global" and row.execution_id is None
             assert (row.step, row.version, row.graph) == ("Score", "1", "testgraphs.Scoring")
@@ -393,9 +391,7 @@ def test_ttl_is_honoured_on_read_and_purge_deletes_expired_rows(
             steps = ScoreSteps(pb)
             graph = dk.Scoring(steps, store=store)
             first = await graph.run(pb.RiskScore, review=review, model=model)
-            key = input_key(
-                step_keys(graph.plan.name, graph.plan.step("Score")), [review, model], None
-            )
+            key = input_key(step_keys(graph.plan, graph.plan.step("Score")), [review, model], None)
             row = (await store.get_results([key]))[key]
 
             # The row as it will be once its hour is over (no clock to wait for).

@@ -867,12 +867,28 @@ class GlobalKeys:
 
     A runner makes one when the graph is bound: a key then costs a copy of
     the hasher fed with that prefix, and the step's inputs.
+
+    ``paths`` are the fields of the inputs a step's cache key names
+    (``(docket.step).cache.key``), digested in the prefix after a ``fields``
+    marker so that such a key never equals the whole-input key of the same
+    step; ``select`` (made once per step) reads the bytes of those fields
+    from the step's arguments, one part per path, in order.
     """
 
-    __slots__ = ("_prefix", "_prefixed", "_secret")
+    __slots__ = ("_prefix", "_prefixed", "_secret", "select")
 
-    def __init__(self, namespace: str, step: str, version: str) -> None:
-        self._prefix = (b"global", namespace.encode(), step.encode(), version.encode())
+    def __init__(
+        self,
+        namespace: str,
+        step: str,
+        version: str,
+        *,
+        paths: Sequence[str] = (),
+        select: Callable[[Sequence[Any]], Sequence[bytes | None]] | None = None,
+    ) -> None:
+        fields = (b"fields", *(path.encode() for path in paths)) if paths else ()
+        self._prefix = (b"global", namespace.encode(), step.encode(), version.encode(), *fields)
+        self.select = select
         self._secret: bytes | None = None
         self._prefixed = self._feed_prefix(None)
 
