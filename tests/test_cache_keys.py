@@ -6,16 +6,21 @@ and real Postgres), and checks the key bytes of each kind of field.
 
 from __future__ import annotations
 
+import ast
 import asyncio
 import dataclasses
 import importlib
+import re
+import subprocess
+import sys
+import textwrap
 from collections import Counter
 from collections.abc import Coroutine
 from pathlib import Path
 from typing import Any, TypeVar
 
 import pytest
-from conftest import raw_sql
+from conftest import ROOT, raw_sql, run_docket_gen, write_protos
 
 from docket_runtime._keyfields import selector
 from docket_runtime._persistence import input_key, step_keys
@@ -216,3 +221,43 @@ def test_a_hand_edited_path_fails_at_bind(pb: Any, dk: Any) -> None:
         step = dataclasses.replace(embed, cache=dataclasses.replace(embed.cache, key=(path,)))
         with pytest.raises(ValueError, match=problem):
             selector(step, [pb.Chunk])
+
+
+def test_fetch_keys_the_whole_inputs_it_is_given_on_the_fields(keyed: Keyed) -> None:
+    keyed.run("Embedding", chunk=keyed.chunk("hello", "web", 1))
+
+    async def fetch(chunk: Any) -> Any:
+        async with await open_store(keyed.url) as store:
+            graph = keyed.dk.Keyed(keyed.steps, store=store)
+            return await graph.fetch(keyed.pb.Embedding, chunk)
+
+    assert run(fetch(keyed.chunk("hello", "pdf", 9))).call == 1
+    assert run(fetch(keyed.chunk("other", "web", 1))) is None
+
+
+_PROTO = re.compile(r"^(?P<indent> *)```proto\n(?P<body>.*?)^(?P=indent)```$", re.M | re.S)
+
+
+@pytest.mark.parametrize("page", ["generating.md", "persistence.md"])
+def test_the_documented_cache_key_snippet_generates(page: str, tmp_path: Path) -> None:
+    text = (ROOT / "docs" / page).read_text()
+    [body] = [textwrap.dedent(m["body"]) for m in _PROTO.finditer(text) if "key:" in m["body"]]
+    first, _, rest = body.partition("\n")
+    name = first.removeprefix("// ").strip()
+    out = tmp_path / "gen"
+    done = run_docket_gen(write_protos(tmp_path / "protos", {name: rest}), "-o", out)
+    assert done.returncode == 0, done.stderr
+    # In a subprocess: both pages define docs.Chunk, and the descriptor pool is global.
+    module = name.removesuffix(".proto").replace("/", ".") + "_docket"
+    script = (
+        f"import {module} as m\n"
+        "[g] = [v for v in vars(m).values() if hasattr(v, 'plan')]\n"
+        "print({s.name: s.cache.key for s in g.plan.steps})\n"
+    )
+    shown = subprocess.run(
+        [sys.executable, "-c", script], cwd=out, capture_output=True, text=True, check=True
+    )
+    keys = ast.literal_eval(shown.stdout)
+    assert keys == {
+        "Embed": ("chunk.text",) if page == "generating.md" else ("chunk.text", "model")
+    }
