@@ -76,14 +76,8 @@ def _check_path(
         is_message = field.type == _F.TYPE_MESSAGE
         is_map = is_message and index.message_protos[target].options.map_entry
         if position < len(names) - 1:
-            if not is_message or field.label == _F.LABEL_REPEATED:
-                kind = (
-                    "a map"
-                    if is_map
-                    else "repeated"
-                    if field.label == _F.LABEL_REPEATED
-                    else ("not a message")
-                )
+            kind = _not_traversable(field, is_message, is_map)
+            if kind is not None:
                 error(
                     f"{path!r}: field {name} of {message} is {kind}, so the path cannot go "
                     "through it; a path goes through singular message fields only"
@@ -91,13 +85,9 @@ def _check_path(
                 return False
             message = target
             continue
-        found = (
-            f"{message}.{name}"
-            if is_map
-            else _map_within(index, target, set())
-            if (is_message)
-            else None
-        )
+        found = f"{message}.{name}" if is_map else None
+        if found is None and is_message:
+            found = _map_within(index, target, set())
         if found is not None:
             error(
                 f"{path!r}: the selected value holds map field {found}; the serialization "
@@ -106,6 +96,17 @@ def _check_path(
             )
             return False
     return True
+
+
+def _not_traversable(
+    field: descriptor_pb2.FieldDescriptorProto, is_message: bool, is_map: bool
+) -> str | None:
+    """What keeps a path from going through ``field``, or ``None`` when it can."""
+    if is_map:
+        return "a map"
+    if field.label == _F.LABEL_REPEATED:
+        return "repeated"
+    return None if is_message else "not a message"
 
 
 def _map_within(index: Request, message: str, seen: set[str]) -> str | None:

@@ -955,7 +955,9 @@ service Keys {
     option (docket.step) = { cache: { scope: GLOBAL key: ["text", "txt"] } };
   }
   rpc Through(Chunk) returns (C) {
-    option (docket.step) = { cache: { scope: GLOBAL key: ["text.size", "many.text"] } };
+    option (docket.step) = {
+      cache: { scope: GLOBAL key: ["text.size", "many.text", "inner.tags.k"] }
+    };
   }
   rpc Scope(Chunk) returns (D) {
     option (docket.step) = { cache: { scope: WORKFLOW key: "text" } };
@@ -996,6 +998,8 @@ def test_cache_key_errors_are_located_at_the_option(tmp_path: Path) -> None:
     assert _errors(tmp_path, src) == [
         f"{where['Unknown']}: step Unknown: cache.key: 'txt': shop.Chunk has no field 'txt' "
         "(fields: text, inner, many, holder)",
+        f"{where['Through']}: step Through: cache.key: 'inner.tags.k': field tags of "
+        f"shop.Inner is a map, {through}",
         f"{where['Through']}: step Through: cache.key: 'many.text': field many of shop.Chunk "
         f"is repeated, {through}",
         f"{where['Through']}: step Through: cache.key: 'text.size': field text of shop.Chunk "
