@@ -193,8 +193,10 @@ def test_a_step_holding_the_event_loop_does_not_make_its_worker_look_dead(
 ) -> None:
     async def body() -> None:
         async with harness(url_durable) as h:
-            timing = {"heartbeat": 0.2, "stalled_timeout": 1.0}
-            await napping(h, fleet, "busy-1", 3.0, **timing)
+            # The loop is held for 2.5x stalled_timeout; the margins leave room for a busy
+            # machine (the heartbeat thread may be late by a second and still not fence).
+            timing = {"heartbeat": 0.4, "stalled_timeout": 2.0}
+            await napping(h, fleet, "busy-1", 5.0, **timing)
             fleet.start(**timing)  # would take the job if the first one looked dead
             done = await wait_for(lambda: h.ended("busy-1"), timeout=30)
             assert done.status == "succeeded", fleet.output()
