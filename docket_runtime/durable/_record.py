@@ -48,29 +48,25 @@ async def record_execution(
         if tracer is None
         else tracer.enqueued(graph.plan.name, target_name, execution_id)
     ) as trace_context:
-
-        async def queue(text: str) -> ExecutionRecord:
-            if connection is None:
-                return await store.queue_execution(
-                    execution_id,
-                    graph=graph.plan.name,
-                    target=target_name,
-                    inputs=text,
-                    trace_context=trace_context,
-                )
+        # With connection=, the row is written in the caller's transaction (Postgres only).
+        extra: dict[str, Any] = {}
+        if connection is not None:
             from ..stores.postgres import PostgresStore
 
             if not isinstance(store, PostgresStore):
                 raise TypeError(
                     "connection= needs the graph bound to a Postgres store in the same database"
                 )
+            extra["connection"] = connection
+
+        async def queue(text: str) -> ExecutionRecord:
             return await store.queue_execution(
                 execution_id,
                 graph=graph.plan.name,
                 target=target_name,
                 inputs=text,
                 trace_context=trace_context,
-                connection=connection,
+                **extra,
             )
 
         row = await queue(text)
