@@ -515,7 +515,7 @@ async def _ended(
         )
     except StoreError as err:
         if persist.claim and row is not None:
-            raise _unrecorded(step.name, execution.id, row, err) from err
+            raise _unrecorded(step, execution.id, row, err) from err
         raise
     if not written:
         _log.warning(
@@ -527,25 +527,25 @@ async def _ended(
         )
 
 
-def _unrecorded(step: str, execution_id: str, row: StoredResult, err: StoreError) -> StoreError:
+def _unrecorded(step: Step, execution_id: str, row: StoredResult, err: StoreError) -> StoreError:
     """The error of an ``AT_MOST_ONCE`` step that succeeded but whose result the store did not
     take even when retried: its effect happened, so its result is logged (the JSON the row
     would have held) for a person to settle the claim with, and the error says how. A
     sensitive step's row holds no JSON: its result is not logged."""
     shown = row.output_json
-    if shown in (None, "null"):
+    if step.sensitive:
         shown = "not logged (the step is sensitive); find it where the step's effect went"
     _log.error(
         "step %r of %s succeeded, but its result was not recorded; its result: %s",
-        step,
+        step.name,
         execution_id,
         shown,
     )
     return type(err)(
-        f"step {step!r} of execution {execution_id!r} succeeded, but its result was not "
+        f"step {step.name!r} of execution {execution_id!r} succeeded, but its result was not "
         f"recorded ({err}); its claim stays 'running' and the next run reports StepClaimed "
         "until it is settled: once the store is back, settle it with the result logged by "
-        f"docket.runner (docketctl settle {execution_id} {step} --result-json ...)"
+        f"docket.runner (docketctl settle {execution_id} {step.name} --result-json ...)"
     )
 
 
