@@ -62,25 +62,19 @@ HIDDEN: Final = "hidden"
 class Secrecy:
     """What the inputs row must not reveal: with a codec bound (``secret``: its
     ``cache_secret``), digests are HMACs under it and no input is rendered; the
-    message types in ``sensitive`` are never rendered."""
+    message types in ``sensitive`` are never rendered. ``by`` says what the digests
+    are made by: ``""`` (plain SHA-256) or ``hmac:`` and a short fingerprint of the
+    secret, so that digests made otherwise are not compared."""
 
     secret: bytes | None = None
     sensitive: frozenset[str] = frozenset()
+    by: str = ""
 
     def digest(self) -> Any:
         """A new digest object: SHA-256, or its HMAC under the secret."""
         if self.secret is None:
             return hashlib.sha256()
         return hmac.new(self.secret, digestmod=hashlib.sha256)
-
-    @property
-    def by(self) -> str:
-        """What the digests are made by: ``""`` (plain SHA-256) or ``hmac:`` and a short
-        fingerprint of the secret, so that digests made otherwise are not compared."""
-        if self.secret is None:
-            return ""
-        mark = hmac.new(self.secret, INPUTS_STEP.encode(), hashlib.sha256).hexdigest()
-        return f"hmac:{mark[:8]}"
 
     def hides(self, type_name: str) -> bool:
         """Whether an input of ``type_name`` is kept and shown without its text."""
@@ -90,7 +84,11 @@ class Secrecy:
 def secrecy(store: Store, sensitive: Sequence[str]) -> Secrecy:
     """The secrecy of the inputs row in ``store``, for a graph with these ``sensitive`` types."""
     codec = store.codec
-    return Secrecy(None if codec is None else codec.cache_secret, frozenset(sensitive))
+    if codec is None:
+        return Secrecy(None, frozenset(sensitive))
+    secret = codec.cache_secret
+    mark = hmac.new(secret, INPUTS_STEP.encode(), hashlib.sha256).hexdigest()
+    return Secrecy(secret, frozenset(sensitive), f"hmac:{mark[:8]}")
 
 
 @dataclass(frozen=True, slots=True)
