@@ -59,11 +59,6 @@ _LAST_QUEUE: Final = (
 )
 
 
-def sweeps_executions(app: procrastinate.App) -> bool:
-    """Whether ``app``'s connector can run the sweep (psycopg, on Postgres)."""
-    return isinstance(app.connector, procrastinate.PsycopgConnector)
-
-
 async def jobless_executions(app: procrastinate.App, *, limit: int = 500) -> list[str]:
     """The ids of enqueued executions ``queued``, ``waiting`` or ``running`` with no job
     ``todo`` or ``doing``, oldest first (at most ``limit``)."""

@@ -105,6 +105,8 @@ async def run_worker(
             f"heartbeat_interval ({heartbeat_interval:g}s)"
         )
     install(app)
+    # Docket's heartbeat thread, the schema check and the sweep of executions need a psycopg
+    # pool (Postgres); another connector (an in-memory one, in tests) keeps Procrastinate's.
     threaded = isinstance(app.connector, procrastinate.PsycopgConnector)
     fixed: WorkerOptions = {
         "concurrency": concurrency,
